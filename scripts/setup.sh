@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set up everything tensormagic needs in ./.venv (idempotent; fast when already done).
+#   scripts/setup.sh          the Python environment (torch, Jupyter, test tools)
+#   scripts/setup.sh browser  also Debian's Chromium for the browser tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+stamp=.venv/.tensormagic-setup
+want="$(cat requirements-dev.txt pyproject.toml | sha1sum | cut -d' ' -f1)"
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv with $($PY --version)"
+    "$PY" -m venv .venv
+fi
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "setup: installing torch 2.13.0 (CPU), Jupyter and test tools into .venv"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+    echo "$want" > "$stamp"
+fi
+if [ "${1:-}" = "browser" ] && ! command -v chromium >/dev/null 2>&1; then
+    echo "setup: installing Debian's chromium for the browser tests"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi

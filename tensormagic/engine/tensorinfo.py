@@ -1,0 +1,656 @@
+"""``%tensorinfo``'s engine: the whole truth about one array, tensor or module.
+
+Pure: takes objects and a namespace, returns report dataclasses of plain values.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from tensormagic.engine import memory
+from tensormagic.engine.dtypes import DtypeTwin, dtype_table, numpy_dtype_name, numpy_twin_of_torch, torch_twin_of_numpy
+from tensormagic.engine.namespace import NamedObject, named_arrays, user_names, is_inspectable
+from tensormagic.engine.report import Report
+from tensormagic.engine.stats import DEFAULT_BUDGET, Histogram, ValueStats, numpy_stats, tensor_stats, value_histogram
+
+#: Aliases listed at most for one object.
+MAX_ALIASES = 50
+#: Exact overlap checks at most when grouping a whole namespace (then ranges decide).
+MAX_EXACT_CHECKS = 20_000
+
+
+@dataclass
+class Alias:
+    """Another variable whose memory overlaps the inspected object's."""
+
+    name: str
+    relation: str
+    detail: str
+
+
+@dataclass
+class Conversion:
+    """What one NumPy <-> Torch conversion would do with the object."""
+
+    call: str
+    result: str  # "shares memory" | "copies" | "fails" | "not applicable" | "same object"
+    detail: str
+
+
+@dataclass(repr=False)
+class TensorInfo(Report):
+    """Everything about one array or tensor (see ``%tensorinfo?``)."""
+
+    name: str
+    type: str
+    dtype: str
+    equivalent_dtype: str | None
+    equivalent_note: str | None
+    shape: list[int] | None
+    ndim: int
+    numel: int
+    itemsize: int
+    strides: list[int] | None
+    byte_strides: list[int] | None
+    contiguous: bool | None
+    memory_format: str
+    storage_offset: int | None
+    nbytes: int
+    storage_nbytes: int | None
+    device: str
+    layout: str
+    requires_grad: bool | None
+    is_leaf: bool | None
+    grad_fn: str | None
+    grad: str | None
+    version: int | None
+    stats: ValueStats | None
+    stats_note: str | None
+    aliases: list[Alias]
+    conversion: list[Conversion]
+    dtype_table: list[DtypeTwin]
+    histogram: Histogram | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    PANEL: ClassVar[str] = "tensormagic.render.tensorinfo_panel:tensor_panel"
+
+    def summary(self) -> str:
+        shape = "x".join(map(str, self.shape)) if self.shape else ("scalar" if self.shape == [] else "?")
+        return f"{self.name}: {self.type} {self.dtype} [{shape}] on {self.device}"
+
+
+@dataclass
+class ParameterRow:
+    """One parameter or buffer of a module."""
+
+    name: str
+    kind: str  # "parameter" | "buffer"
+    shape: list[int]
+    dtype: str
+    device: str
+    numel: int
+    nbytes: int
+    trainable: bool
+
+
+@dataclass(repr=False)
+class ModuleInfo(Report):
+    """Summary of a ``torch.nn.Module``'s parameters and buffers."""
+
+    name: str
+    type: str
+    parameters: int
+    trainable_parameters: int
+    parameter_bytes: int
+    buffers: int
+    buffer_bytes: int
+    dtypes: dict[str, int]
+    devices: dict[str, int]
+    rows: list[ParameterRow]
+    shared: list[dict[str, Any]]
+    structure: str
+    notes: list[str] = field(default_factory=list)
+
+    PANEL: ClassVar[str] = "tensormagic.render.tensorinfo_panel:module_panel"
+
+    def summary(self) -> str:
+        return f"{self.name}: {self.type}, {self.parameters:,} parameters on {', '.join(self.devices) or 'no device'}"
+
+
+@dataclass
+class NamespaceEntry:
+    """One row of the whole-namespace table."""
+
+    name: str
+    type: str
+    dtype: str
+    shape: list[int] | None
+    device: str
+    nbytes: int
+    group: int | None  # entries sharing memory have the same group number
+    relation: str | None
+
+
+@dataclass(repr=False)
+class NamespaceInfo(Report):
+    """Every array, tensor and module in the namespace, grouped by shared memory."""
+
+    entries: list[NamespaceEntry]
+    groups: list[list[str]]
+    total_bytes: int
+    notes: list[str] = field(default_factory=list)
+
+    PANEL: ClassVar[str] = "tensormagic.render.tensorinfo_panel:namespace_panel"
+
+    def summary(self) -> str:
+        return f"{len(self.entries)} arrays, tensors and modules, {len(self.groups)} groups sharing memory"
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _type_name(obj: Any) -> str:
+    kind = type(obj)
+    if isinstance(obj, torch.nn.Parameter):
+        return "torch.nn.Parameter"
+    if isinstance(obj, torch.Tensor) and kind.__module__.startswith("torch"):
+        return "torch.Tensor" if kind is torch.Tensor else f"torch.Tensor ({kind.__qualname__})"
+    if isinstance(obj, np.ndarray) and kind is np.ndarray:
+        return "numpy.ndarray"
+    if isinstance(obj, np.generic):
+        return f"numpy.{kind.__name__}"
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _metadata_only(t: torch.Tensor) -> str | None:
+    """Why a tensor has no readable values, or None if it has some."""
+    if t.device.type == "meta":
+        return "a meta tensor has shape and dtype but no data"
+    try:
+        from torch._subclasses.fake_tensor import FakeTensor
+
+        if isinstance(t, FakeTensor):
+            return "a fake tensor (torch.compile tracing) has shape and dtype but no data"
+    except ImportError:  # pragma: no cover
+        pass
+    return None
+
+
+def _torch_memory_format(t: torch.Tensor) -> str:
+    if t.is_contiguous():
+        return "C"
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
+        return "channels_last"
+    if t.dim() == 5 and t.is_contiguous(memory_format=torch.channels_last_3d):
+        return "channels_last_3d"
+    if t.permute(*reversed(range(t.dim()))).is_contiguous():
+        return "Fortran"
+    return "strided"
+
+
+def _numpy_memory_format(a: np.ndarray) -> str:
+    if a.flags.c_contiguous:
+        return "C"
+    if a.flags.f_contiguous:
+        return "Fortran"
+    return "strided"
+
+
+def _numpy_storage_nbytes(a: np.ndarray) -> int | None:
+    root = memory.root_base(a)
+    if isinstance(root, np.ndarray):
+        if root.base is None:
+            return int(root.nbytes)
+        try:
+            return int(memoryview(root.base).nbytes)
+        except TypeError:
+            return int(root.nbytes)
+    return None
+
+
+def _grad_summary(t: torch.Tensor) -> str | None:
+    g = t.grad if t.is_leaf or t.retains_grad else None
+    if g is None:
+        return None
+    with torch.no_grad():
+        if g.numel() <= 8 and g.device.type != "meta":
+            values = g.detach().cpu().reshape(-1).tolist()
+            shown = values[0] if g.dim() == 0 else values
+            return f"{shown} ({g.dtype}, shape {list(g.shape)})"
+        if g.layout == torch.strided and g.device.type != "meta":
+            return f"{g.dtype} {list(g.shape)}, norm {float(g.detach().double().norm()):.4g}"
+        return f"{g.dtype} {list(g.shape)}"
+
+
+def _try(action: str, fn: Any) -> Conversion:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fn()
+    except Exception as exc:  # noqa: BLE001 - the library's own reason is what we report
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return Conversion(action, "fails", first)
+
+
+def _tensor_conversions(t: torch.Tensor) -> list[Conversion]:
+    def numpy() -> Conversion:
+        a = t.numpy()
+        shares = memory.exact_overlap(memory.memory_region(a), memory.memory_region(t)) if t.numel() else True
+        return Conversion(".numpy()", "shares memory" if shares else "copies", "a NumPy view of the same bytes: changes show in both")
+
+    fixes = []
+    if t.requires_grad:
+        fixes.append(".detach()")
+    if t.device.type != "cpu":
+        fixes.append(".cpu()")
+    if t.dtype in (torch.bfloat16, torch.complex32) or "float8" in str(t.dtype):
+        fixes.append(".float()")
+    conv = _try(".numpy()", numpy)
+    if conv.result == "fails" and fixes:
+        conv.detail += f" - use t{''.join(fixes)}.numpy() (a copy unless only .detach() is needed)"
+    return [
+        conv,
+        Conversion("torch.from_numpy(t)", "not applicable", "takes a NumPy array, not a tensor"),
+        Conversion("torch.tensor(t)", "copies", "always copies (and detaches); torch suggests t.clone().detach()"),
+        Conversion("torch.as_tensor(t)", "same object", "returns the tensor itself when dtype and device already match"),
+    ]
+
+
+def _array_conversions(a: np.ndarray) -> list[Conversion]:
+    def from_numpy() -> Conversion:
+        t = torch.from_numpy(a)
+        detail = "a tensor over the same bytes: changes show in both"
+        if not a.flags.writeable:
+            detail += " (the array is read-only; torch warns that writes are undefined)"
+        return Conversion("torch.from_numpy(a)", "shares memory", detail)
+
+    def tensor() -> Conversion:
+        torch.tensor(a[(0,) * a.ndim] if a.ndim and a.size else a)  # probe the dtype cheaply
+        return Conversion("torch.tensor(a)", "copies", "always copies: later changes to a do not show in the tensor")
+
+    def as_tensor() -> Conversion:
+        shared = from_numpy()
+        if shared.result == "shares memory":
+            return Conversion("torch.as_tensor(a)", "shares memory", "shares like torch.from_numpy (on the CPU, same dtype)")
+        return Conversion("torch.as_tensor(a)", "copies", "")
+
+    conv_as = _try("torch.as_tensor(a)", as_tensor)
+    if conv_as.result == "fails" and a.dtype.kind in "biufc":
+        conv_as = Conversion("torch.as_tensor(a)", "copies", "cannot share this layout, so it copies")
+    return [
+        Conversion("a.numpy()", "not applicable", "already a NumPy array"),
+        _try("torch.from_numpy(a)", from_numpy),
+        _try("torch.tensor(a)", tensor),
+        conv_as,
+    ]
+
+
+def _safe_stats(fn: Any) -> tuple[ValueStats | None, str | None]:
+    try:
+        return fn(), None
+    except Exception as exc:  # noqa: BLE001 - never raise on an exotic tensor
+        return None, f"statistics unavailable: {type(exc).__name__}: {exc}"
+
+
+# ---------------------------------------------------------------------------------------------
+# aliases
+
+
+def find_aliases(name: str, obj: Any, namespace: Mapping[str, Any], hidden: frozenset[str] | set[str] = frozenset()) -> list[Alias]:
+    """Other variables of ``namespace`` whose memory overlaps ``obj``'s (or that are ``obj``)."""
+    target = memory.memory_region(obj)
+    found: list[Alias] = []
+    for other in named_arrays(namespace, hidden):
+        if other.name == name:
+            continue
+        r = memory.memory_region(other.obj)
+        if other.obj is not obj and (target is None or r is None or r.space != target.space or r.hi <= target.lo or target.hi <= r.lo):
+            continue
+        rel = memory.relation(obj, other.obj, target, r)
+        if rel is not None:
+            found.append(Alias(other.name, rel[0], rel[1]))
+        if len(found) >= MAX_ALIASES:
+            break
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# builders
+
+
+def inspect_tensor(name: str, t: torch.Tensor, namespace: Mapping[str, Any] | None = None, budget: int = DEFAULT_BUDGET, hidden: frozenset[str] | set[str] = frozenset()) -> TensorInfo:
+    """Build the report of a torch tensor (any layout, dtype or device)."""
+    twin = numpy_twin_of_torch(t.dtype) if not t.is_quantized else DtypeTwin(str(t.dtype), None, "quantized dtypes have no NumPy twin; use .dequantize() or .int_repr()")
+    details: dict[str, Any] = {}
+    notes: list[str] = []
+    layout = str(t.layout).removeprefix("torch.")
+    nested = bool(getattr(t, "is_nested", False))
+    meta_reason = _metadata_only(t)
+    strided = t.layout == torch.strided and not nested
+    itemsize = t.element_size()
+    shape: list[int] | None
+    if nested:
+        components = t.unbind()
+        shape = None
+        details["nested"] = {"components": len(components), "component_shapes": [list(c.shape) for c in components[:20]]}
+        numel = sum(c.numel() for c in components)
+        layout = "nested (" + layout + ")"
+    else:
+        shape = list(t.shape)
+        numel = t.numel()
+    strides = list(t.stride()) if strided else None
+    stats: ValueStats | None = None
+    stats_note: str | None = None
+    histogram: Histogram | None = None
+    storage_nbytes: int | None = None
+    if meta_reason:
+        stats_note = meta_reason + ": no statistics"
+    elif t.layout in (torch.sparse_coo, torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc):
+        values = t._values() if t.layout == torch.sparse_coo else t.values()
+        nnz = int(values.shape[0]) if values.dim() else int(values.numel())
+        details["sparse"] = {"layout": layout, "nnz": nnz, "density": (nnz / numel) if numel else 0.0}
+        stats, stats_note = _safe_stats(lambda: tensor_stats(values, budget))
+        if stats is not None:
+            stats.over = f"the {stats.count} stored values (implicit zeros excluded)"
+            implicit = numel - values.numel()
+            details["sparse"]["implicit_zeros"] = implicit
+        index_bytes = 0
+        for getter in ("_indices", "crow_indices", "col_indices", "ccol_indices", "row_indices"):
+            try:
+                idx = getattr(t, getter)()
+                index_bytes += idx.numel() * idx.element_size()
+            except Exception:  # noqa: BLE001 - not every sparse layout has every index
+                continue
+        storage_nbytes = values.numel() * values.element_size() + index_bytes
+    elif t.is_quantized:
+        q: dict[str, Any] = {"scheme": str(t.qscheme()).removeprefix("torch.")}
+        if t.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+            q.update(scale=float(t.q_scale()), zero_point=int(t.q_zero_point()))
+        else:
+            q.update(axis=int(t.q_per_channel_axis()), scales=t.q_per_channel_scales()[:8].tolist(), zero_points=t.q_per_channel_zero_points()[:8].tolist())
+        details["quantized"] = q
+        stats, stats_note = _safe_stats(lambda: tensor_stats(t.dequantize() if numel <= budget else t.dequantize().reshape(-1)[:budget], budget))
+        if stats is not None:
+            stats.over = "dequantized values"
+        storage_nbytes = t.untyped_storage().nbytes() if hasattr(t, "untyped_storage") else None
+    elif nested:
+        stats, stats_note = _safe_stats(lambda: tensor_stats(torch.cat([c.reshape(-1) for c in t.unbind()]), budget))
+    else:
+        stats, stats_note = _safe_stats(lambda: tensor_stats(t, budget))
+        if stats is not None:
+            histogram, _ = _safe_stats(lambda: value_histogram(t, stats.min, stats.max))
+    if strided and storage_nbytes is None and not meta_reason:
+        try:
+            storage_nbytes = t.untyped_storage().nbytes()
+        except Exception:  # noqa: BLE001
+            storage_nbytes = None
+    elif strided and meta_reason:
+        try:
+            storage_nbytes = t.untyped_storage().nbytes()
+        except Exception:  # noqa: BLE001
+            storage_nbytes = None
+    nbytes = numel * itemsize
+    if storage_nbytes is not None and strided and nbytes > storage_nbytes:
+        notes.append(f"{nbytes:,} logical bytes over only {storage_nbytes:,} bytes of storage: elements repeat (a stride of 0, e.g. from expand)")
+    elif storage_nbytes is not None and strided and storage_nbytes > nbytes:
+        notes.append(f"a view: its storage holds {storage_nbytes:,} bytes, this tensor uses {nbytes:,} of them")
+    grad_fn = type(t.grad_fn).__name__ if t.grad_fn is not None else None
+    requires = bool(t.requires_grad)
+    aliases = find_aliases(name, t, namespace, hidden) if namespace is not None else []
+    return TensorInfo(
+        name=name,
+        type=_type_name(t),
+        dtype=str(t.dtype),
+        equivalent_dtype=twin.twin,
+        equivalent_note=twin.note,
+        shape=shape,
+        ndim=t.dim(),
+        numel=numel,
+        itemsize=itemsize,
+        strides=strides,
+        byte_strides=[s * itemsize for s in strides] if strides is not None else None,
+        contiguous=t.is_contiguous() if strided else None,
+        memory_format=_torch_memory_format(t) if strided else layout,
+        storage_offset=t.storage_offset() if strided else None,
+        nbytes=nbytes,
+        storage_nbytes=storage_nbytes,
+        device=str(t.device),
+        layout=layout,
+        requires_grad=requires,
+        is_leaf=bool(t.is_leaf),
+        grad_fn=grad_fn,
+        grad=_grad_summary(t) if not nested else None,
+        version=int(t._version) if strided and not meta_reason else None,
+        stats=stats,
+        stats_note=stats_note,
+        aliases=aliases,
+        conversion=_tensor_conversions(t),
+        dtype_table=dtype_table(),
+        histogram=histogram,
+        details=details,
+        notes=notes,
+    )
+
+
+def inspect_array(name: str, a: np.ndarray | np.generic, namespace: Mapping[str, Any] | None = None, budget: int = DEFAULT_BUDGET, hidden: frozenset[str] | set[str] = frozenset()) -> TensorInfo:
+    """Build the report of a NumPy array or NumPy scalar."""
+    type_name = _type_name(a)
+    scalar = isinstance(a, np.generic)
+    arr = np.asarray(a)
+    twin = torch_twin_of_numpy(arr.dtype)
+    stats, stats_note = _safe_stats(lambda: numpy_stats(arr, budget))
+    histogram = None
+    if stats is not None and arr.dtype.kind in "iuf" and arr.dtype.isnative and arr.dtype.itemsize <= 8:
+        flipped = arr[tuple(slice(None, None, -1) if s < 0 else slice(None) for s in arr.strides)]
+        histogram, _ = _safe_stats(lambda: value_histogram(torch.from_numpy(flipped), stats.min, stats.max))
+    if stats is None and stats_note is None:
+        stats_note = f"no statistics for dtype {arr.dtype} (not numeric)"
+    itemsize = arr.itemsize
+    strides = [s // itemsize if itemsize else 0 for s in arr.strides]
+    storage = arr.itemsize if scalar else _numpy_storage_nbytes(arr)
+    notes: list[str] = []
+    if storage is not None and arr.nbytes > storage:
+        notes.append(f"{arr.nbytes:,} logical bytes over only {storage:,} bytes of memory: elements repeat (a stride of 0, e.g. from np.broadcast_to)")
+    elif storage is not None and storage > arr.nbytes and not scalar:
+        notes.append(f"a view: its base holds {storage:,} bytes, this array uses {arr.nbytes:,} of them")
+    if any(s % itemsize for s in arr.strides if itemsize):
+        notes.append("strides are not whole elements; byte_strides are exact")
+    aliases = find_aliases(name, a, namespace, hidden) if namespace is not None and not scalar else []
+    conversion = _array_conversions(arr) if not scalar else [
+        Conversion("torch.from_numpy(a)", "fails", "expects an np.ndarray; a NumPy scalar is not one"),
+        Conversion("torch.tensor(a)", "copies", "makes a 0-d tensor"),
+        Conversion("torch.as_tensor(a)", "copies", "makes a 0-d tensor"),
+    ]
+    return TensorInfo(
+        name=name,
+        type=type_name,
+        dtype=numpy_dtype_name(arr.dtype),
+        equivalent_dtype=twin.twin,
+        equivalent_note=twin.note,
+        shape=list(arr.shape),
+        ndim=arr.ndim,
+        numel=int(arr.size),
+        itemsize=itemsize,
+        strides=strides,
+        byte_strides=list(arr.strides),
+        contiguous=bool(arr.flags.c_contiguous),
+        memory_format=_numpy_memory_format(arr),
+        storage_offset=None,
+        nbytes=int(arr.nbytes),
+        storage_nbytes=storage,
+        device="cpu",
+        layout="strided",
+        requires_grad=None,
+        is_leaf=None,
+        grad_fn=None,
+        grad=None,
+        version=None,
+        stats=stats,
+        stats_note=stats_note,
+        aliases=aliases,
+        conversion=conversion,
+        dtype_table=dtype_table(),
+        histogram=histogram,
+        details={"writeable": bool(arr.flags.writeable), "byte_order": arr.dtype.byteorder},
+        notes=notes,
+    )
+
+
+def inspect_module(name: str, module: torch.nn.Module, max_rows: int = 200) -> ModuleInfo:
+    """Summarise a module: parameter and buffer counts, dtypes, devices, bytes, sharing."""
+    rows: list[ParameterRow] = []
+    seen: dict[int, str] = {}
+    shared: list[dict[str, Any]] = []
+    dtypes: Counter[str] = Counter()
+    devices: Counter[str] = Counter()
+    params = trainable = pbytes = nbuf = bbytes = 0
+    regions: list[tuple[str, memory.MemoryRegion | None, torch.Tensor]] = []
+    for kind, items in (("parameter", module.named_parameters(remove_duplicate=False)), ("buffer", module.named_buffers(remove_duplicate=False))):
+        for pname, p in items:
+            if p is None:
+                continue
+            if id(p) in seen:
+                shared.append({"names": [seen[id(p)], pname], "relation": "same object", "detail": f"tied: the same {kind} is registered twice"})
+                continue
+            seen[id(p)] = pname
+            size = p.numel() * p.element_size()
+            dtypes[str(p.dtype)] += p.numel()
+            devices[str(p.device)] += 1
+            if kind == "parameter":
+                params += p.numel()
+                pbytes += size
+                trainable += p.numel() if p.requires_grad else 0
+            else:
+                nbuf += p.numel()
+                bbytes += size
+            regions.append((pname, memory.memory_region(p), p))
+            if len(rows) < max_rows:
+                rows.append(ParameterRow(pname, kind, list(p.shape), str(p.dtype), str(p.device), p.numel(), size, bool(p.requires_grad)))
+    for i, j in memory.overlapping_pairs([r for _, r, _ in regions]):
+        rel = memory.relation(regions[i][2], regions[j][2], regions[i][1], regions[j][1])
+        if rel is not None:
+            shared.append({"names": [regions[i][0], regions[j][0]], "relation": rel[0], "detail": rel[1]})
+    notes = []
+    if len(devices) > 1:
+        notes.append(f"parameters and buffers sit on {len(devices)} devices ({', '.join(devices)}): inputs must match each layer's device")
+    structure_lines = str(module).splitlines()
+    structure = "\n".join(structure_lines[:60]) + (f"\n... ({len(structure_lines) - 60} more lines)" if len(structure_lines) > 60 else "")
+    return ModuleInfo(
+        name=name,
+        type=f"{type(module).__module__}.{type(module).__qualname__}",
+        parameters=params,
+        trainable_parameters=trainable,
+        parameter_bytes=pbytes,
+        buffers=nbuf,
+        buffer_bytes=bbytes,
+        dtypes=dict(dtypes),
+        devices=dict(devices),
+        rows=rows,
+        shared=shared,
+        structure=structure,
+        notes=notes,
+    )
+
+
+def inspect_object(name: str, obj: Any, namespace: Mapping[str, Any] | None = None, budget: int = DEFAULT_BUDGET, hidden: frozenset[str] | set[str] = frozenset()) -> TensorInfo | ModuleInfo:
+    """Dispatch on the object's kind; raises TypeError for objects that are not inspectable."""
+    if isinstance(obj, torch.Tensor):
+        return inspect_tensor(name, obj, namespace, budget, hidden)
+    if isinstance(obj, (np.ndarray, np.generic)):
+        return inspect_array(name, obj, namespace, budget, hidden)
+    if isinstance(obj, torch.nn.Module):
+        return inspect_module(name, obj)
+    raise TypeError(f"{name} is a {type(obj).__name__}, not an array, tensor or module")
+
+
+def _entry_of(item: NamedObject) -> NamespaceEntry:
+    obj = item.obj
+    if isinstance(obj, torch.Tensor):
+        nested = bool(getattr(obj, "is_nested", False))
+        shape = None if nested else list(obj.shape)
+        numel = sum(c.numel() for c in obj.unbind()) if nested else obj.numel()
+        return NamespaceEntry(item.name, _type_name(obj), str(obj.dtype), shape, str(obj.device), numel * obj.element_size(), None, None)
+    arr = np.asarray(obj)
+    return NamespaceEntry(item.name, _type_name(obj), numpy_dtype_name(arr.dtype), list(arr.shape), "cpu", int(arr.nbytes), None, None)
+
+
+def inspect_namespace(namespace: Mapping[str, Any], hidden: frozenset[str] | set[str] = frozenset()) -> NamespaceInfo:
+    """One table of every array, tensor and module, grouped by what shares memory."""
+    items = named_arrays(namespace, hidden, include_module_tensors=False)
+    entries = [_entry_of(item) for item in items]
+    for name in user_names(namespace, hidden):
+        obj = namespace[name]
+        if isinstance(obj, torch.nn.Module):
+            info = inspect_module(name, obj, max_rows=0)
+            entries.append(NamespaceEntry(name, info.type, ", ".join(info.dtypes) or "-", None, ", ".join(info.devices) or "-", info.parameter_bytes + info.buffer_bytes, None, None))
+    regions = [memory.memory_region(item.obj) for item in items]
+    parent = list(range(len(items)))
+    relations: dict[int, str] = {}
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    checks = 0
+    by_object: dict[int, int] = {}
+    for i, item in enumerate(items):
+        j = by_object.setdefault(id(item.obj), i)
+        if j != i:
+            parent[find(i)] = find(j)
+            relations[i] = memory.SAME_OBJECT
+    notes: list[str] = []
+    for i, j in memory.overlapping_pairs(regions):
+        if find(i) == find(j):
+            continue
+        if checks < MAX_EXACT_CHECKS:
+            checks += 1
+            rel = memory.relation(items[i].obj, items[j].obj, regions[i], regions[j])
+            if rel is None:
+                continue
+            kind = rel[0]
+        else:
+            kind = memory.MAY_SHARE
+        parent[find(j)] = find(i)
+        relations.setdefault(j, kind)
+    if checks >= MAX_EXACT_CHECKS:
+        notes.append(f"more than {MAX_EXACT_CHECKS:,} overlapping pairs: the rest are grouped by byte ranges (may share memory)")
+    members: dict[int, list[int]] = {}
+    for i in range(len(items)):
+        members.setdefault(find(i), []).append(i)
+    groups = [idx for idx in members.values() if len(idx) > 1]
+    for number, idx in enumerate(groups, start=1):
+        for i in idx:
+            entries[i].group = number
+            entries[i].relation = relations.get(i)
+    total = sum(e.nbytes for e in entries[: len(items)])
+    return NamespaceInfo(entries=entries, groups=[[items[i].name for i in idx] for idx in groups], total_bytes=total, notes=notes)
+
+
+__all__ = [
+    "Alias",
+    "Conversion",
+    "ModuleInfo",
+    "NamespaceEntry",
+    "NamespaceInfo",
+    "ParameterRow",
+    "TensorInfo",
+    "find_aliases",
+    "inspect_array",
+    "inspect_module",
+    "inspect_namespace",
+    "inspect_object",
+    "inspect_tensor",
+    "is_inspectable",
+]

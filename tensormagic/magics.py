@@ -1,0 +1,150 @@
+"""The IPython glue: parse a magic's arguments, resolve names, call the engine, return the report.
+
+Every user mistake becomes a one-line ``UsageError`` and leaves the namespace untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import keyword
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class, output_can_be_silenced
+from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.utils.text import SList
+from IPython.utils.process import arg_split
+from traitlets import CaselessStrEnum, observe
+
+from tensormagic.engine.namespace import describe_non_array, is_inspectable, suggest
+from tensormagic.engine.stats import DEFAULT_BUDGET
+from tensormagic.engine import tensorinfo as tensorinfo_engine
+from tensormagic.render.display import DISPLAY_MODES, set_display_mode
+
+
+def parse_line(magic: Any, line: str) -> argparse.Namespace:
+    """Parse a magic's line with its ``magic_arguments`` parser, keeping quotes inside expressions.
+
+    A trailing ``;`` (which silences the output) is not part of the arguments.
+    """
+    line = line.strip()
+    if line.endswith(";"):
+        line = line[:-1].rstrip()
+    try:
+        tokens = arg_split(line, posix=False, strict=False)
+    except ValueError as exc:
+        raise UsageError(f"could not split the arguments ({exc}); check the quotes") from None
+    return magic.parser.parse_args(tokens)
+
+
+@magics_class
+class TensorMagics(Magics):
+    """``%tensorinfo``, ``%%autograd`` and ``%todevice``."""
+
+    display = CaselessStrEnum(
+        DISPLAY_MODES,
+        default_value="auto",
+        help="How reports display: 'auto' (a widget panel in a live kernel, else HTML and text), "
+        "'widget', 'html' (HTML and text, no widget) or 'text' (plain text only).",
+    ).tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        set_display_mode(self.display)
+
+    @observe("display")
+    def _display_changed(self, change: dict[str, Any]) -> None:
+        set_display_mode(change["new"])
+
+    # -- name resolution ----------------------------------------------------------------------
+
+    @property
+    def _hidden(self) -> set[str]:
+        return set(getattr(self.shell, "user_ns_hidden", {}))
+
+    def resolve(self, expr: str) -> Any:
+        """Evaluate ``expr`` in the user's namespace, turning every failure into a UsageError."""
+        ns = self.shell.user_ns
+        if expr.isidentifier() and not keyword.iskeyword(expr) and expr not in ns:
+            if expr in self.shell.user_global_ns or hasattr(__builtins__, expr):
+                pass
+            else:
+                raise UsageError(self._unknown_name(expr))
+        try:
+            return self.shell.ev(expr)
+        except NameError as exc:
+            missing = getattr(exc, "name", None) or expr
+            raise UsageError(self._unknown_name(missing)) from None
+        except SyntaxError as exc:
+            raise UsageError(f"{expr!r} is not a valid Python expression ({exc.msg}); give a variable name or an expression such as x[0]") from None
+        except Exception as exc:  # noqa: BLE001 - the user's expression failed: say so in one line
+            raise UsageError(f"evaluating {expr!r} raised {type(exc).__name__}: {exc}") from None
+
+    def _unknown_name(self, name: str) -> str:
+        close = suggest(name, self.shell.user_ns, self._hidden)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; run %tensorinfo with no argument to list every array, tensor and module"
+        return f"name {name!r} is not defined{hint}"
+
+    # -- %tensorinfo --------------------------------------------------------------------------
+
+    @output_can_be_silenced
+    @magic_arguments()
+    @argument(
+        "--budget",
+        type=int,
+        default=DEFAULT_BUDGET,
+        metavar="N",
+        help=f"compute statistics exactly up to N elements, from a sample above (default {DEFAULT_BUDGET:,})",
+    )
+    @argument("--exact", action="store_true", help="always compute exact statistics, however large the tensor")
+    @argument(
+        "expr",
+        nargs=argparse.REMAINDER,
+        help="a variable or expression (x, x[0], model.fc.weight); none: every array, tensor and module",
+    )
+    @line_magic
+    def tensorinfo(self, line: str = "") -> Any:
+        """Inspect an array, tensor or module: dtype and its NumPy<->Torch twin, shape, strides,
+        real storage, device, autograd state, value statistics and which variables share its memory.
+
+        Usage::
+
+            %tensorinfo x                 # a NumPy array, torch tensor or nn.Module
+            %tensorinfo model.fc.weight   # any expression
+            %tensorinfo                   # every array, tensor and module, grouped by shared memory
+            r = %tensorinfo x             # the report: r.to_dict() for code
+
+        Statistics are computed where the data lives, exactly up to --budget elements and from a
+        fixed-seed sample above it (labelled as such).
+        """
+        args = parse_line(self.tensorinfo, line)
+        if args.budget <= 0:
+            raise UsageError(f"--budget must be a positive number of elements, not {args.budget}")
+        budget = 2**62 if args.exact else args.budget
+        expr = " ".join(args.expr).strip()
+        if not expr:
+            return tensorinfo_engine.inspect_namespace(self.shell.user_ns, self._hidden)
+        obj = self.resolve(expr)
+        if not is_inspectable(obj):
+            raise UsageError(f"{expr} {describe_non_array(obj)}")
+        return tensorinfo_engine.inspect_object(expr, obj, self.shell.user_ns, budget, self._hidden)
+
+
+def load(shell: Any) -> None:
+    """Register :class:`TensorMagics` once with ``shell``."""
+    if "TensorMagics" in shell.magics_manager.registry:
+        return
+    shell.register_magics(TensorMagics(shell))
+
+
+def unload(shell: Any) -> None:
+    """Remove the magics, their configurable and the display mode they set."""
+    magics = shell.magics_manager.registry.pop("TensorMagics", None)
+    if magics is None:
+        return
+    for kind, table in magics.magics.items():
+        for name in table:
+            shell.magics_manager.magics[kind].pop(name, None)
+    if magics in shell.configurables:
+        shell.configurables.remove(magics)
+    set_display_mode("auto")

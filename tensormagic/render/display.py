@@ -1,0 +1,87 @@
+"""How a report shows itself: which views to build, and building them.
+
+``mimebundle(report)`` gives ``text/plain`` and ``text/html`` (one panel feeds both) and, inside
+a live Jupyter kernel, the ipywidgets view as well.  ``%config TensorMagics.display`` sets the
+mode through :func:`set_display_mode`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+from tensormagic.render import html, text
+from tensormagic.render.document import Panel
+
+DISPLAY_MODES = ("auto", "widget", "html", "text")
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+_mode = "auto"
+
+
+def set_display_mode(mode: str) -> None:
+    """``auto`` (widget in a kernel, else HTML+text), ``widget``, ``html`` or ``text`` (text only)."""
+    global _mode
+    if mode not in DISPLAY_MODES:
+        raise ValueError(f"display must be one of {', '.join(DISPLAY_MODES)}, not {mode!r}")
+    _mode = mode
+
+
+def display_mode() -> str:
+    """The display mode in force."""
+    return _mode
+
+
+def in_kernel() -> bool:
+    """True inside a live Jupyter kernel (terminal IPython and plain Python say False)."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    shell = ipython.get_ipython()
+    return getattr(shell, "kernel", None) is not None
+
+
+def build_panel(report: Any) -> Panel:
+    """The panel of a report, from the builder its class names in ``PANEL`` ("module:function")."""
+    target = getattr(type(report), "PANEL", None)
+    if not target:
+        raise TypeError(f"{type(report).__name__} has no panel builder")
+    module, _, func = target.partition(":")
+    return getattr(importlib.import_module(module), func)(report)
+
+
+def render_text(report: Any) -> str:
+    """The report as plain text."""
+    return text.render_panel(build_panel(report))
+
+
+def render_html(report: Any) -> str:
+    """The report as semantic HTML."""
+    return html.render_panel(build_panel(report))
+
+
+def render_widget(report: Any) -> Any:
+    """The report as an ipywidgets tree (imports ipywidgets)."""
+    from tensormagic.render.widget import render_widget as widget_of
+
+    return widget_of(build_panel(report))
+
+
+def mimebundle(report: Any) -> dict[str, Any]:
+    """The display data of a report for the current mode."""
+    panel = build_panel(report)
+    bundle: dict[str, Any] = {"text/plain": text.render_panel(panel)}
+    if _mode == "text":
+        return bundle
+    bundle["text/html"] = html.render_panel(panel)
+    if _mode in ("auto", "widget") and in_kernel():
+        try:
+            from tensormagic.render.widget import render_widget as widget_of
+
+            view = widget_of(panel)._repr_mimebundle_()
+        except ImportError:  # ipywidgets missing: the HTML view stands in
+            return bundle
+        if view and WIDGET_MIME in view:
+            bundle[WIDGET_MIME] = view[WIDGET_MIME]
+    return bundle

@@ -1,0 +1,51 @@
+"""Small formatting helpers shared by the panel builders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def fmt_bytes(n: int | None) -> str:
+    """``1.5 MiB (1,572,864 B)`` style sizes."""
+    if n is None:
+        return "-"
+    if n < 1024:
+        return f"{n:,} B"
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        size /= 1024
+        if size < 1024 or unit == "TiB":
+            return f"{size:,.1f} {unit} ({n:,} B)"
+    return f"{n:,} B"  # pragma: no cover
+
+
+def fmt_number(x: Any) -> str:
+    """Numbers as a learner reads them: ints exact, floats to 6 significant digits."""
+    if x is None:
+        return "-"
+    if isinstance(x, bool):
+        return str(x)
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        return f"{x:.6g}"
+    return str(x)
+
+
+def fmt_shape(shape: list[int] | None) -> str:
+    """``(2, 3)`` style shapes; ``()`` for 0-d."""
+    if shape is None:
+        return "-"
+    if len(shape) == 1:
+        return f"({shape[0]},)"
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def yes_no(flag: bool | None) -> str:
+    """yes / no / - for optional booleans."""
+    return "-" if flag is None else ("yes" if flag else "no")
+
+
+def truncate(text: str, limit: int = 120) -> str:
+    """Cut long user-derived strings so that panels stay small."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,80 @@
+"""Render a :class:`~tensormagic.render.document.Panel` as plain semantic HTML.
+
+No JavaScript and nothing that needs CSS to read well (GitHub strips both): headings, tables,
+``details``/``summary`` and ``code``.  A small scoped style sheet only improves the look where it
+is allowed.  Every string is escaped here, so user-derived names and reprs can never inject markup.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from tensormagic.render.document import Action, Bars, Block, KeyValues, Note, Panel, Preformatted, Section, Table
+from tensormagic.render.text import bar
+
+_MARK = {"info": "ℹ", "ok": "✔", "warning": "⚠", "error": "✘"}
+
+STYLE = (
+    "<style>"
+    ".tensormagic table{border-collapse:collapse;margin:4px 0;font-size:12px}"
+    ".tensormagic th,.tensormagic td{padding:2px 8px;text-align:left;vertical-align:top;"
+    "border-bottom:1px solid rgba(128,128,128,.25)}"
+    ".tensormagic th{font-weight:600}"
+    ".tensormagic .tm-bar{font-family:monospace;white-space:pre;color:#3b82f6}"
+    ".tensormagic .tm-warning{color:#b45309}.tensormagic .tm-error{color:#b91c1c}"
+    ".tensormagic .tm-ok{color:#15803d}"
+    ".tensormagic summary{font-weight:600;cursor:pointer;margin-top:4px}"
+    ".tensormagic pre{font-size:12px;margin:2px 0}"
+    "</style>"
+)
+
+
+def e(text: object) -> str:
+    """Escape any value for HTML text and attributes."""
+    return escape(str(text), quote=True)
+
+
+def render_block(block: Block) -> str:
+    """HTML of one block."""
+    if isinstance(block, KeyValues):
+        rows = "".join(f"<tr><th scope=\"row\">{e(k)}</th><td>{e(v)}</td></tr>" for k, v in block.rows)
+        return f"<table>{rows}</table>"
+    if isinstance(block, Table):
+        caption = f"<caption>{e(block.caption)}</caption>" if block.caption else ""
+        head = "".join(f"<th scope=\"col\">{e(h)}</th>" for h in block.headers)
+        body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in block.rows)
+        more = ""
+        if block.total_rows is not None and block.total_rows > len(block.rows):
+            more = f"<p><em>… {block.total_rows - len(block.rows):,} more rows not shown</em></p>"
+        return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
+    if isinstance(block, Note):
+        return f"<p class=\"tm-{e(block.level)}\">{_MARK[block.level]} {e(block.text)}</p>"
+    if isinstance(block, Bars):
+        caption = f"<caption>{e(block.caption)}</caption>" if block.caption else ""
+        top = max((abs(v) for v in block.values), default=0.0)
+        rows = "".join(
+            f"<tr><td>{e(label)}</td><td class=\"tm-bar\">{e(bar(abs(v), top) or '▏')}</td><td>{e(block.value_format.format(v))}</td></tr>"
+            for label, v in zip(block.labels, block.values)
+        )
+        return f"<table>{caption}<tbody>{rows}</tbody></table>"
+    if isinstance(block, Preformatted):
+        return f"<pre><code>{e(block.text)}</code></pre>"
+    if isinstance(block, Action):
+        return f"<p>{e(block.fallback)}</p>"
+    raise TypeError(f"unknown block {type(block).__name__}")  # pragma: no cover
+
+
+def render_section(section: Section) -> str:
+    """The blocks of one section (no heading)."""
+    return "".join(render_block(b) for b in section.blocks)
+
+
+def render_panel(panel: Panel) -> str:
+    """The whole panel: a heading, the headline, the first section open, the rest in details."""
+    parts = [STYLE, "<div class=\"tensormagic\">", f"<h4>{e(panel.title)}</h4>"]
+    parts.append(f"<p class=\"tm-{e(panel.headline_level)}\"><strong>{e(panel.headline)}</strong></p>")
+    for i, section in enumerate(panel.sections):
+        opened = " open" if i == 0 else ""
+        parts.append(f"<details{opened}><summary>{e(section.title)}</summary>{render_section(section)}</details>")
+    parts.append("</div>")
+    return "".join(parts)

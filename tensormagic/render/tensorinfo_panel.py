@@ -1,0 +1,194 @@
+"""Panels of ``%tensorinfo``'s reports (one builder per report; renderers do the rest)."""
+
+from __future__ import annotations
+
+from tensormagic.engine.tensorinfo import ModuleInfo, NamespaceInfo, TensorInfo
+from tensormagic.render.document import Bars, KeyValues, Note, Panel, Preformatted, Section, Table
+from tensormagic.render.format import fmt_bytes, fmt_number, fmt_shape, truncate, yes_no
+
+#: Rows shown at most in any table of a panel (large namespaces and modules stay small).
+MAX_ROWS = 40
+
+
+def _twin(info: TensorInfo) -> str:
+    if info.equivalent_dtype:
+        return info.equivalent_dtype
+    return f"none ({info.equivalent_note})" if info.equivalent_note else "none"
+
+
+def _headline(info: TensorInfo) -> str:
+    parts = [f"{truncate(info.name, 60)}: {info.type} {info.dtype} {fmt_shape(info.shape)} on {info.device}"]
+    parts.append(f"twin {info.equivalent_dtype}" if info.equivalent_dtype else "no twin dtype")
+    s = info.stats
+    if s is not None and s.count:
+        bad = s.nan + s.posinf + s.neginf
+        parts.append(f"{bad:,} NaN/inf!" if bad else f"range [{fmt_number(s.min)}, {fmt_number(s.max)}]")
+    if info.aliases:
+        names = ", ".join(truncate(a.name, 30) for a in info.aliases[:3])
+        parts.append(f"shares memory with {names}")
+    return " · ".join(parts)
+
+
+def _summary(info: TensorInfo) -> Section:
+    rows = [
+        ("type", info.type),
+        ("dtype", info.dtype),
+        ("twin dtype" if info.type.startswith("torch") else "torch twin", _twin(info)),
+        ("shape", fmt_shape(info.shape)),
+        ("elements", fmt_number(info.numel)),
+        ("device", info.device),
+        ("bytes", fmt_bytes(info.nbytes)),
+    ]
+    if info.requires_grad is not None:
+        rows.append(("requires_grad", yes_no(info.requires_grad)))
+    blocks: list = [KeyValues(rows)]
+    blocks += [Note(n, "warning" if "NaN" in n else "info") for n in info.notes if "stride of 0" in n]
+    for key in ("sparse", "quantized", "nested"):
+        if key in info.details:
+            blocks.append(KeyValues([(f"{key}: {k}", truncate(str(v), 100)) for k, v in info.details[key].items()]))
+    return Section("Summary", blocks)
+
+
+def _layout(info: TensorInfo) -> Section:
+    rows = [
+        ("layout", info.layout),
+        ("memory format", info.memory_format),
+        ("contiguous", yes_no(info.contiguous)),
+        ("strides (elements)", fmt_shape(info.strides)),
+        ("strides (bytes)", fmt_shape(info.byte_strides)),
+        ("item size", f"{info.itemsize} B"),
+        ("logical bytes", fmt_bytes(info.nbytes)),
+        ("storage bytes", fmt_bytes(info.storage_nbytes)),
+    ]
+    if info.storage_offset is not None:
+        rows.append(("storage offset", fmt_number(info.storage_offset)))
+    blocks: list = [KeyValues(rows)]
+    blocks += [Note(n) for n in info.notes]
+    return Section("Layout & memory", blocks)
+
+
+def _values(info: TensorInfo) -> Section:
+    s = info.stats
+    if s is None:
+        return Section("Values", [Note(info.stats_note or "no statistics", "info")])
+    how = "exact" if s.exact else f"estimated from a sample of {s.sample_size:,} of {s.count:,} elements"
+    rows = [
+        ("min", fmt_number(s.min)),
+        ("max", fmt_number(s.max)),
+        ("mean", fmt_number(s.mean)),
+        ("std", fmt_number(s.std)),
+        ("NaN", fmt_number(s.nan)),
+        ("+inf", fmt_number(s.posinf)),
+        ("-inf", fmt_number(s.neginf)),
+        ("zeros", fmt_number(s.zeros)),
+    ]
+    blocks: list = [KeyValues(rows), Note(f"over {s.over}; {how}")]
+    if s.nan or s.posinf or s.neginf:
+        blocks.append(Note("non-finite values present: min, max, mean and std are over the finite values", "warning"))
+    h = info.histogram
+    if h is not None and len(h.counts) > 1 and sum(h.counts):
+        if h.integer:
+            labels = [fmt_number(int(h.edges[i])) for i in range(len(h.counts))]
+        else:
+            labels = [f"{h.edges[i]:.3g} … {h.edges[i + 1]:.3g}" for i in range(len(h.counts))]
+        caption = "histogram" + (" (from a sample)" if h.sampled else "")
+        blocks.append(Bars(labels, [float(c) for c in h.counts], caption, value_format="{:,.0f}"))
+    return Section("Values", blocks)
+
+
+def _autograd(info: TensorInfo) -> Section:
+    if info.requires_grad is None:
+        return Section("Autograd", [Note("NumPy arrays have no autograd; torch.from_numpy(a).requires_grad_() makes a leaf tensor that shares a's memory")])
+    rows = [
+        ("requires_grad", yes_no(info.requires_grad)),
+        ("is_leaf", yes_no(info.is_leaf)),
+        ("grad_fn", info.grad_fn or "-"),
+        ("grad", info.grad or "None"),
+        ("version", fmt_number(info.version)),
+    ]
+    blocks: list = [KeyValues(rows)]
+    if info.requires_grad and not info.is_leaf:
+        blocks.append(Note("a non-leaf tensor: .grad stays None after backward unless you call .retain_grad() first"))
+    elif not info.requires_grad:
+        blocks.append(Note("no gradient will be computed for it; to get one, create it with requires_grad=True or call .requires_grad_()"))
+    return Section("Autograd", blocks)
+
+
+def _aliases(info: TensorInfo) -> Section:
+    if not info.aliases:
+        blocks: list = [Note("no other variable shares its memory")]
+    else:
+        rows = [[a.name, a.relation, a.detail] for a in info.aliases[:MAX_ROWS]]
+        blocks = [Table(["variable", "relation", "detail"], rows, total_rows=len(info.aliases))]
+    conv = [[c.call, c.result, c.detail] for c in info.conversion]
+    blocks.append(Table(["conversion", "result", "why"], conv, caption="NumPy <-> Torch conversions"))
+    return Section("Aliases", blocks)
+
+
+def _dtypes(info: TensorInfo) -> Section:
+    mine = {info.dtype, info.equivalent_dtype}
+    rows = [["→ " + d.dtype if d.dtype in mine else d.dtype, d.twin or "none", d.note or ""] for d in info.dtype_table]
+    lead = f"{info.dtype} <-> {info.equivalent_dtype}" if info.equivalent_dtype else f"{info.dtype} has no twin: {info.equivalent_note}"
+    return Section("Dtypes", [Note(lead, "ok" if info.equivalent_dtype else "warning"), Table(["torch dtype", "NumPy dtype", "note"], rows)])
+
+
+def tensor_panel(info: TensorInfo) -> Panel:
+    """The panel of one array or tensor."""
+    bad = info.stats is not None and (info.stats.nan + info.stats.posinf + info.stats.neginf) > 0
+    return Panel(
+        title=f"tensorinfo · {truncate(info.name, 80)}",
+        headline=_headline(info),
+        sections=[_summary(info), _layout(info), _values(info), _autograd(info), _aliases(info), _dtypes(info)],
+        headline_level="warning" if bad else "info",
+    )
+
+
+def module_panel(info: ModuleInfo) -> Panel:
+    """The panel of a module: counts, devices, dtypes, each parameter, sharing, structure."""
+    summary = KeyValues(
+        [
+            ("type", info.type),
+            ("parameters", fmt_number(info.parameters)),
+            ("trainable", fmt_number(info.trainable_parameters)),
+            ("parameter bytes", fmt_bytes(info.parameter_bytes)),
+            ("buffer elements", fmt_number(info.buffers)),
+            ("buffer bytes", fmt_bytes(info.buffer_bytes)),
+            ("dtypes", ", ".join(f"{k} ({v:,} elements)" for k, v in info.dtypes.items()) or "-"),
+            ("devices", ", ".join(f"{k} ({v} tensors)" for k, v in info.devices.items()) or "-"),
+        ]
+    )
+    rows = [[r.name, r.kind, fmt_shape(r.shape), r.dtype, r.device, fmt_number(r.numel), yes_no(r.trainable)] for r in info.rows[:MAX_ROWS]]
+    table = Table(["name", "kind", "shape", "dtype", "device", "elements", "trainable"], rows, total_rows=len(info.rows))
+    shared: list = [Note("no tied or shared parameters")] if not info.shared else [
+        Table(["names", "relation", "detail"], [[" & ".join(s["names"]), s["relation"], s["detail"]] for s in info.shared[:MAX_ROWS]], total_rows=len(info.shared))
+    ]
+    level = "warning" if info.notes else "info"
+    return Panel(
+        title=f"tensorinfo · {truncate(info.name, 80)}",
+        headline=info.summary(),
+        sections=[
+            Section("Summary", [summary] + [Note(n, "warning") for n in info.notes]),
+            Section("Parameters", [table]),
+            Section("Sharing", shared),
+            Section("Structure", [Preformatted(info.structure)]),
+        ],
+        headline_level=level,
+    )
+
+
+def namespace_panel(info: NamespaceInfo) -> Panel:
+    """The panel of every array, tensor and module in the namespace."""
+    ordered = sorted(info.entries, key=lambda e: (e.group is None, e.group or 0, e.name))
+    rows = [
+        [e.name, e.type, e.dtype, fmt_shape(e.shape), e.device, fmt_bytes(e.nbytes), "-" if e.group is None else f"#{e.group}", e.relation or ""]
+        for e in ordered[:MAX_ROWS]
+    ]
+    blocks: list = [Table(["name", "type", "dtype", "shape", "device", "bytes", "memory group", "relation"], rows, total_rows=len(ordered))]
+    if not info.entries:
+        blocks = [Note("no arrays, tensors or modules in the namespace yet")]
+    groups = [Note(f"group #{i}: {', '.join(g)} share memory") for i, g in enumerate(info.groups[:MAX_ROWS], start=1)]
+    return Panel(
+        title="tensorinfo · namespace",
+        headline=f"{len(info.entries)} arrays, tensors and modules, {fmt_bytes(info.total_bytes)} in arrays and tensors; {len(info.groups)} groups share memory",
+        sections=[Section("Variables", blocks), Section("Shared memory", groups or [Note("no two variables share memory")])] + ([Section("Notes", [Note(n) for n in info.notes])] if info.notes else []),
+    )
