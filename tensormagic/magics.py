@@ -129,6 +129,12 @@ class TensorMagics(Magics):
             raise UsageError(f"{expr} {describe_non_array(obj)}")
         return tensorinfo_engine.inspect_object(expr, obj, self.shell.user_ns, budget, self._hidden)
 
+    # -- %%autograd ---------------------------------------------------------------------------
+    # (section owned by the %%autograd work: the cell magic goes here)
+
+    # -- %todevice ----------------------------------------------------------------------------
+    # (section owned by the %todevice work: the line magic goes here)
+
 
 def load(shell: Any) -> None:
     """Register :class:`TensorMagics` once with ``shell``."""
