@@ -113,17 +113,43 @@ def root_base(obj: Any) -> Any:
     """The object that owns the memory of a view (itself when it is not a view)."""
     if isinstance(obj, torch.Tensor):
         return obj._base if obj._base is not None else obj
-    while isinstance(obj, np.ndarray) and isinstance(obj.base, np.ndarray):
-        obj = obj.base
+    while isinstance(obj, np.ndarray):
+        base = obj.base
+        if base is None:
+            return obj
+        if isinstance(base, np.ndarray):
+            obj = base
+            continue
+        # as_strided keeps its source behind a helper object that only holds it as ``.base``;
+        # an array from tensor.numpy() has the tensor as its base.
+        inner = getattr(base, "base", None)
+        if not isinstance(base, torch.Tensor) and isinstance(inner, (np.ndarray, torch.Tensor)) and hasattr(base, "__array_interface__"):
+            obj = inner
+            continue
+        if isinstance(base, torch.Tensor):
+            return root_base(base)
+        return obj
     return obj
 
 
-def relation(a: Any, b: Any, ra: MemoryRegion | None, rb: MemoryRegion | None) -> tuple[str, str] | None:
-    """How ``b`` relates to ``a`` in memory as ``(relation, detail)``; None if unrelated."""
+#: Detail of a relation decided by byte ranges alone, once the time for exact checks is spent.
+UNCHECKED = "byte ranges overlap; not checked exactly (time budget for exact checks spent)"
+
+
+def relation(a: Any, b: Any, ra: MemoryRegion | None, rb: MemoryRegion | None, exact: bool = True) -> tuple[str, str] | None:
+    """How ``b`` relates to ``a`` in memory as ``(relation, detail)``; None if unrelated.
+
+    With ``exact=False`` overlapping byte ranges answer "may share memory" without the solver.
+    """
     if a is b:
         return SAME_OBJECT, "another name for the same object"
     if ra is None or rb is None:
         return None
+    if not exact:
+        if ra.space != rb.space or ra.hi <= rb.lo or rb.hi <= ra.lo:
+            return None
+        if ra != rb:
+            return MAY_SHARE, UNCHECKED
     shared = exact_overlap(ra, rb)
     if shared is False:
         return None

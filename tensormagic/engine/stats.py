@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import struct
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +23,10 @@ DEFAULT_BUDGET = 2**27
 SAMPLE_SIZE = 2**20
 #: Elements per chunk for the chunked passes on the CPU.
 CPU_CHUNK = 2**20
+#: Values a histogram is drawn from at most (a fixed-seed sample above).
+HISTOGRAM_SAMPLE = 2**16
+#: Elements per chunk of the fast float loop (fits the CPU's L2 cache).
+FAST_CHUNK = 2**17
 
 
 @dataclass
@@ -103,6 +107,29 @@ def _as_float64(chunk: torch.Tensor) -> torch.Tensor:
     return chunk.to(torch.float64)
 
 
+def pieces(t: torch.Tensor, max_elems: int, dim: int = 0) -> Iterator[torch.Tensor]:
+    """Yield sub-tensors (``narrow`` views, dims kept) that cover ``t`` once, each small.
+
+    Unlike :func:`iter_chunks` this never reshapes, so it works for quantized tensors (whose
+    pieces are then dequantized one at a time) and any layout that supports ``narrow``.
+    """
+    n = t.numel()
+    if n == 0:
+        return
+    if n <= max_elems or dim >= t.dim():
+        yield t
+        return
+    size = t.shape[dim]
+    per = n // size
+    if per > max_elems:
+        for i in range(size):
+            yield from pieces(t.narrow(dim, i, 1), max_elems, dim + 1)
+        return
+    step = max(1, max_elems // per)
+    for start in range(0, size, step):
+        yield t.narrow(dim, start, min(step, size - start))
+
+
 def _gather(values: list[torch.Tensor]) -> list[float | int]:
     """Bring 0-d tensors to the host in one transfer, ints exact, floats as floats."""
     device = values[0].device
@@ -127,7 +154,11 @@ def _finite_or_none(x: float) -> float | None:
 
 
 def _fast_float_stats(t: torch.Tensor) -> ValueStats | None:
-    """Two whole-tensor passes (aminmax, var_mean) on the CPU; None if non-finite values exist."""
+    """Two whole-tensor passes (aminmax, var_mean) on the CPU; None if non-finite values exist.
+
+    Only for float32/float64, whose reductions return a result in their own (enough) precision;
+    half types would round the mean to 3 digits, so they take the chunked float64 path.
+    """
     mn, mx = torch.aminmax(t)
     lo, hi = float(mn), float(mx)
     if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -141,9 +172,33 @@ def _fast_float_stats(t: torch.Tensor) -> ValueStats | None:
     return ValueStats(lo, hi, float(mean), std, 0, 0, 0, zeros, True, None, n, "values")
 
 
-def _chunked_stats(t: torch.Tensor, over: str) -> ValueStats:
-    """Every statistic from small chunks, accumulated on the device, gathered once."""
+#: Flipping the sign bit maps uint64's order onto int64's (exact min/max with int64 kernels).
+_SIGN_BIT = -(2**63)
+
+
+def _kind(dtype: torch.dtype) -> str:
+    if dtype == torch.bool:
+        return "bool"
+    if dtype == torch.uint64:
+        return "uint64"
+    if dtype.is_complex:
+        return "complex"
+    if dtype.is_floating_point:
+        return "float"
+    return "int"
+
+
+def _chunked_stats(t: torch.Tensor, over: str, chunks: Iterable[torch.Tensor] | None = None, kind: str | None = None) -> ValueStats:
+    """Every statistic from small chunks, accumulated on the device, gathered once.
+
+    ``chunks`` (default: the chunks of ``t``) are 1-D or any-shape pieces of the values; ``kind``
+    says how to read them (default: from ``t``'s dtype).  Integer min/max are exact (int64 on the
+    device; uint64 through a sign-bit flip), never rounded through float64.
+    """
     device = t.device
+    kind = kind or _kind(t.dtype)
+    if chunks is None:
+        chunks = iter_chunks(t, _chunk_size(t))
     f64 = dict(dtype=torch.float64, device=device)
     i64 = dict(dtype=torch.int64, device=device)
     inf = torch.tensor(math.inf, **f64)
@@ -152,33 +207,44 @@ def _chunked_stats(t: torch.Tensor, over: str) -> ValueStats:
     neginf = torch.zeros((), **i64)
     zeros = torch.zeros((), **i64)
     finite_n = torch.zeros((), **i64)
+    total = 0
     s1 = torch.zeros((), **f64)
     s2 = torch.zeros((), **f64)
     lo = inf.clone()
     hi = -inf
+    ilo = torch.tensor(2**63 - 1, **i64)
+    ihi = torch.tensor(-(2**63), **i64)
     pivot: torch.Tensor | None = None
-    is_int = not (t.is_floating_point() or t.is_complex())
-    ilo = ihi = None
-    if is_int and t.dtype != torch.bool:
-        try:
-            ilo, ihi = torch.aminmax(t)  # exact integers, no temporaries
-        except (RuntimeError, NotImplementedError):
-            ilo = ihi = None
-    for chunk in iter_chunks(t, _chunk_size(t)):
-        v = _as_float64(chunk)
+    is_int = kind in ("int", "uint64", "bool")
+    for chunk in chunks:
+        chunk = chunk.reshape(-1)
+        if chunk.numel() == 0:
+            continue
+        total += chunk.numel()
         if is_int:
+            if kind == "uint64":
+                as_i = chunk.view(torch.int64) ^ _SIGN_BIT  # order-preserving, exact
+                ilo = torch.minimum(ilo, as_i.min())
+                ihi = torch.maximum(ihi, as_i.max())
+                zeros += (as_i == _SIGN_BIT).sum()
+            else:
+                as_i = chunk.to(torch.int64)
+                ilo = torch.minimum(ilo, as_i.min())
+                ihi = torch.maximum(ihi, as_i.max())
+                zeros += (as_i == 0).sum()
+            v = chunk.to(torch.float64)
             finite = None
             fin_v = v
             finite_n += v.numel()
         else:
-            isnan = torch.isnan(v)
-            nan += isnan.sum()
+            v = _as_float64(chunk)
+            nan += torch.isnan(v).sum()
             posinf += torch.isposinf(v).sum()
             neginf += torch.isneginf(v).sum()
             finite = torch.isfinite(v)
             finite_n += finite.sum()
             fin_v = torch.where(finite, v, 0.0)
-        zeros += (v == 0).sum()
+            zeros += (v == 0).sum()
         if pivot is None:
             pivot = (fin_v.sum() / torch.clamp(finite_n, min=1)).to(torch.float64)
         shifted = fin_v - pivot
@@ -186,35 +252,32 @@ def _chunked_stats(t: torch.Tensor, over: str) -> ValueStats:
             shifted = torch.where(finite, shifted, 0.0)
         s1 += shifted.sum()
         s2 += (shifted * shifted).sum()
-        if finite is None:
-            lo = torch.minimum(lo, v.min())
-            hi = torch.maximum(hi, v.max())
-        else:
+        if finite is not None:
             lo = torch.minimum(lo, torch.where(finite, v, inf).min())
             hi = torch.maximum(hi, torch.where(finite, v, -inf).max())
     if pivot is None:
         pivot = torch.zeros((), **f64)
-    parts = [lo, hi, s1, s2, pivot, nan, posinf, neginf, zeros, finite_n]
-    if ilo is not None:
-        parts += [ilo, ihi]
+    parts = [lo, hi, s1, s2, pivot, nan, posinf, neginf, zeros, finite_n, ilo, ihi]
     got = _gather(parts)
-    lo_v, hi_v, s1_v, s2_v, piv, n_nan, n_pos, n_neg, n_zero, n = got[:10]
+    lo_v, hi_v, s1_v, s2_v, piv, n_nan, n_pos, n_neg, n_zero, n, ilo_v, ihi_v = got
     mean = std = None
     if n > 0:
         mean = piv + s1_v / n
         if n > 1:
             var = max((s2_v - s1_v * s1_v / n) / (n - 1), 0.0)
             std = math.sqrt(var)
-    mn: float | int | bool | None = _finite_or_none(lo_v) if n else None
-    mx: float | int | bool | None = _finite_or_none(hi_v) if n else None
-    if ilo is not None:
-        mn, mx = got[10], got[11]
-    elif t.dtype == torch.bool and n:
-        mn, mx = bool(lo_v), bool(hi_v)
-    elif is_int and n and mn is not None and mx is not None:
-        mn, mx = int(mn), int(mx)
+    mn: float | int | bool | None = None
+    mx: float | int | bool | None = None
+    if n and is_int:
+        mn, mx = int(ilo_v), int(ihi_v)
+        if kind == "uint64":
+            mn, mx = mn - _SIGN_BIT, mx - _SIGN_BIT
+        elif kind == "bool":
+            mn, mx = bool(mn), bool(mx)
+    elif n:
+        mn, mx = _finite_or_none(lo_v), _finite_or_none(hi_v)
     return ValueStats(
-        mn, mx, mean, std, n_nan, n_pos, n_neg, n_zero, True, None, t.numel(), over
+        mn, mx, mean, std, n_nan, n_pos, n_neg, n_zero, True, None, total, over
     )
 
 
@@ -238,7 +301,7 @@ def tensor_stats(t: torch.Tensor, budget: int = DEFAULT_BUDGET, over: str = "val
         if (
             t.device.type == "cpu"
             and t.is_floating_point()
-            and t.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+            and t.dtype in (torch.float32, torch.float64)
             and n > 0
         ):
             fast = _fast_float_stats(t)
@@ -247,10 +310,54 @@ def tensor_stats(t: torch.Tensor, budget: int = DEFAULT_BUDGET, over: str = "val
         return _chunked_stats(t, over)
 
 
+def _numpy_pieces(a: np.ndarray, max_elems: int, dim: int = 0) -> Iterator[np.ndarray]:
+    """:func:`pieces` for NumPy arrays: basic-slicing views that cover ``a`` once, each small."""
+    n = a.size
+    if n == 0:
+        return
+    if n <= max_elems or dim >= a.ndim:
+        yield a
+        return
+    size = a.shape[dim]
+    per = n // size
+    lead = (slice(None),) * dim
+    if per > max_elems:
+        for i in range(size):
+            yield from _numpy_pieces(a[lead + (slice(i, i + 1),)], max_elems, dim + 1)
+        return
+    step = max(1, max_elems // per)
+    for start in range(0, size, step):
+        yield a[lead + (slice(start, start + step),)]
+
+
+def chunks_stats(chunks: Iterable[torch.Tensor], dtype: torch.dtype, device: torch.device | str = "cpu", over: str = "values") -> ValueStats:
+    """Exact statistics over pieces of values made one at a time (quantized, nested tensors)."""
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        probe = torch.empty(0, dtype=dtype, device=device)
+        if dtype.is_complex:
+            over = "|z| of the complex values" if over == "values" else over
+        return _chunked_stats(probe, over, (c.detach() for c in chunks), _kind(dtype))
+
+
+def _numpy_target(dtype: np.dtype) -> np.dtype | None:
+    """The dtype a NumPy array must be converted to before torch can view it (None: as is)."""
+    target = None
+    if not dtype.isnative:
+        target = dtype.newbyteorder("=")
+    if dtype.kind == "f" and dtype.itemsize > 8:  # longdouble: torch has no twin
+        target = np.dtype(np.float64)
+    if dtype.kind == "c" and dtype.itemsize > 16:  # clongdouble
+        target = np.dtype(np.complex128)
+    return target
+
+
 def numpy_stats(a: np.ndarray, budget: int = DEFAULT_BUDGET) -> ValueStats | None:
     """Statistics of a NumPy array's values, through a zero-copy torch view where possible.
 
-    Returns None for arrays with no numeric meaning (object, strings, datetimes).
+    Returns None for arrays with no numeric meaning (object, strings, datetimes).  Arrays torch
+    cannot view (foreign byte order, longdouble, strides that are not whole elements) are
+    converted piece by piece, so no copy the size of the array is ever made.
     """
     if a.dtype.kind not in "biufc":
         return None
@@ -258,55 +365,66 @@ def numpy_stats(a: np.ndarray, budget: int = DEFAULT_BUDGET) -> ValueStats | Non
     for axis in range(a.ndim):
         if a.strides[axis] < 0:  # order does not matter to statistics: flip to a view
             view = np.flip(view, axis)
-    target = None
-    if not view.dtype.isnative:
-        target = view.dtype.newbyteorder("=")
-    if view.dtype.kind == "f" and view.dtype.itemsize > 8:  # longdouble: torch has no twin
-        target = np.dtype(np.float64)
-    if target is not None:
-        if view.size <= budget:
-            view = view.astype(target)
-        else:  # converting would copy the whole array: sample instead
-            idx = np.random.default_rng(0).integers(0, view.size, min(SAMPLE_SIZE, budget))
-            sample = np.ascontiguousarray(view[np.unravel_index(idx, view.shape)]).astype(target)
+    target = _numpy_target(view.dtype)
+    tensor = None
+    if target is None:
+        try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                s = tensor_stats(torch.from_numpy(sample), budget)
-            s.exact, s.sample_size, s.count = False, int(sample.size), int(a.size)
-            return s
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return tensor_stats(torch.from_numpy(view), budget)
+                tensor = torch.from_numpy(view)
+        except (TypeError, ValueError, RuntimeError):
+            target = view.dtype  # e.g. strides that are not whole elements: copy piece by piece
+    if tensor is not None:
+        return tensor_stats(tensor, budget)
+    assert target is not None
+    if view.size > budget:  # converting would copy the whole array: sample instead
+        idx = np.random.default_rng(0).integers(0, view.size, min(SAMPLE_SIZE, budget))
+        sample = np.ascontiguousarray(view[np.unravel_index(idx, view.shape)]).astype(target)
+        s = tensor_stats(torch.from_numpy(sample), budget)
+        s.exact, s.sample_size, s.count = False, int(sample.size), int(a.size)
+        return s
+    rows = (np.ascontiguousarray(p).astype(target, copy=False) for p in _numpy_pieces(view, CPU_CHUNK))
+    torch_dtype = torch.from_numpy(np.empty(0, dtype=target)).dtype
+    return chunks_stats((torch.from_numpy(r) for r in rows), torch_dtype)
 
 
 @dataclass
 class Histogram:
     """Counts of values in equal-width bins between ``edges[0]`` and ``edges[-1]``."""
 
-    edges: list[float]
+    edges: list[float] | list[int]
     counts: list[int]
     sampled: bool
     integer: bool = False  # one bin per integer value: bin i holds edges[0] + i
+    boolean: bool = False  # two bins: False, True
 
 
-def value_histogram(t: torch.Tensor, lo: float | None, hi: float | None, bins: int = 12) -> Histogram | None:
-    """A histogram of the finite values (from a sample above ``SAMPLE_SIZE`` elements)."""
-    if lo is None or hi is None or t.numel() == 0 or t.dtype == torch.bool:
+def value_histogram(t: torch.Tensor, lo: float | int | bool | None, hi: float | int | bool | None, bins: int = 12) -> Histogram | None:
+    """A histogram of the finite values (from a sample above ``SAMPLE_SIZE`` elements).
+
+    Booleans get two bins (False, True); integers spanning at most ``bins`` values get one bin
+    per value (decided on the exact integers, not their float images).
+    """
+    if lo is None or hi is None or t.numel() == 0:
         return None
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         t = t.detach()
         sampled = t.numel() > SAMPLE_SIZE
         values = sample_values(t, SAMPLE_SIZE) if sampled else t.reshape(-1)
+        if t.dtype == torch.bool:
+            true = int(values.sum())
+            return Histogram([0, 1, 2], [int(values.numel()) - true, true], sampled, integer=True, boolean=True)
         v = _as_float64(values)
         v = v[torch.isfinite(v)]
-        lo, hi = float(lo), float(hi)
-        if hi <= lo:
-            return Histogram([lo, hi], [int(v.numel())], sampled)
-        if not (t.is_floating_point() or t.is_complex()) and hi - lo + 1 <= bins:
-            width = int(hi - lo) + 1
-            counts = torch.histc(v, bins=width, min=lo - 0.5, max=hi + 0.5).to(torch.int64).tolist()
-            return Histogram([lo + i for i in range(width + 1)], counts, sampled, integer=True)
-        counts = torch.histc(v, bins=bins, min=lo, max=hi).to(torch.int64).tolist()
-        step = (hi - lo) / bins
-        return Histogram([lo + i * step for i in range(bins + 1)], counts, sampled)
+        integer = not (t.is_floating_point() or t.is_complex())
+        if integer and isinstance(lo, int) and isinstance(hi, int) and hi - lo + 1 <= bins:
+            width = hi - lo + 1
+            counts = torch.histc(v, bins=width, min=float(lo) - 0.5, max=float(hi) + 0.5).to(torch.int64).tolist()
+            return Histogram([lo + i for i in range(width + 1)], counts, sampled, integer=True)  # exact ints
+        flo, fhi = float(lo), float(hi)
+        if fhi <= flo:
+            return Histogram([flo, fhi], [int(v.numel())], sampled)
+        counts = torch.histc(v, bins=bins, min=flo, max=fhi).to(torch.int64).tolist()
+        step = (fhi - flo) / bins
+        return Histogram([flo + i * step for i in range(bins + 1)], counts, sampled)

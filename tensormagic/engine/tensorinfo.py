@@ -6,6 +6,7 @@ Pure: takes objects and a namespace, returns report dataclasses of plain values.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections import Counter
 from collections.abc import Mapping
@@ -19,12 +20,18 @@ from tensormagic.engine import memory
 from tensormagic.engine.dtypes import DtypeTwin, dtype_table, numpy_dtype_name, numpy_twin_of_torch, torch_twin_of_numpy
 from tensormagic.engine.namespace import NamedObject, named_arrays, user_names, is_inspectable
 from tensormagic.engine.report import Report
-from tensormagic.engine.stats import DEFAULT_BUDGET, Histogram, ValueStats, numpy_stats, tensor_stats, value_histogram
+from tensormagic.engine.stats import CPU_CHUNK, DEFAULT_BUDGET, Histogram, ValueStats, chunks_stats, iter_chunks, numpy_stats, pieces, tensor_stats, value_histogram
 
 #: Aliases listed at most for one object.
 MAX_ALIASES = 50
 #: Exact overlap checks at most when grouping a whole namespace (then ranges decide).
 MAX_EXACT_CHECKS = 20_000
+#: Seconds of exact overlap checks per report (each is bounded by memory.EXACT_OVERLAP_WORK);
+#: past it, overlapping byte ranges answer "may share memory".
+EXACT_TIME_BUDGET = 0.5
+#: Overlapping pairs examined at most when grouping a namespace; past it, whole clusters of
+#: overlapping byte ranges are grouped at once (many views of one buffer make n^2 pairs).
+MAX_PAIRS = 100_000
 
 
 @dataclass
@@ -207,14 +214,22 @@ def _numpy_memory_format(a: np.ndarray) -> str:
 
 
 def _numpy_storage_nbytes(a: np.ndarray) -> int | None:
+    """Bytes of the memory block ``a`` lives in (its owner's size), None if unknown."""
     root = memory.root_base(a)
-    if isinstance(root, np.ndarray):
-        if root.base is None:
-            return int(root.nbytes)
-        try:
-            return int(memoryview(root.base).nbytes)
-        except TypeError:
-            return int(root.nbytes)
+    if isinstance(root, torch.Tensor):  # an array made by tensor.numpy()
+        return _guard(None, lambda: int(root.untyped_storage().nbytes()))
+    if not isinstance(root, np.ndarray):
+        return None
+    owner = root.base
+    if owner is None:
+        return int(root.nbytes)
+    try:
+        with memoryview(owner) as view:
+            return int(view.nbytes)
+    except TypeError:
+        pass
+    if hasattr(owner, "__array_interface__") or hasattr(owner, "__array__"):
+        return _guard(None, lambda: int(np.asarray(owner).nbytes))
     return None
 
 
@@ -223,6 +238,8 @@ def _grad_summary(t: torch.Tensor) -> str | None:
     if g is None:
         return None
     with torch.no_grad():
+        if g.layout != torch.strided or g.is_nested:
+            return f"{g.dtype} {list(g.shape)} ({str(g.layout).removeprefix('torch.')})"
         if g.numel() <= 8 and g.device.type != "meta":
             values = g.detach().cpu().reshape(-1).tolist()
             shown = values[0] if g.dim() == 0 else values
@@ -299,7 +316,8 @@ def _safe_stats(fn: Any) -> tuple[ValueStats | None, str | None]:
     try:
         return fn(), None
     except Exception as exc:  # noqa: BLE001 - never raise on an exotic tensor
-        return None, f"statistics unavailable: {type(exc).__name__}: {exc}"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return None, f"statistics unavailable: {type(exc).__name__}: {first}".rstrip(": ")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,13 +328,14 @@ def find_aliases(name: str, obj: Any, namespace: Mapping[str, Any], hidden: froz
     """Other variables of ``namespace`` whose memory overlaps ``obj``'s (or that are ``obj``)."""
     target = memory.memory_region(obj)
     found: list[Alias] = []
+    deadline = time.perf_counter() + EXACT_TIME_BUDGET
     for other in named_arrays(namespace, hidden):
         if other.name == name:
             continue
         r = memory.memory_region(other.obj)
         if other.obj is not obj and (target is None or r is None or r.space != target.space or r.hi <= target.lo or target.hi <= r.lo):
             continue
-        rel = memory.relation(obj, other.obj, target, r)
+        rel = memory.relation(obj, other.obj, target, r, exact=time.perf_counter() < deadline)
         if rel is not None:
             found.append(Alias(other.name, rel[0], rel[1]))
         if len(found) >= MAX_ALIASES:
@@ -326,6 +345,89 @@ def find_aliases(name: str, obj: Any, namespace: Mapping[str, Any], hidden: froz
 
 # ---------------------------------------------------------------------------------------------
 # builders
+
+
+_SPARSE_LAYOUTS = (torch.sparse_coo, torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc)
+#: Quantized dtypes that pack several elements into one byte: elements per byte.
+_PACKED = {"torch.quint4x2": 2, "torch.quint2x4": 4}
+
+
+def _guard(default: Any, fn: Any) -> Any:
+    """``fn()``, or ``default`` if an exotic tensor makes it raise (a report never raises)."""
+    try:
+        return fn()
+    except Exception:  # noqa: BLE001
+        return default
+
+
+def _sparse_facts(t: torch.Tensor, numel: int, budget: int, details: dict[str, Any]) -> tuple[ValueStats | None, str | None, int | None]:
+    """Statistics over the specified values (duplicates of an uncoalesced COO summed first)."""
+    layout = str(t.layout).removeprefix("torch.")
+    coalesced = True
+    if t.layout == torch.sparse_coo:
+        coalesced = bool(t.is_coalesced())
+        stored = t._values()
+        values = stored if coalesced else t.coalesce()._values()  # nnz-sized: small next to t
+    else:
+        stored = values = t.values()
+    nnz = _guard(None, t._nnz)
+    specified = int(values.numel())
+    facts: dict[str, Any] = {"layout": layout, "nnz": nnz, "stored_values": int(stored.numel()), "density": (specified / numel) if numel else 0.0}
+    facts["implicit_zeros"] = numel - specified
+    if not coalesced:
+        facts["coalesced"] = False
+    details["sparse"] = facts
+    stats, note = _safe_stats(lambda: tensor_stats(values, budget))
+    if stats is not None:
+        stats.over = f"the {specified:,} specified values (implicit zeros excluded" + ("; duplicate entries summed" if not coalesced else "") + ")"
+    index_bytes = 0
+    for getter in ("_indices", "crow_indices", "col_indices", "ccol_indices", "row_indices"):
+        try:
+            idx = getattr(t, getter)()
+            index_bytes += idx.numel() * idx.element_size()
+        except Exception:  # noqa: BLE001 - not every sparse layout has every index
+            continue
+    return stats, note, stored.numel() * stored.element_size() + index_bytes
+
+
+def _quantized_facts(t: torch.Tensor, details: dict[str, Any]) -> tuple[ValueStats | None, str | None, int | None]:
+    """Scheme, scales and exact statistics of the dequantized values, piece by piece."""
+    q: dict[str, Any] = {"scheme": str(t.qscheme()).removeprefix("torch.")}
+    if t.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        q.update(scale=float(t.q_scale()), zero_point=int(t.q_zero_point()))
+    else:
+        scales = t.q_per_channel_scales()
+        q.update(axis=int(t.q_per_channel_axis()), channels=int(scales.numel()), scales=scales[:8].tolist(), zero_points=t.q_per_channel_zero_points()[:8].tolist())
+    details["quantized"] = q
+
+    def dequantized() -> ValueStats:
+        # Dequantizing the whole tensor would make a float32 copy 4x its size: one piece at a time.
+        s = chunks_stats((p.dequantize() for p in pieces(t, CPU_CHUNK)), torch.float32, t.device, "dequantized values")
+        s.over = "dequantized values"
+        return s
+
+    stats, note = _safe_stats(dequantized)
+    storage = _guard(None, lambda: t.untyped_storage().nbytes())
+    return stats, note, storage
+
+
+def _nested_facts(t: torch.Tensor, budget: int, details: dict[str, Any]) -> tuple[ValueStats | None, str | None, int | None, int]:
+    """Component shapes, storage and statistics of a nested tensor (no concatenated copy)."""
+    jagged = t.layout == torch.jagged
+    components = t.unbind()
+    numel = sum(c.numel() for c in components)
+    facts: dict[str, Any] = {"components": len(components), "component_shapes": [list(c.shape) for c in components[:20]]}
+    if jagged:
+        facts["shape"] = str(tuple(t.shape))
+    details["nested"] = facts
+    if jagged:
+        values = t.values()
+        stats, note = _safe_stats(lambda: tensor_stats(values, budget))
+        storage = _guard(None, lambda: values.untyped_storage().nbytes() + t.offsets().numel() * t.offsets().element_size())
+    else:
+        stats, note = _safe_stats(lambda: chunks_stats((p for c in components for p in iter_chunks(c, CPU_CHUNK)), t.dtype, t.device))
+        storage = _guard(None, lambda: t.untyped_storage().nbytes())
+    return stats, note, storage, numel
 
 
 def inspect_tensor(name: str, t: torch.Tensor, namespace: Mapping[str, Any] | None = None, budget: int = DEFAULT_BUDGET, hidden: frozenset[str] | set[str] = frozenset()) -> TensorInfo:
@@ -338,75 +440,53 @@ def inspect_tensor(name: str, t: torch.Tensor, namespace: Mapping[str, Any] | No
     meta_reason = _metadata_only(t)
     strided = t.layout == torch.strided and not nested
     itemsize = t.element_size()
-    shape: list[int] | None
-    if nested:
-        components = t.unbind()
-        shape = None
-        details["nested"] = {"components": len(components), "component_shapes": [list(c.shape) for c in components[:20]]}
-        numel = sum(c.numel() for c in components)
-        layout = "nested (" + layout + ")"
-    else:
-        shape = list(t.shape)
-        numel = t.numel()
-    strides = list(t.stride()) if strided else None
+    shape: list[int] | None = None if nested else list(t.shape)
+    numel = 0 if nested else t.numel()
+    strides = _guard(None, lambda: list(t.stride())) if strided else None
     stats: ValueStats | None = None
     stats_note: str | None = None
     histogram: Histogram | None = None
     storage_nbytes: int | None = None
     if meta_reason:
         stats_note = meta_reason + ": no statistics"
-    elif t.layout in (torch.sparse_coo, torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc):
-        values = t._values() if t.layout == torch.sparse_coo else t.values()
-        nnz = int(values.shape[0]) if values.dim() else int(values.numel())
-        details["sparse"] = {"layout": layout, "nnz": nnz, "density": (nnz / numel) if numel else 0.0}
-        stats, stats_note = _safe_stats(lambda: tensor_stats(values, budget))
-        if stats is not None:
-            stats.over = f"the {stats.count} stored values (implicit zeros excluded)"
-            implicit = numel - values.numel()
-            details["sparse"]["implicit_zeros"] = implicit
-        index_bytes = 0
-        for getter in ("_indices", "crow_indices", "col_indices", "ccol_indices", "row_indices"):
-            try:
-                idx = getattr(t, getter)()
-                index_bytes += idx.numel() * idx.element_size()
-            except Exception:  # noqa: BLE001 - not every sparse layout has every index
-                continue
-        storage_nbytes = values.numel() * values.element_size() + index_bytes
-    elif t.is_quantized:
-        q: dict[str, Any] = {"scheme": str(t.qscheme()).removeprefix("torch.")}
-        if t.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
-            q.update(scale=float(t.q_scale()), zero_point=int(t.q_zero_point()))
-        else:
-            q.update(axis=int(t.q_per_channel_axis()), scales=t.q_per_channel_scales()[:8].tolist(), zero_points=t.q_per_channel_zero_points()[:8].tolist())
-        details["quantized"] = q
-        stats, stats_note = _safe_stats(lambda: tensor_stats(t.dequantize() if numel <= budget else t.dequantize().reshape(-1)[:budget], budget))
-        if stats is not None:
-            stats.over = "dequantized values"
-        storage_nbytes = t.untyped_storage().nbytes() if hasattr(t, "untyped_storage") else None
+        if nested:
+            numel = _guard(0, lambda: sum(c.numel() for c in t.unbind()))
     elif nested:
-        stats, stats_note = _safe_stats(lambda: tensor_stats(torch.cat([c.reshape(-1) for c in t.unbind()]), budget))
+        stats, stats_note, storage_nbytes, numel = _nested_facts(t, budget, details)
+    elif t.layout in _SPARSE_LAYOUTS:
+        stats, stats_note, storage_nbytes = _sparse_facts(t, numel, budget, details)
+    elif t.is_quantized:
+        stats, stats_note, storage_nbytes = _quantized_facts(t, details)
     else:
         stats, stats_note = _safe_stats(lambda: tensor_stats(t, budget))
         if stats is not None:
             histogram, _ = _safe_stats(lambda: value_histogram(t, stats.min, stats.max))
-    if strided and storage_nbytes is None and not meta_reason:
-        try:
-            storage_nbytes = t.untyped_storage().nbytes()
-        except Exception:  # noqa: BLE001
-            storage_nbytes = None
-    elif strided and meta_reason:
-        try:
-            storage_nbytes = t.untyped_storage().nbytes()
-        except Exception:  # noqa: BLE001
-            storage_nbytes = None
-    nbytes = numel * itemsize
+    if nested:
+        layout = "nested (" + layout + ")"
+    if strided and storage_nbytes is None:
+        # A meta or fake tensor's storage has a size but no bytes behind it: say so in details.
+        storage_nbytes = _guard(None, lambda: t.untyped_storage().nbytes())
+        if meta_reason and storage_nbytes is not None:
+            details["storage_allocated"] = False
+    per_byte = _PACKED.get(str(t.dtype))
+    nbytes = -(-numel // per_byte) if per_byte else numel * itemsize
+    if per_byte:
+        notes.append(f"{t.dtype} packs {per_byte} elements into each byte")
     if storage_nbytes is not None and strided and nbytes > storage_nbytes:
         notes.append(f"{nbytes:,} logical bytes over only {storage_nbytes:,} bytes of storage: elements repeat (a stride of 0, e.g. from expand)")
     elif storage_nbytes is not None and strided and storage_nbytes > nbytes:
         notes.append(f"a view: its storage holds {storage_nbytes:,} bytes, this tensor uses {nbytes:,} of them")
-    grad_fn = type(t.grad_fn).__name__ if t.grad_fn is not None else None
+    if meta_reason and storage_nbytes is not None:
+        notes.append(f"{storage_nbytes:,} bytes of storage are described, none allocated ({meta_reason})")
+    grad_fn = _guard("?", lambda: type(t.grad_fn).__name__ if t.grad_fn is not None else None)
     requires = bool(t.requires_grad)
     aliases = find_aliases(name, t, namespace, hidden) if namespace is not None else []
+    version = None
+    if strided and not meta_reason:
+        version = _guard(None, lambda: int(t._version))  # inference tensors track no version
+        if version is None and _guard(False, t.is_inference):
+            details["inference"] = True
+            notes.append("an inference tensor (made under torch.inference_mode): no version counter, cannot be saved for backward")
     return TensorInfo(
         name=name,
         type=_type_name(t),
@@ -419,9 +499,9 @@ def inspect_tensor(name: str, t: torch.Tensor, namespace: Mapping[str, Any] | No
         itemsize=itemsize,
         strides=strides,
         byte_strides=[s * itemsize for s in strides] if strides is not None else None,
-        contiguous=t.is_contiguous() if strided else None,
-        memory_format=_torch_memory_format(t) if strided else layout,
-        storage_offset=t.storage_offset() if strided else None,
+        contiguous=_guard(None, t.is_contiguous) if strided else None,
+        memory_format=_guard("strided", lambda: _torch_memory_format(t)) if strided else layout,
+        storage_offset=_guard(None, t.storage_offset) if strided else None,
         nbytes=nbytes,
         storage_nbytes=storage_nbytes,
         device=str(t.device),
@@ -429,12 +509,12 @@ def inspect_tensor(name: str, t: torch.Tensor, namespace: Mapping[str, Any] | No
         requires_grad=requires,
         is_leaf=bool(t.is_leaf),
         grad_fn=grad_fn,
-        grad=_grad_summary(t) if not nested else None,
-        version=int(t._version) if strided and not meta_reason else None,
+        grad=_guard("(could not be summarised)", lambda: _grad_summary(t)) if not nested else None,
+        version=version,
         stats=stats,
         stats_note=stats_note,
         aliases=aliases,
-        conversion=_tensor_conversions(t),
+        conversion=_guard([], lambda: _tensor_conversions(t)),
         dtype_table=dtype_table(),
         histogram=histogram,
         details=details,
@@ -540,10 +620,15 @@ def inspect_module(name: str, module: torch.nn.Module, max_rows: int = 200) -> M
         rel = memory.relation(regions[i][2], regions[j][2], regions[i][1], regions[j][1])
         if rel is not None:
             shared.append({"names": [regions[i][0], regions[j][0]], "relation": rel[0], "detail": rel[1]})
-    notes = []
+    notes: list[str] = []
     if len(devices) > 1:
         notes.append(f"parameters and buffers sit on {len(devices)} devices ({', '.join(devices)}): inputs must match each layer's device")
-    structure_lines = str(module).splitlines()
+    try:
+        structure_lines = str(module).splitlines()
+    except Exception as exc:  # noqa: BLE001 - a user's extra_repr/__repr__ may raise: report, never raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        structure_lines = [f"{type(module).__name__}(...)  # repr raised {type(exc).__name__}: {first}"]
+        notes.append(f"printing the module raised {type(exc).__name__}: {first}")
     structure = "\n".join(structure_lines[:60]) + (f"\n... ({len(structure_lines) - 60} more lines)" if len(structure_lines) > 60 else "")
     return ModuleInfo(
         name=name,
@@ -611,21 +696,40 @@ def inspect_namespace(namespace: Mapping[str, Any], hidden: frozenset[str] | set
             parent[find(i)] = find(j)
             relations[i] = memory.SAME_OBJECT
     notes: list[str] = []
+    deadline = time.perf_counter() + EXACT_TIME_BUDGET
+    pairs = 0
+    cut_short = unchecked = False
     for i, j in memory.overlapping_pairs(regions):
+        pairs += 1
+        if pairs > MAX_PAIRS:
+            cut_short = True
+            break
         if find(i) == find(j):
             continue
-        if checks < MAX_EXACT_CHECKS:
-            checks += 1
-            rel = memory.relation(items[i].obj, items[j].obj, regions[i], regions[j])
-            if rel is None:
-                continue
-            kind = rel[0]
-        else:
-            kind = memory.MAY_SHARE
+        exact = checks < MAX_EXACT_CHECKS and time.perf_counter() < deadline
+        checks += exact
+        rel = memory.relation(items[i].obj, items[j].obj, regions[i], regions[j], exact=exact)
+        if rel is None:
+            continue
+        unchecked |= rel[1] == memory.UNCHECKED
         parent[find(j)] = find(i)
-        relations.setdefault(j, kind)
-    if checks >= MAX_EXACT_CHECKS:
-        notes.append(f"more than {MAX_EXACT_CHECKS:,} overlapping pairs: the rest are grouped by byte ranges (may share memory)")
+        relations.setdefault(j, rel[0])
+    if cut_short:
+        # Union whole clusters of overlapping byte ranges (a sweep: n log n, no pairs).
+        order = sorted((i for i, r in enumerate(regions) if r is not None), key=lambda i: (regions[i].space, regions[i].lo))
+        head, space, reach = None, None, -1
+        for i in order:
+            r = regions[i]
+            if r.space != space or r.lo >= reach:
+                head, space, reach = i, r.space, r.hi
+                continue
+            reach = max(reach, r.hi)
+            if find(i) != find(head):
+                parent[find(i)] = find(head)
+                relations.setdefault(i, memory.MAY_SHARE)
+        notes.append(f"more than {MAX_PAIRS:,} overlapping pairs: the rest are grouped by byte ranges (may share memory)")
+    elif unchecked:
+        notes.append("some overlaps were decided by byte ranges alone (may share memory): exact checks took too long")
     members: dict[int, list[int]] = {}
     for i in range(len(items)):
         members.setdefault(find(i), []).append(i)

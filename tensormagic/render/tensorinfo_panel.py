@@ -87,7 +87,9 @@ def _values(info: TensorInfo) -> Section:
         blocks.append(Note("non-finite values present: min, max, mean and std are over the finite values", "warning"))
     h = info.histogram
     if h is not None and len(h.counts) > 1 and sum(h.counts):
-        if h.integer:
+        if h.boolean:
+            labels = ["False", "True"]
+        elif h.integer:
             labels = [fmt_number(int(h.edges[i])) for i in range(len(h.counts))]
         else:
             labels = [f"{h.edges[i]:.3g} … {h.edges[i + 1]:.3g}" for i in range(len(h.counts))]
