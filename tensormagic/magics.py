@@ -19,6 +19,8 @@ from traitlets import CaselessStrEnum, observe
 from tensormagic.engine.namespace import describe_non_array, is_inspectable, suggest
 from tensormagic.engine.stats import DEFAULT_BUDGET
 from tensormagic.engine import tensorinfo as tensorinfo_engine
+from tensormagic.engine import move as move_engine
+from tensormagic.engine.todevice_report import placement_report
 from tensormagic.render.display import DISPLAY_MODES, set_display_mode
 
 
@@ -133,7 +135,74 @@ class TensorMagics(Magics):
     # (section owned by the %%autograd work: the cell magic goes here)
 
     # -- %todevice ----------------------------------------------------------------------------
-    # (section owned by the %todevice work: the line magic goes here)
+
+    @output_can_be_silenced
+    @magic_arguments()
+    @argument("--dtype", metavar="DTYPE", help="convert on the way, e.g. float32, float16, bfloat16 (inside modules, optimizers and containers only floating-point tensors)")
+    @argument("--non-blocking", action="store_true", help="queue the copies asynchronously (truly so only from pinned memory: add --pin-memory); the move still waits for them before rebinding")
+    @argument("--pin-memory", action="store_true", help="copy CPU data through page-locked (pinned) memory; needs a CUDA or XPU device")
+    @argument("--all", action="store_true", help="move every tensor, module, optimizer and container of tensors (NumPy arrays stay as they are)")
+    @argument("targets", nargs="*", metavar="NAMES DEVICE", help="variable names (spaces or commas), then the device: cpu, cuda, cuda:N, mps, xpu, meta or auto")
+    @line_magic
+    def todevice(self, line: str = "") -> Any:
+        """Show where every tensor, array, module and optimizer lives, or move named ones to a device.
+
+        Usage::
+
+            %todevice                      # placement: every object's device, dtype and bytes; the devices
+            %todevice x model opt cuda     # move x, model (in place) and opt's state; rebind x
+            %todevice batch auto           # dicts, lists and tuples move element-wise; auto = best device
+            %todevice a cpu                # a NumPy array becomes a tensor (sharing its memory on the cpu)
+            %todevice --dtype float32 a cuda
+            %todevice --pin-memory --non-blocking x cuda
+            %todevice --all meta           # every tensor, module, optimizer and container of tensors
+            r = %todevice x cuda           # the report: r.to_dict() for code
+
+        DEVICE is cpu, cuda, cuda:N, mps, xpu, meta or auto (the current GPU, else cpu).  Moves are
+        all or nothing: if any object cannot move, no name is rebound and no module changes.
+        """
+        try:
+            args = parse_line(self.todevice, line)
+        except UsageError as exc:
+            if "unrecognized arguments" not in str(exc):
+                raise
+            raise UsageError(f"{exc}: options go before the names, as in %todevice --dtype float32 --pin-memory x cuda") from None
+        tokens = [t for token in args.targets for t in token.split(",") if t]
+        options = {"dtype": args.dtype, "non_blocking": args.non_blocking, "pin_memory": args.pin_memory}
+        if args.all:
+            if len(tokens) != 1:
+                raise UsageError("--all takes only a device, e.g. %todevice --all cuda" if tokens else "--all needs a device, e.g. %todevice --all cuda")
+            return self._todevice_move(None, tokens[0], options)
+        if not tokens:
+            if args.dtype or args.non_blocking or args.pin_memory:
+                raise UsageError("name what to move and where, e.g. %todevice --dtype float32 x cuda")
+            report = placement_report(self.shell.user_ns, self._hidden)
+            report.on_move = lambda device: self._todevice_move(None, device, options)
+            return report
+        if len(tokens) == 1:
+            raise UsageError(f"give the names and then a device, e.g. %todevice {tokens[0]} cuda (devices: {', '.join(move_engine.device_names())}, auto)")
+        return self._todevice_move(tokens[:-1], tokens[-1], options)
+
+    def _todevice_move(self, names: list[str] | None, device: str, options: dict[str, Any]) -> Any:
+        """Move ``names`` (None: what --all moves) to ``device``, rebind them, return the report."""
+        ns = self.shell.user_ns
+        left: list[str] = []
+        everything = names is None
+        if names is None:
+            names, left = move_engine.movable_names(ns, self._hidden)
+            if not names:
+                raise UsageError("nothing to move: no tensors, modules or optimizers in the namespace")
+        try:
+            outcome = move_engine.move(ns, names, device, hidden=self._hidden, **options)
+        except move_engine.MoveError as exc:
+            raise UsageError(str(exc)) from None
+        ns.update(outcome.bindings)
+        report = outcome.report
+        if left:
+            report.notes.insert(0, f"NumPy arrays left as they are: {', '.join(left)} (name them to make tensors of them)")
+        chosen = None if everything else report.names
+        report.on_move = lambda target: self._todevice_move(chosen, target, options)
+        return report
 
 
 def load(shell: Any) -> None:

@@ -1,0 +1,204 @@
+"""Where everything in a namespace lives: tensors, arrays, modules, optimizers and containers.
+
+Pure (torch and numpy).  :func:`leaves` walks any movable object down to its tensors and arrays
+with a readable path for each (``model.0.weight``, ``batch['x']``); :func:`placement` turns a
+namespace into one row per variable and flags modules split across devices.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from tensormagic.engine.dtypes import numpy_dtype_name
+from tensormagic.engine.namespace import user_names
+from tensormagic.engine.tensorinfo import _type_name
+
+#: How deep :func:`leaves` follows nested dicts, lists and tuples.
+MAX_DEPTH = 8
+#: Leaves followed at most inside one object (huge lists stay cheap to show).
+MAX_LEAVES = 10_000
+
+CONTAINERS = (dict, list, tuple)
+
+
+def is_array(obj: Any) -> bool:
+    """A tensor, an ndarray or a NumPy scalar."""
+    return isinstance(obj, (torch.Tensor, np.ndarray, np.generic))
+
+
+def device_of(obj: Any) -> str:
+    """``cpu`` for NumPy, the tensor's device otherwise."""
+    return str(obj.device) if isinstance(obj, torch.Tensor) else "cpu"
+
+
+def dtype_of(obj: Any) -> str:
+    """``torch.float32`` or ``float64`` (NumPy's name)."""
+    return str(obj.dtype) if isinstance(obj, torch.Tensor) else numpy_dtype_name(np.asarray(obj).dtype)
+
+
+def nbytes_of(obj: Any) -> int:
+    """Logical bytes of a tensor or array (0 for what has none)."""
+    if isinstance(obj, torch.Tensor):
+        try:
+            if getattr(obj, "is_nested", False):
+                return sum(c.numel() for c in obj.unbind()) * obj.element_size()
+            return obj.numel() * obj.element_size()
+        except Exception:  # noqa: BLE001 - exotic tensor
+            return 0
+    return int(np.asarray(obj).nbytes)
+
+
+def key_label(parent: str, key: Any) -> str:
+    """``parent['key']`` / ``parent[0]``."""
+    return f"{parent}[{key!r}]"
+
+
+def container_items(obj: Any) -> list[tuple[Any, Any]]:
+    """(key, value) pairs of a dict, list or tuple."""
+    return list(obj.items()) if isinstance(obj, dict) else list(enumerate(obj))
+
+
+def leaves(obj: Any, label: str, depth: int = 0, seen: set[int] | None = None) -> Iterator[tuple[str, Any]]:
+    """Every tensor and array inside ``obj`` with its path: module parameters and buffers,
+    container elements (nested up to :data:`MAX_DEPTH`)."""
+    seen = set() if seen is None else seen
+    if is_array(obj):
+        yield label, obj
+    elif isinstance(obj, torch.nn.Module):
+        for pname, p in obj.named_parameters(remove_duplicate=False):
+            yield f"{label}.{pname}", p
+        for bname, b in obj.named_buffers(remove_duplicate=False):
+            if b is not None:
+                yield f"{label}.{bname}", b
+    elif isinstance(obj, CONTAINERS) and not isinstance(obj, str) and depth < MAX_DEPTH and id(obj) not in seen:
+        seen.add(id(obj))
+        for key, value in container_items(obj)[:MAX_LEAVES]:
+            yield from leaves(value, key_label(label, key), depth + 1, seen)
+        seen.discard(id(obj))
+
+
+def has_leaves(obj: Any) -> bool:
+    """True when a dict, list or tuple holds a tensor, array or module somewhere inside."""
+    for _, _leaf in leaves(obj, ""):
+        return True
+    return _holds_module(obj, 0)
+
+
+def _holds_module(obj: Any, depth: int) -> bool:
+    if isinstance(obj, torch.nn.Module):
+        return True
+    if isinstance(obj, CONTAINERS) and depth < MAX_DEPTH:
+        return any(_holds_module(v, depth + 1) for _, v in container_items(obj)[:MAX_LEAVES])
+    return False
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(parameters, state tensors) of an optimizer."""
+    params = [p for group in opt.param_groups for p in group["params"]]
+    state = [v for st in opt.state.values() for v in st.values() if isinstance(v, torch.Tensor)]
+    return params, state
+
+
+def is_movable(obj: Any) -> bool:
+    """What ``%todevice`` can move: tensors, arrays, modules, optimizers, containers of them."""
+    if is_array(obj) or isinstance(obj, (torch.nn.Module, torch.optim.Optimizer)):
+        return True
+    return isinstance(obj, CONTAINERS) and not isinstance(obj, str) and has_leaves(obj)
+
+
+@dataclass
+class PlacementRow:
+    """One variable: where its data lives."""
+
+    name: str
+    type: str
+    kind: str  # "tensor" | "array" | "module" | "optimizer" | "container"
+    device: str  # one device, or several joined by ", "
+    dtype: str
+    shape: list[int] | None
+    nbytes: int
+    mixed: bool  # its tensors sit on more than one device
+    note: str | None = None
+
+
+def _counted(counter: Counter[str]) -> str:
+    return ", ".join(counter) if len(counter) <= 1 else ", ".join(f"{k} ({v})" for k, v in counter.items())
+
+
+def placement_row(name: str, obj: Any) -> PlacementRow | None:
+    """The placement of one variable (None for what ``%todevice`` does not move)."""
+    if isinstance(obj, torch.Tensor):
+        shape = None if getattr(obj, "is_nested", False) else list(obj.shape)
+        return PlacementRow(name, _type_name(obj), "tensor", str(obj.device), str(obj.dtype), shape, nbytes_of(obj), False)
+    if isinstance(obj, (np.ndarray, np.generic)):
+        arr = np.asarray(obj)
+        return PlacementRow(name, _type_name(obj), "array", "cpu", numpy_dtype_name(arr.dtype), list(arr.shape), int(arr.nbytes), False)
+    if isinstance(obj, torch.optim.Optimizer):
+        params, state = optimizer_tensors(obj)
+        pdev = Counter(str(p.device) for p in params)
+        sdev = Counter(str(s.device) for s in state if not (s.dim() == 0 and s.device.type == "cpu"))
+        note = None
+        if sdev and set(sdev) != set(pdev):
+            note = f"state on {', '.join(sdev)} but parameters on {', '.join(pdev)}: step() will fail or be slow"
+        kind = type(obj)
+        devices = pdev + sdev
+        return PlacementRow(
+            name, f"{kind.__module__}.{kind.__qualname__}", "optimizer", _counted(devices) or "-",
+            ", ".join(sorted({str(p.dtype) for p in params})) or "-", None,
+            sum(nbytes_of(s) for s in state), len(devices) > 1, note,
+        )
+    if isinstance(obj, torch.nn.Module) or (isinstance(obj, CONTAINERS) and has_leaves(obj)):
+        seen: set[int] = set()
+        devices: Counter[str] = Counter()
+        dtypes: Counter[str] = Counter()
+        total = count = 0
+        for _, leaf in leaves(obj, name):
+            if id(leaf) in seen:
+                continue
+            seen.add(id(leaf))
+            count += 1
+            devices[device_of(leaf)] += 1
+            dtypes[dtype_of(leaf)] += 1
+            total += nbytes_of(leaf)
+        module = isinstance(obj, torch.nn.Module)
+        kind = type(obj)
+        type_name = f"{kind.__module__}.{kind.__qualname__}" if module else kind.__name__
+        note = None
+        if len(devices) > 1:
+            what = "parameters and buffers" if module else "elements"
+            note = f"its {what} sit on {len(devices)} devices ({_counted(devices)})"
+        elif module and not count:
+            note = "no parameters or buffers"
+        elif not module:
+            note = f"{count} tensor{'s' if count != 1 else ''} or array{'s' if count != 1 else ''} inside"
+        return PlacementRow(name, type_name, "module" if module else "container", _counted(devices) or "-", ", ".join(dtypes) or "-", None, total, len(devices) > 1, note)
+    return None
+
+
+def placement(namespace: Mapping[str, Any], hidden: frozenset[str] | set[str] = frozenset()) -> tuple[list[PlacementRow], list[str]]:
+    """Every movable variable of ``namespace`` and notes on how they are spread over devices."""
+    rows = []
+    for name in user_names(namespace, hidden):
+        row = placement_row(name, namespace[name])
+        if row is not None:
+            rows.append(row)
+    notes = []
+    for row in rows:
+        if row.mixed and row.kind == "module":
+            notes.append(f"{row.name} is split across devices ({row.device}): each layer's inputs must be on that layer's device")
+    used: Counter[str] = Counter()
+    for row in rows:
+        for dev in row.device.split(", "):
+            used[dev.split(" (")[0]] += 1
+    used.pop("-", None)
+    if len(used) > 1:
+        spread = ", ".join(f"{k} ({v})" for k, v in used.items())
+        notes.append(f"your data lives on {len(used)} devices: {spread}; an operation that mixes two of them fails with "
+                     "'Expected all tensors to be on the same device'")
+    return rows, notes

@@ -1,0 +1,90 @@
+"""``%todevice``'s report: the placement of a namespace, the devices, and the moves made.
+
+A report holds plain values only.  The IPython glue may give a report an ``on_move`` callable
+(a device name -> a new report) so that the widget's Move button can repeat the move; it is a
+plain attribute, not a dataclass field, so it never reaches ``to_dict()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from tensormagic.engine.devices import DeviceInfo, auto_device, available_devices
+from tensormagic.engine.placement import PlacementRow, placement
+from tensormagic.engine.report import Report
+
+
+@dataclass
+class MoveRow:
+    """One named object of a move (``source``/``target`` are ``from``/``to`` in ``to_dict()``)."""
+
+    name: str
+    type: str
+    source: str  # device(s) before
+    target: str  # device after
+    nbytes: int
+    seconds: float | None
+    status: str  # "moved" | "unchanged" | "failed" | "rolled back" | "not attempted"
+    dtype: str  # "torch.float32" or "float64 -> torch.float64"
+    new_type: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+#: Statuses of a move row.
+MOVED, UNCHANGED, FAILED, ROLLED_BACK, NOT_ATTEMPTED = "moved", "unchanged", "failed", "rolled back", "not attempted"
+
+
+@dataclass(repr=False)
+class TodeviceReport(Report):
+    """Where everything lives and, after a move, what moved where (see ``%todevice?``)."""
+
+    action: str  # "placement" | "move"
+    requested: str | None  # the DEVICE as given ("auto", "cuda")
+    target: str | None  # the concrete device ("cuda:0")
+    dtype: str | None
+    non_blocking: bool
+    pin_memory: bool
+    names: list[str]
+    moves: list[MoveRow]
+    placement: list[PlacementRow]
+    devices: list[DeviceInfo]
+    auto: str
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float | None = None
+    error: str | None = None
+
+    PANEL: ClassVar[str] = "tensormagic.render.todevice_panel:todevice_panel"
+    #: Set by the IPython glue on an instance: device name -> the report of the same move there.
+    on_move: ClassVar[Callable[[str], "TodeviceReport"] | None] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["moves"] = [
+            {("from" if k == "source" else "to" if k == "target" else k): v for k, v in row.items()} for row in data["moves"]
+        ]
+        return data
+
+    def summary(self) -> str:
+        if self.action == "placement":
+            devices = sorted({d for row in self.placement for d in row.device.split(", ") if d != "-"})
+            return f"{len(self.placement)} objects on {', '.join(devices) or 'no device'}; auto would choose {self.auto}"
+        if self.error:
+            return f"nothing moved: {self.error}"
+        moved = [m.name for m in self.moves if m.status == MOVED]
+        total = sum(m.nbytes for m in self.moves if m.status == MOVED)
+        took = f", {self.seconds * 1000:.3g} ms" if self.seconds is not None else ""
+        if not moved:
+            return f"nothing to move: {', '.join(self.names)} already on {self.target}"
+        return f"moved {', '.join(moved)} to {self.target} ({total:,} bytes{took})"
+
+
+def placement_report(namespace: Mapping[str, Any], hidden: frozenset[str] | set[str] = frozenset()) -> TodeviceReport:
+    """``%todevice`` with no argument: every movable variable, the devices, and ``auto``'s choice."""
+    rows, notes = placement(namespace, hidden)
+    return TodeviceReport(
+        action="placement", requested=None, target=None, dtype=None, non_blocking=False, pin_memory=False,
+        names=[], moves=[], placement=rows, devices=available_devices(), auto=str(auto_device()), notes=notes,
+    )
