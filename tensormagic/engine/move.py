@@ -630,17 +630,19 @@ def move(
         raise MoveError(f"nothing moved: {what} cannot move to {target}: {reason}; {devices_here()}", report)
 
     done: list[_Install] = []
+    installing = ""
     try:
         for plan in order:
+            installing = plan.name
             for inst in plan.installs:
                 if hook is not None:
                     hook("install", plan.name)
+                done.append(inst)  # undone too if it fails halfway
                 inst.do()
-                done.append(inst)
     except Exception as exc:  # noqa: BLE001 - undo what was installed, newest first
         for inst in reversed(done):
             inst.undo()
-        raise MoveError(f"nothing moved: installing {inst.owner} on {target} failed ({_describe_failure(exc, target, 0)}); every object was restored; {devices_here()}") from None
+        raise MoveError(f"nothing moved: installing {installing} on {target} failed ({_describe_failure(exc, target, 0)}); every object was restored; {devices_here()}") from None
     total = time.perf_counter() - start
     bindings = {p.name: p.new for p in plans if p.new is not p.old}
     view = ChainMap(bindings, dict(namespace))
