@@ -15,16 +15,25 @@ from tensormagic.render.text import bar
 _MARK = {"info": "ℹ", "ok": "✔", "warning": "⚠", "error": "✘"}
 
 STYLE = (
+    # Colours: our own variables, darker on light themes and lighter on dark ones (JupyterLab,
+    # nbconvert --theme dark, VS Code), each at least 4.5:1 against the background (WCAG AA);
+    # JupyterLab's --jp-warn-color0 & co. are too pale for text on white.
     "<style>"
-    ".tensormagic table{border-collapse:collapse;margin:4px 0;font-size:12px}"
-    ".tensormagic th,.tensormagic td{padding:2px 8px;text-align:left;vertical-align:top;"
-    "border-bottom:1px solid rgba(128,128,128,.25)}"
+    ".tensormagic{--tm-bar:#2563eb;--tm-warn:#b45309;--tm-err:#b91c1c;--tm-ok:#15803d;"
+    "line-height:1.45;color:var(--jp-content-font-color1,inherit)}"
+    "[data-jp-theme-light=false] .tensormagic,.vscode-dark .tensormagic,.vscode-high-contrast .tensormagic"
+    "{--tm-bar:#60a5fa;--tm-warn:#fbbf24;--tm-err:#f87171;--tm-ok:#4ade80}"
+    ".tensormagic table{border-collapse:collapse;margin:4px 0 8px;font-size:12px}"
+    ".tensormagic caption{text-align:left;font-weight:600;padding:2px 8px}"
+    ".tensormagic th,.tensormagic td{padding:3px 10px;text-align:left;vertical-align:top;"
+    "border-bottom:1px solid var(--jp-border-color2,rgba(128,128,128,.25))}"
     ".tensormagic th{font-weight:600}"
-    ".tensormagic .tm-bar{font-family:monospace;white-space:pre;color:#3b82f6}"
-    ".tensormagic .tm-warning{color:#b45309}.tensormagic .tm-error{color:#b91c1c}"
-    ".tensormagic .tm-ok{color:#15803d}"
+    ".tensormagic .tm-bar{font-family:monospace;white-space:pre;color:var(--tm-bar)}"
+    ".tensormagic .tm-warning{color:var(--tm-warn)}.tensormagic .tm-error{color:var(--tm-err)}"
+    ".tensormagic .tm-ok{color:var(--tm-ok)}"
+    ".tensormagic p{margin:4px 0}"
     ".tensormagic summary{font-weight:600;cursor:pointer;margin-top:4px}"
-    ".tensormagic pre{font-size:12px;margin:2px 0}"
+    ".tensormagic pre{font-size:12px;margin:2px 0;line-height:1.35}"
     "</style>"
 )
 

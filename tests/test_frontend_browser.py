@@ -1,0 +1,207 @@
+"""JupyterLab in a real browser: a JupyterLab server on 127.0.0.1, Debian's Chromium via Playwright.
+
+The quickstart notebook is opened and run once per session (``quickstart_page``); each test then
+asserts on the rendered DOM.  Screenshots of every panel, in the light and the dark theme, land
+in ``artifacts/frontend/`` (ignored by git).  Without Chromium or Playwright these tests skip,
+and fail when ``CI`` is set.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from frontend_support import (
+    ARTIFACTS,
+    PANELS,
+    REPO,
+    THEMES,
+    github_like,
+    static_quickstart,
+    LabPage,
+    PanelExpectation,
+    chromium,  # noqa: F401 - pytest fixtures
+    lab_server,  # noqa: F401
+    quickstart_page,  # noqa: F401
+)
+
+pytestmark = pytest.mark.browser
+
+#: The least WCAG contrast ratio between any text of a panel and what lies behind it.
+MIN_CONTRAST = 4.5
+
+JS_KERNEL_PREFIX = """async () => {
+  const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  const f = k.requestExecute({code: 'import sys, tensormagic; print(sys.prefix); print(tensormagic.__file__)',
+                              silent: false, store_history: false});
+  let out = '';
+  f.onIOPub = m => { if (m.header.msg_type === 'stream') out += m.content.text; };
+  await f.done;
+  return out;
+}"""
+
+# For each visible text node of the element: its colour, the first opaque background behind it,
+# and the WCAG contrast ratio of the two.  Returns the worst few.
+JS_CONTRAST = """el => {
+  const parse = c => { const m = c.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
+    const p = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number); return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; };
+  const lum = ([r, g, b]) => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+  const background = node => { for (let n = node; n; n = n.parentElement) {
+      const c = parse(getComputedStyle(n).backgroundColor); if (c && c[3] > 0.5) return c; }
+    return parse(getComputedStyle(document.body).backgroundColor) || [255, 255, 255, 1]; };
+  const worst = [];
+  const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  for (let t = walker.nextNode(); t; t = walker.nextNode()) {
+    const node = t.parentElement; if (!t.textContent.trim() || !node.offsetParent) continue;
+    const s = getComputedStyle(node); if (s.visibility === 'hidden' || s.display === 'none') continue;
+    const fg = parse(s.color), bg = background(node);
+    const [a, b] = [lum(fg), lum(bg)];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    worst.push({ratio: Math.round(ratio * 100) / 100, text: t.textContent.trim().slice(0, 40), color: s.color,
+                background: 'rgb(' + bg.slice(0, 3).join(',') + ')', tag: node.tagName, cls: node.className});
+  }
+  worst.sort((x, y) => x.ratio - y.ratio);
+  return worst.slice(0, 5);
+}"""
+
+JS_OVERFLOW = """el => [...el.querySelectorAll('*')].filter(n => n.offsetParent && n.scrollWidth > n.clientWidth + 1
+    && getComputedStyle(n).overflowX === 'visible' && n.clientWidth > 0).map(n => n.tagName + '.' + n.className).slice(0, 5)"""
+
+
+def panel_of(lab: LabPage, expect: PanelExpectation):
+    return lab.output(expect.source).locator(".tensormagic-panel")
+
+
+def tab(lab: LabPage, expect: PanelExpectation, title: str):
+    return panel_of(lab, expect).get_by_role("tab", name=title, exact=True)
+
+
+def test_kernel_is_the_venv_python_with_tensormagic(quickstart_page: LabPage):
+    prefix, module = quickstart_page.page.evaluate(JS_KERNEL_PREFIX).splitlines()
+    assert prefix == sys.prefix
+    assert module.startswith(str(REPO / "tensormagic")), module  # the editable install of this checkout
+
+
+@pytest.mark.parametrize("expect", PANELS, ids=lambda p: p.name)
+def test_panel_renders_as_widget(quickstart_page: LabPage, expect: PanelExpectation):
+    lab = quickstart_page
+    output = lab.output(expect.source)
+    assert output.count() == 1, f"{expect.source!r}: {output.count()} outputs"
+    # The widget manager rendered it: no HTML or text renderer was used for this output.
+    assert output.locator(".jp-RenderedHTMLCommon, .jp-RenderedText").count() == 0, "rendered from a fallback"
+    assert output.locator(":scope > .jupyter-widgets.tensormagic-panel").count() == 1
+    panel = panel_of(lab, expect)
+    panel.wait_for(state="visible")
+    assert panel.locator(".widget-tab").count() == (1 if expect.tabs else 0)
+    seen = panel.inner_text()
+    assert "Error displaying widget" not in seen and "Loading widget" not in seen
+    assert seen.lstrip().startswith(expect.title)
+    assert "── " not in seen, "the text view leaked into the widget"
+    for text in expect.texts:
+        assert text in seen, f"{text!r} not visible in the {expect.title!r} panel"
+
+
+@pytest.mark.parametrize("expect", [p for p in PANELS if p.tabs], ids=lambda p: p.name)
+def test_tab_titles(quickstart_page: LabPage, expect: PanelExpectation):
+    tabs = panel_of(quickstart_page, expect).get_by_role("tab")
+    assert [t.strip() for t in tabs.all_inner_texts()] == list(expect.tabs)
+    assert tabs.first.get_attribute("aria-selected") == "true"
+
+
+@pytest.mark.parametrize(
+    "expect,title",
+    [(p, t) for p in PANELS for t in p.tab_texts],
+    ids=lambda v: v.name if isinstance(v, PanelExpectation) else v,
+)
+def test_clicking_a_tab_shows_its_content(quickstart_page: LabPage, expect: PanelExpectation, title: str):
+    lab = quickstart_page
+    panel = panel_of(lab, expect)
+    texts = expect.tab_texts[title]
+    before = panel.inner_text()
+    assert not all(t in before for t in texts), f"{title!r}'s content was visible before the click"
+    try:
+        tab(lab, expect, title).click()
+        lab.page.wait_for_function(
+            "el => el.getAttribute('aria-selected') === 'true'", arg=tab(lab, expect, title).element_handle()
+        )
+        after = panel.inner_text()
+        for text in texts:
+            assert text in after, f"{text!r} not visible after clicking {title!r}"
+    finally:
+        tab(lab, expect, expect.tabs[0]).click()
+
+
+def test_dtype_table_pairs_int64_with_torch_int64(quickstart_page: LabPage):
+    lab = quickstart_page
+    x = next(p for p in PANELS if p.source == "%tensorinfo x")
+    try:
+        tab(lab, x, "Dtypes").click()
+        table = panel_of(lab, x).locator("table:visible").last
+        row = table.locator("tr", has_text="→ torch.int64")
+        assert row.count() == 1
+        assert [c.strip() for c in row.locator("td").all_inner_texts()][:2] == ["→ torch.int64", "int64"]
+        assert panel_of(lab, x).get_by_text("int64 <-> torch.int64").is_visible()
+    finally:
+        tab(lab, x, x.tabs[0]).click()
+
+
+@pytest.mark.parametrize("theme", list(THEMES))
+def test_panels_look_clean(quickstart_page: LabPage, theme: str):
+    """Screenshot every panel (each tab of the tabbed ones) at 1280x800; check contrast and overflow."""
+    lab = quickstart_page
+    out_dir = ARTIFACTS / "screenshots"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    problems = []
+    try:
+        lab.set_theme(theme)
+        for expect in PANELS:
+            panel = panel_of(lab, expect)
+            panel.scroll_into_view_if_needed()
+            for i, title in enumerate(expect.tabs or ("",)):
+                if title:
+                    tab(lab, expect, title).click()
+                    lab.page.wait_for_timeout(50)
+                slug = title.lower().replace(" & ", "-").replace(" ", "-")
+                panel.screenshot(path=str(out_dir / f"{theme}-{expect.name}-{i}{('-' + slug) if slug else ''}.png"))
+                worst = panel.evaluate(JS_CONTRAST)
+                if worst and worst[0]["ratio"] < MIN_CONTRAST:
+                    problems.append(f"{expect.name}/{title}: low contrast {worst[0]}")
+                overflow = panel.evaluate(JS_OVERFLOW)
+                if overflow:
+                    problems.append(f"{expect.name}/{title}: content wider than its box: {overflow}")
+            if expect.tabs:
+                tab(lab, expect, expect.tabs[0]).click()
+            box = panel.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 1280, f"{expect.name} off screen: {box}"
+        lab.page.screenshot(path=str(out_dir / f"{theme}-page.png"))
+    finally:
+        lab.set_theme("light")
+    assert not problems, "\n".join(problems)
+
+
+def test_github_like_html_reads_well(chromium):
+    """The static HTML stripped as GitHub strips it, in Chromium at GitHub's content width.
+
+    The first section of each panel is open and shows its facts; the others open with a click on
+    their summary; no panel is wider than the page.  Screenshot: static-github-like.png.
+    """
+    stripped = str(github_like(static_quickstart()))
+    page = chromium.new_page(viewport={"width": 1012, "height": 800})
+    try:
+        page.set_content(stripped, wait_until="load")
+        x = page.locator("h4", has_text="tensorinfo · x").locator("xpath=..")
+        assert x.get_by_role("rowheader", name="torch twin").is_visible()
+        assert not x.get_by_text("int64 <-> torch.int64").is_visible()  # Dtypes is collapsed
+        x.locator("summary", has_text="Dtypes").click()
+        assert x.get_by_text("int64 <-> torch.int64").is_visible()
+        page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")
+        too_wide = page.evaluate("""() => [...document.querySelectorAll('h4')].map(h => h.parentElement)
+            .filter(p => p.scrollWidth > 1012).map(p => p.querySelector('h4').textContent)""")
+        assert not too_wide, f"panels wider than GitHub's column: {too_wide}"
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.locator("h4").first.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "static-github-like.png"))
+    finally:
+        page.close()

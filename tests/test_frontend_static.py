@@ -1,0 +1,138 @@
+"""Static renders: the executed quickstart converted to HTML by nbconvert, widget state removed.
+
+Without saved widget state nbconvert (and GitHub, nbviewer...) shows each output's ``text/html``:
+our panel's fallback.  It must carry the values, contain no script built from user data, and read
+well as plain semantic HTML once CSS and scripts are stripped (GitHub strips both).
+"""
+
+from __future__ import annotations
+
+import re
+
+import nbformat
+import pytest
+from bs4 import BeautifulSoup
+
+from frontend_support import (
+    ARTIFACTS,
+    PANELS,
+    WIDGET_VIEW,
+    PanelExpectation,
+    execute_notebook,
+    github_like,
+    static_html,
+    static_quickstart,
+)
+
+#: Tags GitHub's HTML sanitizer keeps (a subset of its allowlist) plus the panel's own <style>.
+ALLOWED_TAGS = {
+    "div", "span", "p", "h4", "strong", "em", "b", "i", "code", "pre", "br", "small",
+    "table", "caption", "thead", "tbody", "tr", "th", "td", "details", "summary", "style",
+}
+MARKS = ("ℹ", "✔", "⚠", "✘")
+HOSTILE = '</script><script>alert("pwned")</script><img src=x onerror=alert(1)>'
+
+
+def panels_by_title(soup: BeautifulSoup) -> dict[str, BeautifulSoup]:
+    """Each panel's fallback (``div.tensormagic`` holding an ``h4``) by its title."""
+    found = {}
+    for div in soup.select("div.tensormagic"):
+        h4 = div.find("h4", recursive=False)
+        if h4 is not None:
+            found[h4.get_text()] = div
+    return found
+
+
+def text_of(node) -> str:
+    return " ".join(node.get_text(" ").split())
+
+
+@pytest.fixture(scope="module")
+def soup() -> BeautifulSoup:
+    return BeautifulSoup(static_quickstart(), "html.parser")
+
+
+def test_fallback_replaces_widgets(soup):
+    assert not soup.select(f'script[type="{WIDGET_VIEW}"]'), "widget views left in the static HTML"
+    assert "widget-state+json" not in static_quickstart()
+    assert list(panels_by_title(soup)) == [p.title for p in PANELS]
+
+
+@pytest.mark.parametrize("expect", PANELS, ids=lambda p: p.name)
+def test_panel_fallback_values(soup, expect: PanelExpectation):
+    div = panels_by_title(soup)[expect.title]
+    details = div.find_all("details", recursive=False)
+    assert [d.summary.get_text() for d in details] == list(expect.tabs)
+    if details:
+        assert details[0].has_attr("open") and not any(d.has_attr("open") for d in details[1:])
+    seen = text_of(div)
+    for text in expect.texts + sum(expect.tab_texts.values(), ()):
+        assert text in seen, f"{text!r} missing from the static HTML of {expect.title!r}"
+
+
+def test_dtype_row_reads_as_a_table(soup):
+    """The Dtypes section of x: a real table whose marked row pairs torch.int64 with int64."""
+    div = panels_by_title(soup)["tensorinfo · x"]
+    dtypes = next(d for d in div.find_all("details") if d.summary.get_text() == "Dtypes")
+    headers = [th.get_text() for th in dtypes.select("thead th")]
+    assert headers == ["torch dtype", "NumPy dtype", "note"]
+    rows = [[td.get_text() for td in tr.find_all("td")] for tr in dtypes.select("tbody tr")]
+    assert ["→ torch.int64", "int64", ""] in rows
+
+
+def test_no_script_in_any_output(soup):
+    outputs = soup.select(".jp-OutputArea-output")
+    assert len(outputs) >= len(PANELS)
+    for out in outputs:
+        assert out.find("script") is None, str(out)[:300]
+        assert not any(a.startswith("on") for tag in out.find_all(True) for a in tag.attrs)
+
+
+def test_user_data_cannot_inject_markup():
+    """A tensor reached through a key full of markup: the name shows as text, never as tags."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext tensormagic"),
+        nbformat.v4.new_code_cell(f"import torch\nd = {{{HOSTILE!r}: torch.ones(2)}}"),
+        nbformat.v4.new_code_cell(f"%tensorinfo d[{HOSTILE!r}]"),
+    ]
+    executed = execute_notebook(nb, store_widget_state=False)
+    out = executed.cells[2].outputs[0]
+    html = static_html(executed)
+    soup = BeautifulSoup(html, "html.parser")
+    area = soup.select(".jp-OutputArea-output")[-1]
+    assert area.find("script") is None and area.find("img") is None
+    assert "alert(" in text_of(area), "the hostile name should show as text"
+    assert "<script>" not in out.data["text/html"] and "<img" not in out.data["text/html"]
+
+
+def test_fallback_uses_only_sanitizer_safe_tags(soup):
+    for title, div in panels_by_title(soup).items():
+        tags = {t.name for t in div.find_all(True)} | {div.name}
+        assert tags <= ALLOWED_TAGS, f"{title}: tags GitHub would drop: {sorted(tags - ALLOWED_TAGS)}"
+
+
+def test_reads_well_without_css_or_scripts():
+    """GitHub strips style sheets, classes and scripts: meaning must not rest on them."""
+    stripped = github_like(static_quickstart())
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "quickstart-github-like.html").write_text(str(stripped), encoding="utf-8")
+    # Titles are headings, sections are <details> with a <summary>, facts are table rows.
+    headings = [h.get_text() for h in stripped.find_all("h4")]
+    assert headings == [p.title for p in PANELS]
+    for h4 in stripped.find_all("h4"):
+        panel = h4.parent
+        # The headline follows the title as bold text, readable on its own.
+        assert panel.find("strong") is not None and len(panel.find("strong").get_text()) > 10
+        for details in panel.find_all("details", recursive=False):
+            assert details.summary is not None and details.summary.get_text().strip()
+        for th in panel.select('th[scope="row"]'):
+            td = th.find_next_sibling("td")
+            assert td is not None, f"{h4.get_text()}: a label without its value"
+        # Notes say what they are by a mark, not by colour alone.
+        for p in panel.find_all("p"):
+            text = p.get_text().strip()
+            if p.find("strong") is None and not text.startswith("…"):
+                assert text.startswith(MARKS), f"{h4.get_text()}: note without a mark: {text[:60]!r}"
+    # No CSS source text left over as visible text.
+    assert not re.search(r"\.tensormagic\s*[{ ]", stripped.get_text())
