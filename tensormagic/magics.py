@@ -94,7 +94,7 @@ class TensorMagics(Magics):
     @argument(
         "--budget",
         type=int,
-        default=DEFAULT_BUDGET,
+        default=None,
         metavar="N",
         help=f"compute statistics exactly up to N elements, from a sample above (default {DEFAULT_BUDGET:,})",
     )
@@ -119,12 +119,24 @@ class TensorMagics(Magics):
         Statistics are computed where the data lives, exactly up to --budget elements and from a
         fixed-seed sample above it (labelled as such).
         """
-        args = parse_line(self.tensorinfo, line)
-        if args.budget <= 0:
+        try:
+            args = parse_line(self.tensorinfo, line)
+        except UsageError as exc:
+            if "unrecognized arguments: -" in str(exc):
+                raise UsageError(f"{exc}; to inspect an expression that starts with '-', wrap it in parentheses: %tensorinfo (-x)") from None
+            raise
+        late = [tok for tok in args.expr if tok in ("--budget", "--exact") or tok.startswith("--budget=")]
+        if late:
+            raise UsageError(f"{late[0]} must come before the expression, e.g. %tensorinfo {late[0].split('=')[0]}{' N' if late[0].startswith('--budget') else ''} x")
+        if args.budget is not None and args.budget <= 0:
             raise UsageError(f"--budget must be a positive number of elements, not {args.budget}")
-        budget = 2**62 if args.exact else args.budget
+        if args.exact and args.budget is not None:
+            raise UsageError("--exact and --budget conflict: --exact computes every statistic exactly, --budget N only up to N elements; give one")
+        budget = 2**62 if args.exact else (args.budget if args.budget is not None else DEFAULT_BUDGET)
         expr = " ".join(args.expr).strip()
         if not expr:
+            if args.exact or args.budget is not None:
+                raise UsageError(f"{'--exact' if args.exact else '--budget'} applies to one array or tensor; give an expression, e.g. %tensorinfo {'--exact' if args.exact else '--budget N'} x")
             return tensorinfo_engine.inspect_namespace(self.shell.user_ns, self._hidden)
         obj = self.resolve(expr)
         if not is_inspectable(obj):

@@ -13,6 +13,7 @@ import struct
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,9 +21,13 @@ import torch
 #: Elements above which statistics are sampled rather than exact.
 DEFAULT_BUDGET = 2**27
 #: How many elements a sample holds.
-SAMPLE_SIZE = 2**20
-#: Elements per chunk for the chunked passes on the CPU.
-CPU_CHUNK = 2**20
+SAMPLE_SIZE = 2**18
+#: Elements per chunk for the chunked passes on the CPU (a float64 copy of one is 1 MiB).
+CPU_CHUNK = 2**17
+#: Elements a histogram is drawn from at most (a sample above it).
+HIST_SAMPLE = 2**16
+#: Indices drawn at a time when sampling (bounds the int64 temporaries to a few MiB).
+SAMPLE_BLOCK = 2**16
 #: Values a histogram is drawn from at most (a fixed-seed sample above).
 HISTOGRAM_SAMPLE = 2**16
 #: Elements per chunk of the fast float loop (fits the CPU's L2 cache).
@@ -84,21 +89,35 @@ def iter_chunks(t: torch.Tensor, max_elems: int) -> Iterator[torch.Tensor]:
 def sample_values(t: torch.Tensor, k: int) -> torch.Tensor:
     """A fixed-seed random sample of ``k`` elements of a strided tensor (with replacement).
 
-    Offsets are computed from the strides and read straight from the storage, so nothing the
-    size of ``t`` is made, and a private generator leaves the user's RNG state alone.
+    Offsets are computed from the strides and read straight from the storage, a block of
+    indices at a time, so nothing the size of ``t`` (or many times ``k``) is made, and a private
+    generator leaves the user's RNG state alone.
     """
     gen = torch.Generator(device=t.device)
     gen.manual_seed(0)
-    idx = torch.randint(0, t.numel(), (k,), generator=gen, device=t.device)
-    offsets = torch.zeros(k, dtype=torch.int64, device=t.device)
-    rest = idx
-    for size, stride in zip(reversed(t.shape), reversed(t.stride())):
-        offsets += (rest % size) * stride
-        rest = rest // size
     span = sum((s - 1) * st for s, st in zip(t.shape, t.stride()) if st > 0) + 1
     lowest = sum((s - 1) * st for s, st in zip(t.shape, t.stride()) if st < 0)
     flat = t.as_strided((span - lowest,), (1,), t.storage_offset() + lowest)
-    return flat[offsets - lowest]
+    out = torch.empty(k, dtype=t.dtype, device=t.device)
+    on_cpu = t.device.type == "cpu"
+    rng = np.random.default_rng(0)  # private: the user's NumPy and torch RNGs are untouched
+    for start in range(0, k, SAMPLE_BLOCK):
+        m = min(SAMPLE_BLOCK, k - start)
+        if on_cpu:  # index arithmetic in NumPy: single-threaded, no parallel-region overhead
+            rest = rng.integers(0, t.numel(), m, dtype=np.int64)
+            offsets_np = np.full(m, -lowest, dtype=np.int64)
+            for size, stride in zip(reversed(t.shape), reversed(t.stride())):
+                offsets_np += (rest % size) * stride
+                rest //= size
+            out[start : start + m] = flat[torch.from_numpy(offsets_np)]
+            continue
+        rest_t = torch.randint(0, t.numel(), (m,), generator=gen, device=t.device)
+        offsets = torch.full((m,), -lowest, dtype=torch.int64, device=t.device)
+        for size, stride in zip(reversed(t.shape), reversed(t.stride())):
+            offsets += (rest_t % size) * stride
+            rest_t = rest_t // size
+        out[start : start + m] = flat[offsets]
+    return out
 
 
 def _as_float64(chunk: torch.Tensor) -> torch.Tensor:
@@ -188,6 +207,78 @@ def _kind(dtype: torch.dtype) -> str:
     return "int"
 
 
+def _cpu_stats(chunks: Iterable[torch.Tensor], kind: str, over: str) -> ValueStats:
+    """Every statistic from small CPU chunks, in few passes each, accumulated in Python.
+
+    On the CPU a host read costs nothing, so each chunk first takes the common path (all values
+    finite: aminmax, a float64 copy, sum and dot) and masks non-finite values only when it has
+    some.  Integer min/max are exact (int64; uint64 through a sign-bit flip).
+    """
+    total = finite_n = n_nan = n_pos = n_neg = zeros = 0
+    lo: Any = None
+    hi: Any = None
+    pivot: float | None = None
+    s1 = s2 = 0.0
+    for chunk in chunks:
+        chunk = chunk.reshape(-1)
+        m = chunk.numel()
+        if m == 0:
+            continue
+        total += m
+        if kind == "uint64":
+            as_i = chunk.view(torch.int64) ^ _SIGN_BIT  # order-preserving, exact
+            cmin, cmax = (int(v) - _SIGN_BIT for v in torch.aminmax(as_i))
+            zeros += int((as_i == _SIGN_BIT).sum())
+            del as_i
+            d = chunk.to(torch.float64)
+            fin = m
+        elif kind in ("int", "bool"):
+            as_i = chunk.to(torch.int64)
+            cmin, cmax = (int(v) for v in torch.aminmax(as_i))
+            zeros += m - int(torch.count_nonzero(as_i))
+            del as_i
+            d = chunk.to(torch.float64)
+            fin = m
+        else:
+            d = _as_float64(chunk)
+            if d.data_ptr() == chunk.data_ptr():
+                d = d.clone()  # float64 input: never modify the user's data below
+            cmin, cmax = (float(v) for v in torch.aminmax(d))  # NaN and inf propagate here
+            fin = m
+            if not (math.isfinite(cmin) and math.isfinite(cmax)):
+                finite = torch.isfinite(d)
+                chunk_nan = int(torch.isnan(d).sum())
+                chunk_pos = int((d == math.inf).sum())
+                d = d[finite]
+                del finite
+                fin = d.numel()
+                n_nan += chunk_nan
+                n_pos += chunk_pos
+                n_neg += m - fin - chunk_nan - chunk_pos
+                if fin:
+                    cmin, cmax = (float(v) for v in torch.aminmax(d))
+            zeros += fin - int(torch.count_nonzero(d))
+        if fin == 0:
+            continue
+        finite_n += fin
+        lo = cmin if lo is None else min(lo, cmin)
+        hi = cmax if hi is None else max(hi, cmax)
+        if pivot is None:
+            pivot = float(d.mean())
+        d = d.sub_(pivot) if d.data_ptr() != chunk.data_ptr() else d - pivot
+        s1 += float(d.sum())
+        s2 += float(torch.dot(d, d))
+    mean = std = None
+    if finite_n > 0:
+        assert pivot is not None
+        mean = pivot + s1 / finite_n
+        if finite_n > 1:
+            std = math.sqrt(max((s2 - s1 * s1 / finite_n) / (finite_n - 1), 0.0))
+    if kind == "bool" and lo is not None:
+        lo, hi = bool(lo), bool(hi)
+    return ValueStats(lo, hi, mean, std, n_nan, n_pos, n_neg, zeros, True, None, total, over)
+
+
 def _chunked_stats(t: torch.Tensor, over: str, chunks: Iterable[torch.Tensor] | None = None, kind: str | None = None) -> ValueStats:
     """Every statistic from small chunks, accumulated on the device, gathered once.
 
@@ -199,6 +290,8 @@ def _chunked_stats(t: torch.Tensor, over: str, chunks: Iterable[torch.Tensor] | 
     kind = kind or _kind(t.dtype)
     if chunks is None:
         chunks = iter_chunks(t, _chunk_size(t))
+    if device.type == "cpu":
+        return _cpu_stats(chunks, kind, over)
     f64 = dict(dtype=torch.float64, device=device)
     i64 = dict(dtype=torch.int64, device=device)
     inf = torch.tensor(math.inf, **f64)
@@ -400,7 +493,7 @@ class Histogram:
 
 
 def value_histogram(t: torch.Tensor, lo: float | int | bool | None, hi: float | int | bool | None, bins: int = 12) -> Histogram | None:
-    """A histogram of the finite values (from a sample above ``SAMPLE_SIZE`` elements).
+    """A histogram of the finite values (from a fixed-seed sample above ``HIST_SAMPLE`` elements).
 
     Booleans get two bins (False, True); integers spanning at most ``bins`` values get one bin
     per value (decided on the exact integers, not their float images).
@@ -410,8 +503,8 @@ def value_histogram(t: torch.Tensor, lo: float | int | bool | None, hi: float | 
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         t = t.detach()
-        sampled = t.numel() > SAMPLE_SIZE
-        values = sample_values(t, SAMPLE_SIZE) if sampled else t.reshape(-1)
+        sampled = t.numel() > HIST_SAMPLE
+        values = sample_values(t, HIST_SAMPLE) if sampled else t.reshape(-1)
         if t.dtype == torch.bool:
             true = int(values.sum())
             return Histogram([0, 1, 2], [int(values.numel()) - true, true], sampled, integer=True, boolean=True)
