@@ -21,6 +21,10 @@ from tensormagic.engine.stats import DEFAULT_BUDGET
 from tensormagic.engine import tensorinfo as tensorinfo_engine
 from tensormagic.engine import move as move_engine
 from tensormagic.engine.todevice_report import placement_report
+import sys as _autograd_sys
+from IPython.core.magic import cell_magic
+from tensormagic.engine import autograd_report as autograd_engine
+from tensormagic.engine.autograd_trace import run_code as _autograd_run_code
 from tensormagic.render.display import DISPLAY_MODES, set_display_mode
 
 
@@ -144,7 +148,76 @@ class TensorMagics(Magics):
         return tensorinfo_engine.inspect_object(expr, obj, self.shell.user_ns, budget, self._hidden)
 
     # -- %%autograd ---------------------------------------------------------------------------
-    # (section owned by the %%autograd work: the cell magic goes here)
+
+    @output_can_be_silenced
+    @magic_arguments()
+    @argument("--of", action="append", default=[], metavar="NAMES", help="the outputs to differentiate (comma-separated names or expressions); default: what the cell called backward on, else its last expression, else the graph roots it assigned")
+    @argument("--wrt", action="append", default=[], metavar="NAMES", help="only these inputs (comma-separated names or expressions); default: every tensor the computation involves")
+    @argument("--check", action="store_true", help="also run torch.autograd.gradcheck in float64 on copies of small inputs")
+    @argument("--flops", action="store_true", help="count the FLOPs of the forward and backward passes (torch.utils.flop_counter)")
+    @argument("--jacobian-budget", type=int, default=autograd_engine.DEFAULT_JACOBIAN_BUDGET, metavar="N", help=f"compute the full Jacobian of a non-scalar output up to N entries (default {autograd_engine.DEFAULT_JACOBIAN_BUDGET:,})")
+    @argument("--no-jacobian", action="store_true", help="never compute Jacobians: non-scalar outputs get the vector-Jacobian product with ones")
+    @argument("--no-lines", action="store_true", help="do not record the cell line of each op (a little faster; lines then come from assignments only)")
+    @argument("--nan", action="store_true", help="hook every node of the cell's backward to find the op whose gradient first turns NaN/inf")
+    @argument("--out", metavar="NAME", help="also store the report in the variable NAME")
+    @cell_magic
+    def autograd(self, line: str = "", cell: str = "") -> Any:
+        """Run the cell as usual, then explain every derivative it computed (or could compute).
+
+        Usage::
+
+            %%autograd                    # the outputs, one row per tensor involved, graph, cost, health
+            w = torch.tensor(4., requires_grad=True)
+            y = w * 3
+            y.backward()
+
+            %%autograd --of loss --wrt w,b --flops --check --out r
+
+        For each output (what the cell called backward / torch.autograd.grad on, else its last
+        expression, else the graph roots it assigned; or --of) each tensor involved gets a row
+        with its gradient, or a status (ok, no_requires_grad, non_leaf, detached, unused,
+        integer_dtype, non_finite), the reason and the fix.  The cell's own .grad results end
+        exactly as without the magic; if it calls no backward, no .grad is touched.
+        """
+        __tracebackhide__ = True
+        args = parse_line(self.autograd, line)
+        if not cell.strip():
+            raise UsageError("%%autograd needs code below it, e.g. %%autograd on the first line and then y = w * x; y.backward()")
+        if args.jacobian_budget <= 0:
+            raise UsageError(f"--jacobian-budget must be a positive number of entries, not {args.jacobian_budget}")
+        if args.out is not None and (not args.out.isidentifier() or keyword.iskeyword(args.out)):
+            raise UsageError(f"--out needs a variable name, not {args.out!r}")
+        options = autograd_engine.AutogradOptions(
+            of=[n for text in args.of for n in autograd_engine.split_names(text)],
+            wrt=[n for text in args.wrt for n in autograd_engine.split_names(text)],
+            check=args.check,
+            flops=args.flops,
+            jacobian=not args.no_jacobian,
+            jacobian_budget=args.jacobian_budget,
+            lines=not args.no_lines,
+            locate_nan=args.nan,
+        )
+        try:
+            autograd_engine.check_expressions(options.of, "--of")
+            autograd_engine.check_expressions(options.wrt, "--wrt")
+        except autograd_engine.AutogradUsageError as exc:
+            raise UsageError(str(exc)) from None
+        shell = self.shell
+        transformed = shell.transform_cell(cell)
+        filename = shell.compile.cache(transformed, shell.execution_count, raw_code=cell)
+        tree = shell.transform_ast(shell.compile.ast_parse(transformed, filename=filename))
+        session = autograd_engine.AutogradSession(shell.user_ns, transformed, filename, options, self._hidden)
+        with session.recorder:
+            value = _autograd_run_code(tree, filename, shell.user_global_ns, shell.user_ns, shell.compile)
+        if value is not None:
+            _autograd_sys.displayhook(value)  # the cell's own output, as in a normal cell
+        try:
+            report = session.report(value)
+        except autograd_engine.AutogradUsageError as exc:
+            raise UsageError(f"{exc} (the cell itself ran)") from None
+        if args.out:
+            shell.user_ns[args.out] = report
+        return report
 
     # -- %todevice ----------------------------------------------------------------------------
 

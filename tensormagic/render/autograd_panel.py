@@ -1,0 +1,267 @@
+"""The panel of ``%%autograd``'s report: Gradients | Graph | Cost | Health (| Jacobian | Check)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from tensormagic.engine.autograd_graph import GraphInfo, GraphNode
+from tensormagic.engine.autograd_report import AutogradReport, GradientRow
+from tensormagic.render.document import Bars, KeyValues, Note, Panel, Preformatted, Section, Table
+from tensormagic.render.format import fmt_bytes, fmt_number, fmt_shape, truncate
+
+#: Rows shown at most in a table; graph lines at most in the text graph.
+MAX_ROWS = 40
+MAX_GRAPH_LINES = 120
+MAX_BARS = 60
+MAX_CHANGES = 8
+
+
+def fmt_value(value: Any, limit: int = 60) -> str:
+    """A gradient as a learner reads it: ``3.0``, ``[1.0, 2.0]`` or its summary."""
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return truncate(str(value.get("summary", value)), limit)
+    if isinstance(value, float):
+        return fmt_number(value)
+    if isinstance(value, list):
+        return truncate(str(_round(value)), limit)
+    return truncate(str(value), limit)
+
+
+def _round(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_round(v) for v in value]
+    if isinstance(value, float):
+        return float(f"{value:.6g}") if math.isfinite(value) else value
+    return value
+
+
+def _d(of: str, wrt: str) -> str:
+    return f"d{of}/d{wrt}" if of.isidentifier() else f"∂/∂{wrt}"
+
+
+def _headline(report: AutogradReport) -> tuple[str, str]:
+    if report.message:
+        return report.message, "warning"
+    parts = []
+    for o in report.outputs[:3]:
+        parts.append(f"{truncate(o.name, 30)} = {fmt_number(o.value)}" if o.value is not None else f"{truncate(o.name, 30)} {fmt_shape(o.shape)}")
+    level = "ok"
+    shown = 0
+    for row in report.gradients:
+        if shown >= 6:
+            parts.append("…")
+            break
+        if row.status in ("ok", "non_leaf") and not isinstance(row.grad, dict) and len(fmt_value(row.grad, 40)) < 40:
+            parts.append(f"{_d(row.of, row.wrt)} = {fmt_value(row.grad, 24)}")
+        else:
+            parts.append(f"{row.wrt}: {row.status}")
+        if row.status == "non_finite":
+            level = "error"
+        elif row.status in ("unused", "detached", "integer_dtype") and level == "ok":
+            level = "warning"
+        shown += 1
+    if any(h.flag for h in report.health) and level == "ok":
+        level = "warning"
+    return " · ".join(parts), level
+
+
+def _gradients(report: AutogradReport) -> Section:
+    if report.message:
+        return Section("Gradients", [Note(report.message, "warning")])
+    rows = []
+    for g in report.gradients[:MAX_ROWS]:
+        rows.append([truncate(g.wrt, 40), truncate(g.of, 30), g.status, fmt_value(g.grad), fmt_shape(g.shape), fmt_number(g.norm), g.label if g.label != "gradient" and g.grad is not None else ""])
+    blocks: list = []
+    outs = [[o.name, fmt_shape(o.shape), o.dtype, fmt_number(o.value) if o.value is not None else "-", o.source + (f" (line {o.line})" if o.line else "")] for o in report.outputs]
+    blocks.append(Table(["output", "shape", "dtype", "value", "chosen as"], outs, caption="outputs"))
+    blocks.append(Table(["wrt", "of", "status", "gradient", "shape", "norm", "note"], rows, caption="one row per tensor involved (reasons and fixes below)", total_rows=len(report.gradients)))
+    changes = [g.change for g in report.gradients if g.change]
+    for change in changes[:MAX_CHANGES]:
+        blocks.append(Note(change, "ok"))
+    if len(changes) > MAX_CHANGES:
+        blocks.append(Note(f"… and {len(changes) - MAX_CHANGES:,} more .grad changes (in to_dict()['gradients'][i]['change'])", "ok"))
+    for g in report.gradients:
+        if g.status not in ("ok",) and g.reason:
+            level = "error" if g.status == "non_finite" else ("info" if g.status in ("non_leaf", "no_requires_grad") else "warning")
+            blocks.append(Note(f"{g.wrt} ({g.status}): {g.reason}. Fix: {g.fix}", level))
+            if len(blocks) > MAX_ROWS:
+                break
+    for note in report.notes:
+        blocks.append(Note(note))
+    return Section("Gradients", blocks)
+
+
+def graph_text(info: GraphInfo, max_lines: int = MAX_GRAPH_LINES) -> str:
+    """The graph as text, outputs first: one line per node with the nodes it sends gradients to;
+    a block that repeats is shown once with how many times it repeats."""
+    nodes = info.nodes
+    position = {node_id: pos for pos, node_id in enumerate(info.order)}
+    repeats = {b.start: b for b in info.repeats}
+    lines: list[str] = []
+
+    def label(node: GraphNode) -> str:
+        if node.kind == "leaf":
+            return node.name or f"leaf{fmt_shape(node.shape)}"
+        return f"#{position.get(node.id, node.id) + 1}"
+
+    def describe(node: GraphNode) -> str:
+        if node.kind == "leaf":
+            head = f"#{position[node.id] + 1} {node.name or 'unnamed leaf'}  leaf {fmt_shape(node.shape)}"
+        else:
+            head = f"#{position[node.id] + 1} {node.op}" + (f" → {node.name}" if node.name else "")
+            ins = [label(nodes[j]) for j in node.inputs]
+            if ins:
+                head += "  ← " + ", ".join(ins)
+        if node.saved:
+            head += f"  (saved {', '.join(node.saved)})"
+        if node.line is not None:
+            head += f"   [line {node.line}" + (f": {truncate(node.code, 60)}" if node.code else "") + "]"
+        return head
+
+    pos = 0
+    while pos < len(info.order):
+        if len(lines) >= max_lines:
+            lines.append(f"… {len(info.order) - pos:,} more nodes not shown")
+            break
+        block = repeats.get(pos)
+        if block is not None:
+            for k in range(block.length):
+                lines.append(describe(nodes[info.order[pos + k]]))
+            lines.append(
+                f"   ⋮ these {block.length} nodes repeat {block.times - 1:,} more times (#{pos + block.length + 1} … #{pos + block.times * block.length})"
+                if block.length > 1
+                else f"   ⋮ repeats {block.times - 1:,} more times (#{pos + 2} … #{pos + block.times})"
+            )
+            pos += block.times * block.length
+            continue
+        lines.append(describe(nodes[info.order[pos]]))
+        pos += 1
+    if info.truncated:
+        lines.append(f"… the graph has more than {len(nodes):,} nodes: cut there")
+    return "\n".join(lines)
+
+
+def _graph(report: AutogradReport) -> Section:
+    info = report.graph
+    if not info.nodes:
+        return Section("Graph", [Note("no graph: nothing in the cell requires grad")])
+    ops: dict[str, int] = {}
+    for n in info.nodes:
+        if n.kind == "op":
+            ops[n.op] = ops.get(n.op, 0) + 1
+    leaves = sum(1 for n in info.nodes if n.kind == "leaf")
+    summary = KeyValues(
+        [
+            ("nodes", f"{len(info.nodes):,} ({len(info.nodes) - leaves:,} ops, {leaves:,} leaves)"),
+            ("ops", truncate(", ".join(f"{k} ×{v}" for k, v in sorted(ops.items(), key=lambda kv: -kv[1])[:8]), 200)),
+            ("saved for backward", fmt_bytes(info.saved_bytes)),
+        ]
+    )
+    blocks: list = [summary, Note("read from the outputs (top) back to the inputs: each op node sends gradients to the nodes after ←"), Preformatted(graph_text(info))]
+    if info.repeats:
+        big = max(info.repeats, key=lambda b: b.times * b.length)
+        blocks.append(Note(f"repeated block collapsed: {' ← '.join(big.ops)} ×{big.times:,}"))
+    return Section("Graph", blocks)
+
+
+def _cost(report: AutogradReport) -> Section:
+    c = report.cost
+    rows = [
+        ("forward (cell) time", _secs(c.forward_s)),
+        ("backward time", _secs(c.backward_s) + f" ({c.backward_source})"),
+        ("backward / forward", f"{c.ratio:.2f}×" if c.ratio is not None else "-"),
+        ("saved for backward", fmt_bytes(c.saved_bytes)),
+        ("backward calls", f"{c.backward_calls:,} backward, {c.grad_calls:,} torch.autograd.grad"),
+        ("magic's own time", f"{_secs(c.magic_s)} in the cell, {_secs(c.report_s)} building the report"),
+    ]
+    if c.flops_forward is not None:
+        rows.append(("FLOPs forward", fmt_number(c.flops_forward)))
+        rows.append(("FLOPs backward", fmt_number(c.flops_backward)))
+    blocks: list = [KeyValues(rows)]
+    blocks.append(Note("every gradient has a cost: backward usually takes about 2× the forward time, and the tensors saved for it stay in memory until backward frees them"))
+    return Section("Cost", blocks)
+
+
+def _secs(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if s < 1e-3:
+        return f"{s * 1e6:,.0f} µs"
+    if s < 1:
+        return f"{s * 1e3:,.2f} ms"
+    return f"{s:,.3f} s"
+
+
+def _health(report: AutogradReport) -> Section:
+    blocks: list = []
+    nf = report.non_finite
+    if nf:
+        where = nf.get("where")
+        if nf.get("op"):
+            line = f" at line {nf['line']}: {nf['code']}" if nf.get("line") else ""
+            what = f"the {'value' if where == 'forward' else 'gradient'} first turns NaN/inf in {where}: {nf['op']}" + (f" ({nf['name']})" if nf.get("name") else "") + line
+            blocks.append(Note(what, "error"))
+        else:
+            blocks.append(Note("NaN/inf gradients; " + nf.get("hint", "the op could not be found"), "error"))
+    if not report.health:
+        blocks.append(Note("no parameter gradients to chart"))
+        return Section("Health", blocks)
+    rows = [[h.name, fmt_shape(h.shape), fmt_number(h.grad_norm), h.flag or ""] for h in report.health[:MAX_ROWS]]
+    flagged = [h for h in report.health if h.flag]
+    blocks.append(Table(["parameter", "shape", "grad norm", "flag"], rows, caption="per-parameter gradient norms, inputs first", total_rows=len(report.health)))
+    bars = report.health if len(report.health) <= MAX_BARS else report.health[:: math.ceil(len(report.health) / MAX_BARS)]
+    blocks.append(Bars([truncate(h.name, 30) for h in bars], [h.grad_norm if math.isfinite(h.grad_norm) else 0.0 for h in bars], "gradient flow (norm per parameter, inputs first)", value_format="{:.3g}"))
+    for flag in ("NaN/inf", "exploding", "vanishing"):
+        names = [h.name for h in flagged if h.flag == flag]
+        if names:
+            level = "error" if flag == "NaN/inf" else "warning"
+            blocks.append(Note(f"{flag}: {', '.join(names[:6])}{'…' if len(names) > 6 else ''} ({len(names)} parameter{'s' if len(names) > 1 else ''})", level))
+    if not flagged:
+        blocks.append(Note("no NaN/inf, vanishing or exploding gradients", "ok"))
+    return Section("Health", blocks)
+
+
+def _jacobian(report: AutogradReport) -> Section | None:
+    if not report.jacobian:
+        return None
+    blocks: list = []
+    for j in report.jacobian[:MAX_ROWS]:
+        caption = f"d{j.of}/d{j.wrt}: shape {fmt_shape(j.shape)}, {j.entries:,} entries"
+        if j.values is not None and j.entries <= 400:
+            blocks.append(Preformatted(caption + "\n" + _matrix(j.values)))
+        else:
+            s = j.summary or {}
+            blocks.append(KeyValues([("Jacobian", caption), ("norm", fmt_number(s.get("norm"))), ("min", fmt_number(s.get("min"))), ("max", fmt_number(s.get("max")))]))
+    return Section("Jacobian", blocks)
+
+
+def _matrix(values: Any) -> str:
+    if not isinstance(values, list):
+        return fmt_number(values)
+    if values and not isinstance(values[0], list):
+        return "[" + ", ".join(fmt_number(v) for v in values) + "]"
+    return "\n".join(str(_round(r)) for r in values[:40])
+
+
+def _check(report: AutogradReport) -> Section | None:
+    c = report.check
+    if c is None:
+        return None
+    level = "ok" if c.ok else ("error" if c.ok is False else "info")
+    return Section("Check", [Note(c.message, level), KeyValues([("inputs", ", ".join(c.inputs) or "-")])])
+
+
+def autograd_panel(report: AutogradReport) -> Panel:
+    """The panel of a ``%%autograd`` report."""
+    headline, level = _headline(report)
+    sections = [_gradients(report), _graph(report), _cost(report), _health(report)]
+    for extra in (_jacobian(report), _check(report)):
+        if extra is not None:
+            sections.append(extra)
+    return Panel(title="autograd · " + (truncate(", ".join(o.name for o in report.outputs), 80) or "no output"), headline=headline, sections=sections, headline_level=level)
+
+
+__all__ = ["autograd_panel", "fmt_value", "graph_text"]
