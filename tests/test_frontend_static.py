@@ -8,6 +8,8 @@ well as plain semantic HTML once CSS and scripts are stripped (GitHub strips bot
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 
 import nbformat
 import pytest
@@ -16,10 +18,12 @@ from bs4 import BeautifulSoup
 from frontend_support import (
     ARTIFACTS,
     PANELS,
+    REPO,
     WIDGET_VIEW,
     PanelExpectation,
     execute_notebook,
     github_like,
+    isolated_env,
     static_html,
     static_quickstart,
 )
@@ -136,3 +140,23 @@ def test_reads_well_without_css_or_scripts():
                 assert text.startswith(MARKS), f"{h4.get_text()}: note without a mark: {text[:60]!r}"
     # No CSS source text left over as visible text.
     assert not re.search(r"\.tensormagic\s*[{ ]", stripped.get_text())
+
+
+@pytest.mark.kernel
+def test_make_walkthrough_writes_static_html(tmp_path):
+    """The main job (``make walkthrough``, setup already done): terminal panels, then an HTML file
+    whose panels are the offline-readable fallback (no widget state, no CDN widget manager)."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    out_dir = tmp_path / "html"
+    proc = subprocess.run(
+        [make, "--no-print-directory", "-o", "setup", "walkthrough", f"HTML_DIR={out_dir}"],
+        cwd=REPO, env=isolated_env(tmp_path / "env"), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "tensorinfo · x" in proc.stdout and "✓ int64 <-> torch.int64" in proc.stdout
+    html = (out_dir / "quickstart.html").read_text(encoding="utf-8")
+    assert "widget-state+json" not in html and "embed-amd.js" not in html
+    soup = BeautifulSoup(html, "html.parser")
+    assert list(panels_by_title(soup)) == [p.title for p in PANELS]
