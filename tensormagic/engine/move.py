@@ -620,7 +620,10 @@ def move(
         nbytes = sizes.get(failed or "", 0)
         reason = _describe_failure(exc, target, nbytes)
     if failed is not None or reason:
-        del mover, plans[:]  # drop every partial copy
+        for plan in plans:  # drop every partial copy
+            plan.new, plan.installs = None, []
+        mover.memo.clear()
+        del mover
         if target.type == "cuda" or any("cuda" in b for b in before.values()):
             torch.cuda.empty_cache()
         name = failed or "?"
