@@ -305,7 +305,7 @@ def test_injected_failure_midway_moves_nothing():
             raise RuntimeError("injected failure")
 
     before = _snapshot(ns)
-    with pytest.raises(MoveError, match=r"nothing moved: batch \(builtins.list\) cannot move to meta: RuntimeError: injected failure"):
+    with pytest.raises(MoveError, match=r"nothing moved: batch \(list\) cannot move to meta: RuntimeError: injected failure"):
         move(ns, ["t", "model", "batch", "opt"], "meta", hook=hook)
     assert seen == [("compute", "t"), ("compute", "model"), ("compute", "batch")]
     assert _snapshot(ns) == before and all(p.device.type == "cpu" for p in ns["model"].parameters())
@@ -394,6 +394,15 @@ def test_module_parameter_view_left_behind_warns():
     out = move(ns, ["model"], "cpu", dtype="float64")
     assert "model.weight no longer shares memory with tensor wdata: changes to one will not show in the other" in out.report.warnings
     assert not any(x.startswith("w ") for x in out.report.warnings)  # w is still model.weight itself
+
+
+def test_module_held_by_a_container_left_in_place_is_not_a_false_alarm():
+    model = torch.nn.Linear(2, 2)
+    ns = {"model": model, "layers": [model], "w": model.weight}
+    out = move(ns, ["model"], "meta")  # cpu -> meta replaces the Parameter objects, like Module.to
+    assert ns["layers"][0].weight.is_meta
+    assert not any(x.startswith("layers") for x in out.report.warnings)
+    assert any(x.startswith("w still refers to the old CPU parameter") for x in out.report.warnings)
 
 
 def test_numpy_array_moved_to_cpu_keeps_sharing_with_its_from_numpy_tensor():

@@ -500,7 +500,7 @@ def _aliasing_warnings(items: list[_Leaf], pairs: list[tuple[int, int, str]], ne
             a, b = b, a
         if a.owner == b.owner and a.label == b.label:
             continue
-        na, nb = new_of(a), (new_of(b) if b.moved else b.obj)
+        na, nb = new_of(a), new_of(b)
         if _related(na, nb) is not None:
             continue
         if b.moved:
@@ -629,7 +629,7 @@ def move(
         name = failed or "?"
         obj = namespace[name] if name in namespace else None
         report = _report(namespace, hidden, chosen, target, device, torch_dtype, non_blocking, pin_memory, before, sizes, {}, failed=name, reason=reason, attempted=attempted)
-        what = f"{name} ({_type_name(obj)})" if name in namespace else name
+        what = f"{name} ({_short_type(obj)})" if name in namespace else name
         raise MoveError(f"nothing moved: {what} cannot move to {target}: {reason}; {devices_here()}", report)
 
     done: list[_Install] = []
@@ -653,8 +653,16 @@ def move(
     def command(extra: list[str]) -> str:
         return f"%todevice {' '.join(dict.fromkeys(list(chosen) + extra))} {device}"
 
+    # What each leaf is now: moved ones through the memo; the others walked again, since a
+    # container or module left in place may hold a moved module whose parameters were replaced.
+    now: dict[str, Any] = {}
+    for owner in dict.fromkeys(leaf.owner for leaf in old_leaves if not leaf.moved):
+        now.update(leaves(view[owner], owner))
+
     def new_of(leaf: _Leaf) -> Any:
-        return mover.memo.get(id(leaf.obj), leaf.obj)
+        if leaf.moved:
+            return mover.memo.get(id(leaf.obj), leaf.obj)
+        return now.get(leaf.label, leaf.obj)
 
     warn = _aliasing_warnings(old_leaves, pairs, new_of, sources, command)
     labels = {id(leaf.obj): leaf.label for leaf in old_leaves if leaf.moved}
@@ -713,6 +721,11 @@ def _size(obj: Any) -> int:
     return sum(nbytes_of(v) for v in seen.values())
 
 
+def _short_type(obj: Any) -> str:
+    """``torch.Tensor``, ``numpy.ndarray``, ``dict`` (builtins without their module)."""
+    return type(obj).__name__ if type(obj).__module__ == "builtins" else _type_name(obj)
+
+
 def _dtype_change(old: Any, new: Any) -> str:
     if is_array(old):
         before = dtype_of(old)
@@ -754,10 +767,10 @@ def _report(
             assert plan is not None
             obj = plan.old
             status = MOVED if plan.changed else UNCHANGED
-            new_type = _type_name(plan.new) if type(plan.new) is not type(plan.old) else None
+            new_type = _short_type(plan.new) if type(plan.new) is not type(plan.old) else None
             row_notes, secs = plan.notes, plan.seconds
             dtype_text = _dtype_change(plan.old, plan.new)
-        rows.append(MoveRow(name, _type_name(obj), before[name], str(target), sizes[name], secs, status, dtype_text, new_type, row_notes))
+        rows.append(MoveRow(name, _short_type(obj), before[name], str(target), sizes[name], secs, status, dtype_text, new_type, row_notes))
     placed, placement_notes = placement(namespace, hidden)
     return TodeviceReport(
         action="move",
