@@ -454,9 +454,14 @@ def require_browser() -> None:
     pytest.skip(why)
 
 
-def launch_chromium(playwright: Any) -> Any:
-    """Debian's Chromium, headless, with the flags that keep it quiet on these machines."""
-    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+def launch_chromium(playwright: Any, home: Path) -> Any:
+    """Debian's Chromium, headless, with the flags that keep it quiet on these machines.
+
+    Its HOME and XDG dirs are under ``home`` (Chromium writes crash-report and dconf files there).
+    """
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, env=isolated_env(home)
+    )
 
 
 # JavaScript helpers run in the page (JupyterLab exposes ``window.jupyterapp``).
@@ -534,8 +539,8 @@ def chromium() -> Iterator[Any]:
     require_browser()
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
-        browser = launch_chromium(p)
+    with tempfile.TemporaryDirectory(prefix="tm-chromium-") as home, sync_playwright() as p:
+        browser = launch_chromium(p, Path(home))
         try:
             yield browser
         finally:

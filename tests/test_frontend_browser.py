@@ -8,6 +8,7 @@ and fail when ``CI`` is set.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
@@ -18,6 +19,7 @@ from frontend_support import (
     REPO,
     THEMES,
     github_like,
+    isolated_env,
     static_quickstart,
     LabPage,
     PanelExpectation,
@@ -205,3 +207,24 @@ def test_github_like_html_reads_well(chromium):
         page.screenshot(path=str(ARTIFACTS / "static-github-like.png"))
     finally:
         page.close()
+
+
+@pytest.mark.parametrize("ci", [True, False], ids=["CI-fails", "local-skips"])
+def test_missing_browser_fails_under_ci_and_skips_otherwise(tmp_path, ci: bool):
+    """Runs this module's first browser test in a child pytest with no Chromium where it looks."""
+    env = isolated_env(tmp_path)
+    env["TENSORMAGIC_CHROMIUM"] = str(tmp_path / "no-chromium")
+    env.pop("CI", None)
+    env.pop("PYTEST_ADDOPTS", None)
+    if ci:
+        env["CI"] = "1"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+         f"{__file__}::test_tab_titles"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+    out = proc.stdout + proc.stderr
+    if ci:
+        assert proc.returncode == 1 and "CI is set and the browser tests cannot run" in out, out[-1500:]
+    else:
+        assert proc.returncode == 0 and "skipped" in out and "no Chromium at" in out, out[-1500:]

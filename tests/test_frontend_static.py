@@ -24,6 +24,7 @@ from frontend_support import (
     execute_notebook,
     github_like,
     isolated_env,
+    panel,
     static_html,
     static_quickstart,
 )
@@ -37,14 +38,22 @@ MARKS = ("ℹ", "✔", "⚠", "✘")
 HOSTILE = '</script><script>alert("pwned")</script><img src=x onerror=alert(1)>'
 
 
-def panels_by_title(soup: BeautifulSoup) -> dict[str, BeautifulSoup]:
-    """Each panel's fallback (``div.tensormagic`` holding an ``h4``) by its title."""
-    found = {}
+def panels_in_order(soup: BeautifulSoup) -> list[tuple[str, BeautifulSoup]]:
+    """Each panel's fallback (``div.tensormagic`` holding an ``h4``) as (title, div), in page order."""
+    found = []
     for div in soup.select("div.tensormagic"):
         h4 = div.find("h4", recursive=False)
         if h4 is not None:
-            found[h4.get_text()] = div
+            found.append((h4.get_text(), div))
     return found
+
+
+def panel_div(soup: BeautifulSoup, expect: PanelExpectation) -> BeautifulSoup:
+    """The fallback of the panel ``expect`` (the panels are in PANELS' order)."""
+    panels = panels_in_order(soup)
+    title, div = panels[PANELS.index(expect)]
+    assert title == expect.title
+    return div
 
 
 def text_of(node) -> str:
@@ -59,12 +68,12 @@ def soup() -> BeautifulSoup:
 def test_fallback_replaces_widgets(soup):
     assert not soup.select(f'script[type="{WIDGET_VIEW}"]'), "widget views left in the static HTML"
     assert "widget-state+json" not in static_quickstart()
-    assert list(panels_by_title(soup)) == [p.title for p in PANELS]
+    assert [t for t, _ in panels_in_order(soup)] == [p.title for p in PANELS]
 
 
 @pytest.mark.parametrize("expect", PANELS, ids=lambda p: p.name)
 def test_panel_fallback_values(soup, expect: PanelExpectation):
-    div = panels_by_title(soup)[expect.title]
+    div = panel_div(soup, expect)
     details = div.find_all("details", recursive=False)
     assert [d.summary.get_text() for d in details] == list(expect.tabs)
     if details:
@@ -76,7 +85,7 @@ def test_panel_fallback_values(soup, expect: PanelExpectation):
 
 def test_dtype_row_reads_as_a_table(soup):
     """The Dtypes section of x: a real table whose marked row pairs torch.int64 with int64."""
-    div = panels_by_title(soup)["tensorinfo · x"]
+    div = panel_div(soup, panel("tensorinfo_x"))
     dtypes = next(d for d in div.find_all("details") if d.summary.get_text() == "Dtypes")
     headers = [th.get_text() for th in dtypes.select("thead th")]
     assert headers == ["torch dtype", "NumPy dtype", "note"]
@@ -111,7 +120,7 @@ def test_user_data_cannot_inject_markup():
 
 
 def test_fallback_uses_only_sanitizer_safe_tags(soup):
-    for title, div in panels_by_title(soup).items():
+    for title, div in panels_in_order(soup):
         tags = {t.name for t in div.find_all(True)} | {div.name}
         assert tags <= ALLOWED_TAGS, f"{title}: tags GitHub would drop: {sorted(tags - ALLOWED_TAGS)}"
 
@@ -159,4 +168,4 @@ def test_make_walkthrough_writes_static_html(tmp_path):
     html = (out_dir / "quickstart.html").read_text(encoding="utf-8")
     assert "widget-state+json" not in html and "embed-amd.js" not in html
     soup = BeautifulSoup(html, "html.parser")
-    assert list(panels_by_title(soup)) == [p.title for p in PANELS]
+    assert [t for t, _ in panels_in_order(soup)] == [p.title for p in PANELS]

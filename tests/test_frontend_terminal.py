@@ -32,18 +32,21 @@ def walkthrough_run() -> subprocess.CompletedProcess:
         )
 
 
-def panel_blocks(stdout: str) -> dict[str, str]:
-    """The printed panels by title: from a title line to the next panel or section heading."""
-    blocks: dict[str, list[str]] = {}
+def panel_blocks(stdout: str) -> list[tuple[str, str]]:
+    """The printed panels in order, as (title, text): from a line that is one of the expected
+    titles to the next such line or ``=== `` section heading."""
+    titles = {p.title for p in PANELS}
+    blocks: list[tuple[str, list[str]]] = []
     current: list[str] | None = None
     for line in stdout.splitlines():
-        if line.startswith("tensorinfo · ") and " " not in line[len("tensorinfo · "):]:
-            current = blocks.setdefault(line, [])
+        if line in titles:
+            current = [line]
+            blocks.append((line, current))
         elif line.startswith("=== "):
             current = None
-        if current is not None:
+        elif current is not None:
             current.append(line)
-    return {title: "\n".join(lines) for title, lines in blocks.items()}
+    return [(title, "\n".join(lines)) for title, lines in blocks]
 
 
 def test_walkthrough_runs_cleanly():
@@ -55,15 +58,18 @@ def test_walkthrough_runs_cleanly():
     assert "\x1b[" not in proc.stdout, "colour escapes despite --colors=nocolor"
 
 
-def test_every_panel_is_printed_once():
-    titles = list(panel_blocks(walkthrough_run().stdout))
-    assert titles == list(dict.fromkeys(p.title for p in PANELS))
+def test_every_panel_is_printed_in_order():
+    """The walkthrough prints one text panel per panel cell of the notebook, in the same order."""
+    assert [t for t, _ in panel_blocks(walkthrough_run().stdout)] == [p.title for p in PANELS]
 
 
-@pytest.mark.parametrize("expect", PANELS, ids=lambda p: p.name)
-def test_text_panel_values(expect: PanelExpectation):
-    block = panel_blocks(walkthrough_run().stdout).get(expect.title)
-    assert block is not None, f"{expect.title!r} not printed"
+@pytest.mark.parametrize("index", range(len(PANELS)), ids=[p.name for p in PANELS])
+def test_text_panel_values(index: int):
+    expect: PanelExpectation = PANELS[index]
+    blocks = panel_blocks(walkthrough_run().stdout)
+    assert index < len(blocks), f"{expect.title!r} not printed"
+    title, block = blocks[index]
+    assert title == expect.title
     for heading in expect.tabs:
         assert f"── {heading} " in block, f"section {heading!r} missing"
     for text in expect.terminal_texts + sum(expect.tab_texts.values(), ()):

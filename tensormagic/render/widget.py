@@ -41,7 +41,8 @@ def _action(panel_box: widgets.VBox, action: Action) -> widgets.Widget:
         try:
             new_panel = action.run(picker.value)
         except Exception as exc:  # noqa: BLE001 - shown to the user, never raised into the frontend
-            status.value = f"<span class=\"tm-error\">✘ {html.e(exc)}</span>"
+            # inside .tensormagic, so that STYLE's theme-aware error colour applies
+            status.value = f"<div class=\"tensormagic\"><span class=\"tm-error\">✘ {html.e(exc)}</span></div>"
             return
         fill(panel_box, new_panel)
 
