@@ -113,6 +113,7 @@ def test_placement_rows_and_split_module():
     assert by["batch"].mixed and by["batch"].kind == "container"
     assert by["split"].mixed and "2 devices" in by["split"].note
     assert any(n.startswith("split is split across devices") for n in notes)
+    assert placement_report(ns).summary() == "6 objects on cpu, meta; auto would choose " + str(devices.auto_device())
     assert any("Expected all tensors to be on the same device" in n for n in notes)
 
 

@@ -69,7 +69,7 @@ class TodeviceReport(Report):
 
     def summary(self) -> str:
         if self.action == "placement":
-            devices = sorted({d for row in self.placement for d in row.device.split(", ") if d != "-"})
+            devices = sorted({d.split(" (")[0] for row in self.placement for d in row.device.split(", ") if d != "-"})
             return f"{len(self.placement)} objects on {', '.join(devices) or 'no device'}; auto would choose {self.auto}"
         if self.error:
             return f"nothing moved: {self.error}"
