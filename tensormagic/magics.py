@@ -265,7 +265,10 @@ class TensorMagics(Magics):
             report.on_move = lambda device: self._todevice_move(None, device, options)
             return report
         if len(tokens) == 1:
-            raise UsageError(f"give the names and then a device, e.g. %todevice {tokens[0]} cuda (devices: {', '.join(move_engine.device_names())}, auto)")
+            devices = ", ".join(move_engine.device_names()) + ", auto"
+            if tokens[0].split(":")[0].lower() in ("cpu", "cuda", "mps", "xpu", "meta", "auto"):
+                raise UsageError(f"name what to move to {tokens[0]}, e.g. %todevice x model {tokens[0]}, or move everything with %todevice --all {tokens[0]}")
+            raise UsageError(f"give the names and then a device, e.g. %todevice {tokens[0]} cuda (devices: {devices})")
         return self._todevice_move(tokens[:-1], tokens[-1], options)
 
     def _todevice_move(self, names: list[str] | None, device: str, options: dict[str, Any]) -> Any:

@@ -109,6 +109,7 @@ def test_absent_device_is_a_usage_error_not_a_traceback(shell, capsys):
     [
         ("x", r"give the names and then a device, e\.g\. %todevice x cuda"),
         ("nope meta", r"name 'nope' is not defined"),
+        ("meta", r"name what to move to meta, e\.g\. %todevice x model meta, or move everything with %todevice --all meta"),
         ("x gpu", r"unknown device 'gpu'"),
         ("x cuda:99", r"'cuda:99' is not present"),
         ("--dtype flot32 x meta", r"unknown dtype 'flot32'"),
