@@ -499,6 +499,20 @@ class LabPage:
         """The output area of that cell."""
         return self.cell(source).locator(".jp-OutputArea-output")
 
+    def panel(self, expect: "PanelExpectation") -> Any:
+        """The locator of the widget panel (``.tensormagic-panel``) of that expectation's cell."""
+        return self.output(expect.source).locator(".tensormagic-panel")
+
+    def tab(self, expect: "PanelExpectation", title: str) -> Any:
+        """The locator of one tab (ARIA role ``tab``) of that panel."""
+        return self.panel(expect).get_by_role("tab", name=title, exact=True)
+
+    def select_tab(self, expect: "PanelExpectation", title: str) -> None:
+        """Click a tab of that panel and wait until it is the selected one."""
+        tab = self.tab(expect, title)
+        tab.click()
+        self.page.wait_for_function("el => el.getAttribute('aria-selected') === 'true'", arg=tab.element_handle())
+
     def set_theme(self, theme: str) -> None:
         """Switch JupyterLab's theme (no reload) and wait until it is applied."""
         self.page.evaluate(

@@ -20,6 +20,7 @@ from frontend_support import (
     THEMES,
     github_like,
     isolated_env,
+    panel,
     static_quickstart,
     LabPage,
     PanelExpectation,
@@ -73,11 +74,11 @@ JS_OVERFLOW = """el => [...el.querySelectorAll('*')].filter(n => n.offsetParent 
 
 
 def panel_of(lab: LabPage, expect: PanelExpectation):
-    return lab.output(expect.source).locator(".tensormagic-panel")
+    return lab.panel(expect)
 
 
 def tab(lab: LabPage, expect: PanelExpectation, title: str):
-    return panel_of(lab, expect).get_by_role("tab", name=title, exact=True)
+    return lab.tab(expect, title)
 
 
 def test_kernel_is_the_venv_python_with_tensormagic(quickstart_page: LabPage):
@@ -124,10 +125,7 @@ def test_clicking_a_tab_shows_its_content(quickstart_page: LabPage, expect: Pane
     before = panel.inner_text()
     assert not all(t in before for t in texts), f"{title!r}'s content was visible before the click"
     try:
-        tab(lab, expect, title).click()
-        lab.page.wait_for_function(
-            "el => el.getAttribute('aria-selected') === 'true'", arg=tab(lab, expect, title).element_handle()
-        )
+        lab.select_tab(expect, title)
         after = panel.inner_text()
         for text in texts:
             assert text in after, f"{text!r} not visible after clicking {title!r}"
@@ -137,9 +135,9 @@ def test_clicking_a_tab_shows_its_content(quickstart_page: LabPage, expect: Pane
 
 def test_dtype_table_pairs_int64_with_torch_int64(quickstart_page: LabPage):
     lab = quickstart_page
-    x = next(p for p in PANELS if p.source == "%tensorinfo x")
+    x = panel("tensorinfo_x")
     try:
-        tab(lab, x, "Dtypes").click()
+        lab.select_tab(x, "Dtypes")
         table = panel_of(lab, x).locator("table:visible").last
         row = table.locator("tr", has_text="→ torch.int64")
         assert row.count() == 1

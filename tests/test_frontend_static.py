@@ -35,6 +35,8 @@ ALLOWED_TAGS = {
     "table", "caption", "thead", "tbody", "tr", "th", "td", "details", "summary", "style",
 }
 MARKS = ("ℹ", "✔", "⚠", "✘")
+pytestmark = pytest.mark.kernel  # the notebook is executed by nbclient in a real kernel first
+
 HOSTILE = '</script><script>alert("pwned")</script><img src=x onerror=alert(1)>'
 
 
@@ -151,7 +153,6 @@ def test_reads_well_without_css_or_scripts():
     assert not re.search(r"\.tensormagic\s*[{ ]", stripped.get_text())
 
 
-@pytest.mark.kernel
 def test_make_walkthrough_writes_static_html(tmp_path):
     """The main job (``make walkthrough``, setup already done): terminal panels, then an HTML file
     whose panels are the offline-readable fallback (no widget state, no CDN widget manager)."""
