@@ -68,6 +68,26 @@ half = noisy.to(torch.bfloat16)""", SAME),
     ("code", "%tensorinfo half", "r = %tensorinfo half\nprint(r)"),
     ("code", """model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))""", SAME),
     ("code", "%tensorinfo model", "r = %tensorinfo model\nprint(r)"),
+    ("markdown", """## 3. Where everything lives: `%todevice`
+
+PyTorch moves data to GPUs. `%todevice` lists every tensor, array, module and optimizer with its
+device, flags a model split across devices, and moves things all or nothing. This machine may have
+no GPU: `meta` (shapes and dtypes, no data) stands in for one.""", None),
+    ("code", """a = np.random.rand(3)                      # NumPy's default dtype is float64
+t = torch.from_numpy(a)                    # shares a's memory
+net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
+net[1].to("meta")                          # half the model elsewhere: a classic bug
+sgd = torch.optim.SGD(net.parameters(), lr=0.1)""", SAME),
+    ("code", "%todevice", "r = %todevice\nprint(r)"),
+    ("code", "%todevice t net sgd meta", "r = %todevice t net sgd meta\nprint(r)"),
+    ("markdown", """Moving back from `meta` fails (there is no data to copy), and because moves are all or nothing,
+`a` is not converted either. A NumPy array moved to the CPU becomes a tensor sharing its memory.""", None),
+    ("code", """try:
+    %todevice a t cpu
+except Exception as error:                 # a UsageError: one line, and nothing was moved
+    print(error)
+print(type(a).__name__, t.device)""", SAME),
+    ("code", "%todevice a cpu", "r = %todevice a cpu\nprint(r)"),
 ]
 
 
