@@ -51,8 +51,11 @@ def torch_dtype_name(dtype: torch.dtype) -> str:
 
 
 def numpy_dtype_name(dtype: np.dtype) -> str:
-    """``float64`` style name (byte order shown only when it is not native)."""
+    """``float64`` style name (byte order shown only when it is not native; fields of a
+    structured dtype shown in full)."""
     dtype = np.dtype(dtype)
+    if dtype.fields is not None or dtype.subdtype is not None:
+        return str(dtype)  # structured / subarray: the fields say more than "void64"
     if dtype.byteorder not in ("=", "|") and not dtype.isnative:
         return dtype.str
     return dtype.name

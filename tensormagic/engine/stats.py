@@ -121,8 +121,8 @@ def sample_values(t: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _as_float64(chunk: torch.Tensor) -> torch.Tensor:
-    if chunk.is_complex():
-        return chunk.abs().to(torch.float64)
+    if chunk.is_complex():  # |z| computed in double precision (complex64's abs rounds to float32)
+        return chunk.to(torch.complex128).abs()
     return chunk.to(torch.float64)
 
 
