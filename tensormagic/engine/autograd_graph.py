@@ -103,6 +103,10 @@ class LineMap:
         return self.lines[i]
 
 
+#: (node type, attribute) pairs seen holding plain values (sizes, strides, flags): never tensors
+_PLAIN_ATTRS: set[tuple[type, str]] = set()
+
+
 def _saved_attrs(node: Any) -> tuple[str, ...]:
     kind = type(node)
     attrs = _SAVED_ATTRS.get(kind)
@@ -110,6 +114,15 @@ def _saved_attrs(node: Any) -> tuple[str, ...]:
         attrs = tuple(a for a in dir(kind) if a.startswith("_saved_"))
         _SAVED_ATTRS[kind] = attrs
     return attrs
+
+
+def _is_plain(value: Any) -> bool:
+    """True for saved values that are never tensors for this attribute (ints, sizes, flags)."""
+    if isinstance(value, (bool, int, float, str, torch.dtype, torch.device)):
+        return True
+    if isinstance(value, (tuple, list)) and value:
+        return all(isinstance(v, (bool, int, float)) for v in value)
+    return False
 
 
 def _tensors_in(value: Any) -> Iterable[torch.Tensor]:
@@ -202,10 +215,16 @@ def walk_graph(
             if node.line is None and node.name and leaf_lines:
                 node.line = leaf_lines.get(node.name.split(", ")[0])
         if saved:
+            kind = type(obj)
             for attr in _saved_attrs(obj):
+                if (kind, attr) in _PLAIN_ATTRS:
+                    continue
                 try:
                     value = getattr(obj, attr)
                 except Exception:  # noqa: BLE001 - freed by a backward that did not retain the graph
+                    continue
+                if _is_plain(value):
+                    _PLAIN_ATTRS.add((kind, attr))
                     continue
                 for t in _tensors_in(value):
                     name = tensor_names.get(id(t))

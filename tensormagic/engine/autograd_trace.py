@@ -52,7 +52,7 @@ class GradSummary:
     shape: list[int]
     dtype: str
     values: torch.Tensor | None  # a copy, small tensors only
-    stats: torch.Tensor | None  # [norm, min, max, mean, nan count, inf count] as float64
+    stats: tuple[Any, ...] | None  # (norm, min, max, sum, finite count, nan count, inf count): 0-d tensors or numbers
 
     def plain(self) -> dict[str, Any]:
         """``{shape, dtype, value|None, norm, min, max, mean, nan, inf}`` as Python values."""
@@ -75,40 +75,55 @@ class GradSummary:
                 inf=int(torch.isinf(vr).sum()),
             )
         elif self.stats is not None:
-            norm, lo, hi, mean, nan, inf = self.stats.cpu().tolist()
-            out.update(norm=norm, min=lo, max=hi, mean=mean, nan=int(nan), inf=int(inf))
+            norm, lo, hi, total, count, nan, inf = (_num(v) for v in self.stats)
+            finite_count = count if count else 0
+            out.update(
+                norm=norm,
+                min=lo if finite_count else math.nan,
+                max=hi if finite_count else math.nan,
+                mean=total / finite_count if finite_count else math.nan,
+                nan=int(nan),
+                inf=int(inf),
+            )
         return out
 
 
 def summarise(grad: torch.Tensor | None) -> GradSummary | None:
-    """Summarise a gradient without keeping it (called inside backward hooks)."""
+    """Summarise a gradient without keeping it (called inside backward hooks): a copy of a small
+    one, else a few 0-d tensors (no device sync: they are read after the cell)."""
     if grad is None:
         return None
-    with torch.no_grad():
-        g = grad.detach()
+    # no torch-function mode (the line recorder, the user's) sees the magic's own ops
+    with torch.no_grad(), torch._C.DisableTorchFunction():
+        g = grad.detach() if grad.requires_grad else grad
         if g.layout != torch.strided:
             g = g.to_dense()
         shape, dtype = list(g.shape), str(g.dtype)
         if g.numel() <= SMALL_GRAD:
             return GradSummary(shape, dtype, g.clone(), None)
         gd = g.abs() if g.is_complex() else g
-        gd = gd.double() if gd.dtype in (torch.float16, torch.bfloat16) or "float8" in str(gd.dtype) else gd
-        finite = torch.isfinite(gd)
-        nan = torch.isnan(gd).sum()
-        inf = gd.numel() - finite.sum() - nan
-        clean = torch.where(finite, gd, torch.zeros((), dtype=gd.dtype, device=gd.device))
-        big = torch.finfo(gd.dtype).max
-        stats = torch.stack(
-            [
-                torch.linalg.vector_norm(gd, dtype=torch.float64),
-                torch.where(finite, gd, torch.full((), big, dtype=gd.dtype, device=gd.device)).min().double(),
-                torch.where(finite, gd, torch.full((), -big, dtype=gd.dtype, device=gd.device)).max().double(),
-                (clean.sum() / finite.sum().clamp_min(1)).double(),
-                nan.double(),
-                inf.double(),
-            ]
-        )
+        if gd.dtype in (torch.float16, torch.bfloat16) or "float8" in str(gd.dtype):
+            gd = gd.float()
+        # a NaN/inf anywhere makes the float64 norm non-finite; counted only then (free on the CPU)
+        norm = torch.linalg.vector_norm(gd, dtype=torch.float64)
+        lo, hi = torch.aminmax(gd)
+        total = gd.sum(dtype=torch.float64)
+        stats: tuple[Any, ...] = (norm, lo, hi, total, gd.numel(), 0, 0)
+        if gd.device.type != "cpu" or not math.isfinite(norm.item()):
+            finite = torch.isfinite(gd)
+            nan = torch.isnan(gd).sum()
+            count = finite.sum()
+            inf = gd.numel() - count - nan
+            big = torch.finfo(gd.dtype).max
+            lo = torch.where(finite, gd, torch.full((), big, dtype=gd.dtype, device=gd.device)).min()
+            hi = torch.where(finite, gd, torch.full((), -big, dtype=gd.dtype, device=gd.device)).max()
+            total = torch.where(finite, gd, torch.zeros((), dtype=gd.dtype, device=gd.device)).sum(dtype=torch.float64)
+            stats = (norm, lo, hi, total, count, nan, inf)
         return GradSummary(shape, dtype, None, stats)
+
+
+def _num(v: Any) -> float:
+    return float(v.item()) if isinstance(v, torch.Tensor) else float(v)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -465,6 +480,15 @@ class AutogradRecorder:
         self._busy = True
         self.pause_lines(True)
         try:
+            with torch._C.DisableTorchFunction():
+                return self._prepare_inner(kind, roots, weights, inputs)
+        finally:
+            self._busy = False
+            self.pause_lines(False)
+            self.analysis_seconds += time.perf_counter() - t0
+
+    def _prepare_inner(self, kind: str, roots: list[Any], weights: list[Any], inputs: list[Any]) -> CallRecord | None:
+        try:
             tensors = [r for r in roots if isinstance(r, torch.Tensor)]
             if not tensors or len(tensors) != len(roots):
                 return None  # GradientEdge roots: run the call untouched
@@ -487,16 +511,18 @@ class AutogradRecorder:
         except Exception as exc:  # noqa: BLE001 - the report loses this call, the cell does not
             self.errors.append(f"analysing a {kind} call: {type(exc).__name__}: {exc}")
             return None
-        finally:
-            self._busy = False
-            self.pause_lines(False)
-            self.analysis_seconds += time.perf_counter() - t0
 
     def _finish(self, record: CallRecord | None) -> None:
         if record is None:
             return
         for handle in getattr(record, "_handles", ()):
             handle.remove()
+        if record.kind == "backward":
+            for key, target in record.targets.items():
+                if target.kind == "leaf" and not target.had_grad and key not in record.grads:
+                    t = target.ref()
+                    if t is not None and t.grad is not None:
+                        record.grads[key] = summarise(t.grad)
         record._handles = []  # type: ignore[attr-defined]
         if getattr(record, "_nan_first", None):
             record.non_finite_at = record._nan_first[0]  # type: ignore[attr-defined]
@@ -588,7 +614,9 @@ def hook_record(record: CallRecord, locate_nan: bool = False) -> None:
     for key, target in record.targets.items():
         if target.kind == "leaf":
             node = walk.node_objects[target.node] if target.node is not None else None
-            if node is None:
+            if node is None or (record.kind == "backward" and not target.had_grad):
+                # .grad is None now, so after backward it holds exactly this call's gradient:
+                # read it then (cheaper than summarising inside the engine)
                 continue
 
             def pre(grad_outputs: Any, key: int = key) -> None:
