@@ -264,6 +264,7 @@ class AutogradSession:
             flops=self.options.flops,
             locate_nan=self.options.locate_nan,
             before_call=self._before_call,
+            check=self.options.check,
         )
         self.jacobians: list[JacobianInfo] = []
         self._jacobian_done: set[str] = set()
@@ -364,6 +365,8 @@ class AutogradSession:
             record._walk = None  # type: ignore[attr-defined]
             record.roots[0].name = name
             record.source = source
+            if self.options.check:
+                record.root_tensors = [output]
             targets = [(k, t.ref()) for k, t in record.targets.items()]
             targets = [(k, t) for k, t in targets if t is not None]
             if output.numel() != 1 and grad_output is None:
@@ -763,7 +766,29 @@ class AutogradSession:
         return [r.value for rec in records for r in rec.roots]
 
     def _check(self, records: list[CallRecord]) -> CheckInfo:
-        return CheckInfo(None, "gradcheck needs the cell's computation as a function: not available yet")
+        from tensormagic.engine.autograd_check import check_gradients
+
+        tape = self.recorder.tape or []
+        try:
+            if not records:
+                return CheckInfo(None, "nothing to check: no output")
+            outputs = [t for r in records for t in r.root_tensors]
+            seen: set[int] = set()
+            inputs: list[tuple[str, torch.Tensor]] = []
+            for r in records:
+                for key, target in r.targets.items():
+                    t = target.ref()
+                    if target.kind == "leaf" and t is not None and key not in seen:
+                        seen.add(key)
+                        inputs.append((target.name or f"leaf{list(t.shape)}", t))
+            if not outputs:
+                return CheckInfo(None, "not checked: the outputs were not kept", [n for n, _ in inputs])
+            ok, message = check_gradients(tape, inputs, outputs)
+            return CheckInfo(ok, message, [n for n, _ in inputs])
+        finally:
+            tape.clear()
+            for r in records:
+                r.root_tensors = []
 
 
 # ---------------------------------------------------------------------------------------------

@@ -175,6 +175,7 @@ class CallRecord:
     source: str | None = None  # for the magic's own computations: "--of", "last expression", ...
     ones: bool = False  # the magic used ones as the gradient of a non-scalar output
     extra: int = 0  # gradients the magic added to the cell's torch.autograd.grad (one extra pass)
+    root_tensors: list[Any] = field(default_factory=list)  # --check only: the outputs themselves
 
 
 @dataclass
@@ -191,6 +192,7 @@ class GlobalState:
     function_modes: int
     dispatch_modes: int
     saved_hooks: Any
+    function_apply: Any = None
 
     @staticmethod
     def capture() -> "GlobalState":
@@ -205,6 +207,7 @@ class GlobalState:
             function_modes=torch._C._len_torch_function_stack(),
             dispatch_modes=len(_dispatch_stack()),
             saved_hooks=torch._C._autograd._top_saved_tensors_default_hooks(False),
+            function_apply=torch.autograd.Function.__dict__.get("apply"),
         )
 
 
@@ -217,21 +220,32 @@ def _dispatch_stack() -> list[Any]:
 class LineRecorder(TorchFunctionMode):
     """Notes the cell line of every op that makes a graph node (a sequence number -> a line)."""
 
-    def __init__(self, filename: str, lines: LineMap) -> None:
+    def __init__(self, filename: str, lines: LineMap, tape: list[Any] | None = None, track_lines: bool = True) -> None:
         super().__init__()
         self.filename = filename
         self.lines = lines
         self.paused = False
+        self.tape = tape  # --check: every torch call, to replay (holds its tensors)
+        self.track_lines = track_lines
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        result = func(*args, **(kwargs or {}))
-        if not self.paused and type(result) is torch.Tensor and result.grad_fn is not None:
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        if self.paused:
+            return result
+        if self.tape is not None:
+            from tensormagic.engine.autograd_check import TapeEntry
+
+            self.tape.append(TapeEntry(func, args, kwargs, result, torch.is_grad_enabled()))
+        if not self.track_lines:
+            return result
+        if type(result) is torch.Tensor and result.grad_fn is not None:
             frame = sys._getframe(1)
             while frame is not None and frame.f_code.co_filename != self.filename:
                 frame = frame.f_back
             if frame is not None:
                 self.lines.add(result.grad_fn._sequence_nr(), frame.f_lineno)
-        elif not self.paused and isinstance(result, (tuple, list)) and result and isinstance(result[0], torch.Tensor):
+        elif isinstance(result, (tuple, list)) and result and isinstance(result[0], torch.Tensor):
             for r in result:
                 if type(r) is torch.Tensor and r.grad_fn is not None:
                     frame = sys._getframe(1)
@@ -241,6 +255,39 @@ class LineRecorder(TorchFunctionMode):
                         self.lines.add(r.grad_fn._sequence_nr(), frame.f_lineno)
                     break
         return result
+
+
+def _recording_apply(original: Any, mode: "LineRecorder") -> Callable[..., Any]:
+    """``Function.apply`` that puts one tape entry per custom-Function call (--check replays the
+    user's own forward and backward, not the ops inside)."""
+    func = original.__func__
+
+    def apply(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        if mode.paused or mode.tape is None:
+            return func(cls, *args, **kwargs)
+        mode.paused = True
+        try:
+            result = func(cls, *args, **kwargs)
+        finally:
+            mode.paused = False
+        from tensormagic.engine.autograd_check import TapeEntry
+
+        mode.tape.append(TapeEntry(_BoundApply(func, cls), args, kwargs, result, torch.is_grad_enabled()))
+        return result
+
+    return apply
+
+
+class _BoundApply:
+    """``MyFunction.apply`` as a plain callable, for the replay."""
+
+    def __init__(self, func: Any, cls: Any) -> None:
+        self.func = func
+        self.cls = cls
+        self.__name__ = f"{cls.__name__}.apply"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(self.cls, *args, **kwargs)
 
 
 def _as_tensors(value: Any) -> list[Any]:
@@ -277,6 +324,7 @@ class AutogradRecorder:
         flops: bool = False,
         locate_nan: bool = False,
         before_call: Callable[["AutogradRecorder", list[torch.Tensor]], None] | None = None,
+        check: bool = False,
     ) -> None:
         self.filename = filename
         self.names_of = names_of
@@ -287,6 +335,7 @@ class AutogradRecorder:
         self.locate_nan = locate_nan
         self.before_call = before_call
         self.line_map = LineMap()
+        self.tape: list[Any] | None = [] if check else None
         self.calls: list[CallRecord] = []
         self.backward_calls = 0
         self.grad_calls = 0
@@ -314,10 +363,12 @@ class AutogradRecorder:
                 self.flop_counter = FlopCounterMode(display=False)
                 self.flop_counter.__enter__()
                 self._modes.append(self.flop_counter)
-            if self.want_lines:
-                mode = LineRecorder(self.filename, self.line_map)
+            if self.want_lines or self.tape is not None:
+                mode = LineRecorder(self.filename, self.line_map, self.tape, self.want_lines)
                 mode.__enter__()
                 self._modes.append(mode)
+                if self.tape is not None:
+                    torch.autograd.Function.apply = classmethod(_recording_apply(self._state.function_apply, mode))
         except BaseException:
             self._restore()
             raise
@@ -355,6 +406,8 @@ class AutogradRecorder:
         torch.autograd.grad = state.grad_fn
         if torch.Tensor.backward is not state.tensor_backward:
             torch.Tensor.backward = state.tensor_backward
+        if state.function_apply is not None and torch.autograd.Function.__dict__.get("apply") is not state.function_apply:
+            torch.autograd.Function.apply = state.function_apply
         # pop our modes (and anything the cell left above them) from the stacks
         for mode in reversed(self._modes):
             try:
@@ -506,6 +559,8 @@ class AutogradRecorder:
             )
             hook_record(record, locate_nan=self.locate_nan)
             record.call_line = self.cell_line()
+            if self.tape is not None:
+                record.root_tensors = tensors  # --check replays them (dropped with the tape)
             self.calls.append(record)
             return record
         except Exception as exc:  # noqa: BLE001 - the report loses this call, the cell does not

@@ -1,0 +1,239 @@
+"""%%autograd's engine: gradients against hand-derived formulas, big graphs, the source analysis,
+the recorder's state restoration and --check."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from tensormagic.engine.autograd_graph import LineMap, find_repeats, walk_graph
+from tensormagic.engine.autograd_report import split_names
+from tensormagic.engine.autograd_source import analyse_source
+from tensormagic.engine.autograd_trace import AutogradRecorder, GlobalState, summarise
+from tests.conftest import run
+
+
+@pytest.fixture
+def ag(shell):
+    run(shell, "import torch\nimport torch.nn as nn\nimport math")
+    return shell
+
+
+def grads(shell, code: str, options: str = "") -> dict[str, object]:
+    report = run(shell, f"%%autograd {options}\n{code}")
+    return {g.wrt: g.grad for g in report.gradients}
+
+
+def close(a, b, tol=1e-5) -> bool:
+    if isinstance(a, list):
+        return len(a) == len(b) and all(close(x, y, tol) for x, y in zip(a, b))
+    return math.isclose(a, b, rel_tol=tol, abs_tol=tol)
+
+
+# -- hand-derived formulas ----------------------------------------------------------------------
+
+
+def test_polynomial(ag):
+    g = grads(ag, "x = torch.tensor(2., requires_grad=True)\ny = 3 * x**3 - 2 * x**2 + x - 7\ny.backward()")
+    assert close(g["x"], 9 * 4 - 4 * 2 + 1)  # 9x^2 - 4x + 1 at 2 = 29
+
+
+def test_two_variable_polynomial(ag):
+    g = grads(ag, "a = torch.tensor(1.5, requires_grad=True)\nb = torch.tensor(-2., requires_grad=True)\nf = a**2 * b + b**3")
+    assert close(g["a"], 2 * 1.5 * -2.0) and close(g["b"], 1.5**2 + 3 * 4.0)
+
+
+def test_sin_exp(ag):
+    g = grads(ag, "t = torch.tensor(0.7, requires_grad=True)\ny = torch.sin(t) * torch.exp(2 * t)\ny.backward()")
+    expected = math.cos(0.7) * math.exp(1.4) + 2 * math.sin(0.7) * math.exp(1.4)
+    assert close(g["t"], expected)
+
+
+def test_matrix_product(ag):
+    g = grads(
+        ag,
+        "A = torch.tensor([[1., 2.], [3., 4.]], requires_grad=True)\n"
+        "B = torch.tensor([[5., 6.], [7., 8.]], requires_grad=True)\n"
+        "s = (A @ B).sum()\ns.backward()",
+    )
+    # d sum(AB)/dA = 1 B^T ; d sum(AB)/dB = A^T 1
+    assert g["A"] == [[11.0, 15.0], [11.0, 15.0]]
+    assert g["B"] == [[4.0, 4.0], [6.0, 6.0]]
+
+
+def test_data_dependent_loop(ag):
+    # doubles z while it is below 10: z = x * 2^k with k data-dependent (x=1.5 -> 3, 6, 12: k=3)
+    g = grads(ag, "x = torch.tensor(1.5, requires_grad=True)\nz = x\nwhile z < 10:\n    z = z * 2\nz.backward()")
+    assert close(g["x"], 8.0)
+    g = grads(ag, "x = torch.tensor(4., requires_grad=True)\nz = x\nwhile z < 10:\n    z = z * 2\nz.backward()")
+    assert close(g["x"], 4.0)  # 4 -> 8 -> 16: k = 2
+
+
+def test_branch(ag):
+    g = grads(ag, "x = torch.tensor(-3., requires_grad=True)\ny = x**2 if x > 0 else -x**3\ny.backward()")
+    assert close(g["x"], -3 * 9.0)
+
+
+def test_detach_in_the_middle(ag):
+    report = run(ag, "%%autograd\nx = torch.tensor(2., requires_grad=True)\nh = x**2\nc = h.detach()\ny = h * c + x\ny.backward()")
+    g = {r.wrt: r for r in report.gradients}
+    # y = x^2 * c + x with c a constant 4: dy/dx = 2x c + 1 = 17 (not 4x^3 + 1 = 33)
+    assert close(g["x"].grad, 17.0)
+    assert g["c"].status == "detached" and g["h"].status == "non_leaf" and close(g["h"].grad, 4.0)
+
+
+def test_vector_function_jacobian(ag):
+    report = run(ag, "%%autograd\nv = torch.tensor([1., 2.], requires_grad=True)\nf = torch.stack([v[0] * v[1], v[0] + v[1] ** 2])")
+    (jac,) = report.jacobian
+    assert jac.values == [[2.0, 1.0], [1.0, 4.0]]  # [[x1, x0], [1, 2 x1]]
+
+
+# -- big graphs ---------------------------------------------------------------------------------
+
+
+def test_graph_of_more_than_10000_nodes(ag):
+    start = time.perf_counter()
+    report = run(ag, "%%autograd\nw = torch.tensor(1.0001, requires_grad=True)\nz = torch.tensor(1.)\nfor _ in range(6000):\n    z = z * w + 0.0\nz.backward()")
+    elapsed = time.perf_counter() - start
+    assert len(report.graph.nodes) > 10_000
+    assert close(report.grad("w"), 6000 * 1.0001**5999, 1e-3)
+    block = max(report.graph.repeats, key=lambda b: b.times)
+    assert block.times >= 5900
+    assert len(str(report).splitlines()) < 300
+    assert elapsed < 30
+
+
+def test_walk_graph_is_iterative_and_ordered():
+    a = torch.randn(3, requires_grad=True)
+    h = a
+    for _ in range(30_000):  # deeper than any recursion limit
+        h = h * 1.0
+    w = walk_graph([h.sum().grad_fn], {id(a): "a"})
+    info = w.info
+    assert len(info.nodes) == 30_002 and info.nodes[info.order[-1]].name == "a"
+    position = {n: p for p, n in enumerate(info.order)}
+    assert all(position[c] < position[i] for c, i in info.edges)  # consumers before inputs
+    assert info.repeats and info.repeats[0].times == 30_000
+
+
+def test_find_repeats():
+    sig = ["a"] + ["x", "y", "z"] * 5 + ["b"]
+    (block,) = find_repeats(sig, sig)
+    assert (block.start, block.length, block.times) == (1, 3, 5)
+    assert find_repeats(["a", "b", "c"], ["a", "b", "c"]) == []
+
+
+def test_walk_reads_saved_bytes_and_names():
+    x = torch.ones(100)
+    w = torch.ones(100, requires_grad=True)
+    y = (w * x).sum()
+    info = walk_graph([y.grad_fn], {id(x): "x", id(w): "w"}).info
+    mul = next(n for n in info.nodes if n.op == "MulBackward0")
+    assert "x" in mul.saved and info.saved_bytes >= 400
+
+
+def test_line_map():
+    lm = LineMap()
+    lm.add(5, 1)
+    lm.add(9, 2)
+    assert lm.line_of(3) == 1 and lm.line_of(5) == 1 and lm.line_of(7) == 2 and lm.line_of(10) is None
+
+
+# -- source -------------------------------------------------------------------------------------
+
+
+def test_source_analysis():
+    src = "w = p.detach()\nwith torch.no_grad():\n    d = w * 2\nv = q.data\ny = w * x + b\nloss.backward()\ng = torch.autograd.grad(f(x), x)\n"
+    info = analyse_source(src)
+    assert info.cuts["w"].how == "detach" and info.cuts["d"].how == "no_grad" and info.cuts["v"].how == "data"
+    assert info.assigned["y"] == 5 and {"w", "x", "b"} <= info.loaded
+    assert info.backward_expression(6) == "loss" and info.backward_expression(7) == "f(x)"
+    assert analyse_source("def (:").parse_error
+
+
+def test_split_names():
+    assert split_names("a, b[0, 1],c") == ["a", "b[0, 1]", "c"]
+
+
+def test_summarise_small_and_big():
+    small = summarise(torch.tensor([1.0, -2.0])).plain()
+    assert small["value"] == [1.0, -2.0] and small["norm"] == pytest.approx(5**0.5)
+    g = torch.full((1000,), 1e-30)
+    big = summarise(g).plain()
+    assert big["value"] is None and big["norm"] == pytest.approx(1e-30 * 1000**0.5, rel=1e-3)  # no float32 underflow
+    g[3] = float("nan")
+    assert summarise(g).plain()["nan"] == 1
+
+
+# -- the recorder restores everything -------------------------------------------------------------
+
+
+def _global_state():
+    s = GlobalState.capture()
+    return (s.grad_enabled, s.anomaly, s.backward_fn, s.grad_fn, s.tensor_backward, s.function_modes, s.dispatch_modes, s.saved_hooks, s.function_apply)
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, ValueError])
+def test_recorder_restores_on_any_exception(exc):
+    before = _global_state()
+    rec = AutogradRecorder("<cell>", lambda: ({}, {}, [], {}), flops=True, check=True)
+    with pytest.raises(exc):
+        with rec:
+            assert torch.autograd.backward is not before[2]
+            assert torch._C._len_torch_function_stack() > before[5]
+            torch.set_grad_enabled(False)
+            torch.autograd.set_detect_anomaly(True)
+            raise exc
+    assert _global_state() == before
+
+
+def test_recorder_pops_modes_the_cell_left_behind():
+    from torch.overrides import TorchFunctionMode
+
+    before = _global_state()
+    with AutogradRecorder("<cell>", lambda: ({}, {}, [], {})):
+        TorchFunctionMode().__enter__()  # the cell forgot to exit its own mode
+    assert _global_state() == before
+
+
+def test_engine_imports_neither_ipython_nor_widgets():
+    code = (
+        "import sys, tensormagic.engine.autograd_report, tensormagic.engine.autograd_check; "
+        "print('IPython' in sys.modules, 'ipywidgets' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+# -- --check ------------------------------------------------------------------------------------
+
+
+def test_check_passes_on_correct_code(ag):
+    report = run(ag, "%%autograd --check\nx = torch.tensor([0.3, 1.2], requires_grad=True)\nlin = nn.Linear(2, 2)\ny = torch.tanh(lin(x)).sum()\ny.backward()")
+    assert report.check.ok is True and "passed" in report.check.message
+    assert set(report.check.inputs) == {"x", "lin.weight", "lin.bias"}
+    assert "── Check" in str(report)
+
+
+def test_check_catches_a_wrong_custom_backward(ag):
+    report = run(
+        ag,
+        "%%autograd --check\n"
+        "class Twice(torch.autograd.Function):\n"
+        "    @staticmethod\n    def forward(ctx, x):\n        return x * 2\n"
+        "    @staticmethod\n    def backward(ctx, g):\n        return g * 3\n"
+        "q = torch.tensor([1., 2.], requires_grad=True)\nout = Twice.apply(q).sum()\nout.backward()",
+    )
+    assert report.check.ok is False and "FAILED" in report.check.message
+    assert report.grad("q") == [3.0, 3.0]  # what the wrong backward says
+    assert torch.autograd.Function.__dict__["apply"] is GlobalState.capture().function_apply
+
+
+def test_check_skips_big_inputs_without_running(ag):
+    report = run(ag, "%%autograd --check\nbig = torch.randn(5000, requires_grad=True)\ns = (big ** 2).sum()")
+    assert report.check.ok is None and "5,000 elements" in report.check.message
