@@ -105,10 +105,10 @@ class PanelExpectation:
 
 TENSOR_TABS = ("Summary", "Layout & memory", "Values", "Autograd", "Aliases", "Dtypes")
 
-#: Every panel cell of examples/quickstart.ipynb, in notebook order.  When %%autograd and
-#: %todevice cells land in examples/build_examples.py, add their expectations here (for
-#: %%autograd: the gradient values 3 and 1 and the explanation of x; for %todevice: the
-#: devices listed) and every frontend test covers them.
+#: Every panel cell of examples/quickstart.ipynb, in notebook order (the kernel test checks that
+#: no panel cell is missing here).  When %%autograd cells land in examples/build_examples.py,
+#: add their expectations here (the gradient values 3 and 1 and the explanation of x) and every
+#: frontend test covers them.
 PANELS: list[PanelExpectation] = [
     PanelExpectation(
         name="tensorinfo_x",
@@ -169,6 +169,34 @@ PANELS: list[PanelExpectation] = [
         tabs=("Summary", "Parameters", "Sharing", "Structure"),
         texts=("Sequential", "58 parameters"),
         tab_texts={"Parameters": ("0.weight", "2.bias"), "Structure": ("Linear(in_features=4",)},
+    ),
+    # -- %todevice: placement, an all-or-nothing move to meta, a NumPy array becoming a tensor --
+    PanelExpectation(
+        name="todevice_placement",
+        source="%todevice",
+        title="todevice · placement",
+        tabs=("Placement", "Devices"),
+        texts=("12 objects on cpu, meta", "split!", "net is split across devices"),
+        tab_texts={"Devices": ("no data: shapes and dtypes only", "auto chooses cpu")},
+    ),
+    PanelExpectation(
+        name="todevice_move",
+        source="%todevice t net sgd meta",
+        title="todevice · t, net, sgd → meta",
+        tabs=("Moves", "Warnings", "Placement", "Devices"),
+        texts=("moved t, net, sgd to meta", "cpu, meta"),
+        tab_texts={
+            "Warnings": ("t no longer shares memory with NumPy array a",),
+            "Devices": ("no data: shapes and dtypes only",),
+        },
+    ),
+    PanelExpectation(
+        name="todevice_numpy",
+        source="%todevice a cpu",
+        title="todevice · a → cpu",
+        tabs=("Moves", "Placement", "Devices"),
+        texts=("moved a to cpu", "numpy.ndarray -> torch.Tensor", "sharing the array's memory"),
+        tab_texts={"Devices": ("no data: shapes and dtypes only",)},
     ),
 ]
 

@@ -23,7 +23,11 @@ STYLE = (
     "line-height:1.45;color:var(--jp-content-font-color1,inherit)}"
     "[data-jp-theme-light=false] .tensormagic,.vscode-dark .tensormagic,.vscode-high-contrast .tensormagic"
     "{--tm-bar:#60a5fa;--tm-warn:#fbbf24;--tm-err:#f87171;--tm-ok:#4ade80}"
+    # Row labels and first columns (names) stay on one line; other cells wrap to fit the panel.
     ".tensormagic table{border-collapse:collapse;margin:4px 0 8px;font-size:12px}"
+    ".tensormagic th[scope=row],.tensormagic td:first-child{white-space:nowrap}"
+    # (in the widget: let ipywidgets' flex boxes shrink to the panel instead of growing to the table)
+    ".tensormagic-panel .widget-html,.tensormagic-panel .widget-html-content{min-width:0}"
     ".tensormagic caption{text-align:left;font-weight:600;padding:2px 8px}"
     ".tensormagic th,.tensormagic td{padding:3px 10px;text-align:left;vertical-align:top;"
     "border-bottom:1px solid var(--jp-border-color2,rgba(128,128,128,.25))}"
