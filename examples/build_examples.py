@@ -94,8 +94,8 @@ print(type(a).__name__, t.device)""", SAME),
 def notebook() -> dict:
     """The notebook as nbformat 4 JSON."""
     cells = []
-    for kind, source, _ in CELLS:
-        cell = {"cell_type": kind, "metadata": {}, "source": source.splitlines(keepends=True)}
+    for number, (kind, source, _) in enumerate(CELLS):
+        cell = {"cell_type": kind, "id": f"cell-{number:02d}", "metadata": {}, "source": source.splitlines(keepends=True)}
         if kind == "code":
             cell.update(execution_count=None, outputs=[])
         cells.append(cell)
