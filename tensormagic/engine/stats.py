@@ -172,6 +172,18 @@ def _finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _dense_flat(t: torch.Tensor) -> torch.Tensor | None:
+    """A 1-D view of every element of ``t`` when its memory is dense in some dim order
+    (contiguous, transposed, channels_last...); None when it has gaps or repeats."""
+    if t.dim() == 0:
+        return t.reshape(1)
+    order = sorted(range(t.dim()), key=lambda d: t.stride(d), reverse=True)
+    dense = t.permute(order)
+    if dense.is_contiguous():
+        return dense.view(-1)
+    return None
+
+
 def _fast_float_stats(t: torch.Tensor) -> ValueStats | None:
     """Two whole-tensor passes (aminmax, var_mean) on the CPU; None if non-finite values exist.
 
@@ -286,12 +298,20 @@ def _chunked_stats(t: torch.Tensor, over: str, chunks: Iterable[torch.Tensor] | 
     says how to read them (default: from ``t``'s dtype).  Integer min/max are exact (int64 on the
     device; uint64 through a sign-bit flip), never rounded through float64.
     """
-    device = t.device
     kind = kind or _kind(t.dtype)
     if chunks is None:
         chunks = iter_chunks(t, _chunk_size(t))
-    if device.type == "cpu":
+    if t.device.type == "cpu":
         return _cpu_stats(chunks, kind, over)
+    return _device_stats(t.device, chunks, kind, over)
+
+
+def _device_stats(device: torch.device, chunks: Iterable[torch.Tensor], kind: str, over: str) -> ValueStats:
+    """Accumulate on ``device`` with no host read until the single gather (accelerators).
+
+    Branch-free: every chunk takes the masked path, since a host read per chunk would be a
+    device sync per chunk.  Works on any device (the tests run it on the CPU too).
+    """
     f64 = dict(dtype=torch.float64, device=device)
     i64 = dict(dtype=torch.int64, device=device)
     inf = torch.tensor(math.inf, **f64)
@@ -397,9 +417,11 @@ def tensor_stats(t: torch.Tensor, budget: int = DEFAULT_BUDGET, over: str = "val
             and t.dtype in (torch.float32, torch.float64)
             and n > 0
         ):
-            fast = _fast_float_stats(t)
-            if fast is not None:
-                return fast
+            flat = _dense_flat(t)
+            if flat is not None:  # whole-tensor reductions copy a non-contiguous input: only flat
+                fast = _fast_float_stats(flat)
+                if fast is not None:
+                    return fast
         return _chunked_stats(t, over)
 
 

@@ -22,6 +22,8 @@ from tensormagic.engine.namespace import NamedObject, named_arrays, user_names, 
 from tensormagic.engine.report import Report
 from tensormagic.engine.stats import CPU_CHUNK, DEFAULT_BUDGET, Histogram, ValueStats, chunks_stats, iter_chunks, numpy_stats, pieces, tensor_stats, value_histogram
 
+#: Stored values of an uncoalesced COO tensor up to which it is coalesced (a copy) for statistics.
+MAX_COALESCE = 2**22
 #: Aliases listed at most for one object.
 MAX_ALIASES = 50
 #: Exact overlap checks at most when grouping a whole namespace (then ranges decide).
@@ -245,7 +247,10 @@ def _grad_summary(t: torch.Tensor) -> str | None:
             shown = values[0] if g.dim() == 0 else values
             return f"{shown} ({g.dtype}, shape {list(g.shape)})"
         if g.layout == torch.strided and g.device.type != "meta":
-            return f"{g.dtype} {list(g.shape)}, norm {float(g.detach().double().norm()):.4g}"
+            # the norm chunk by chunk: g.double().norm() would copy the whole gradient
+            widened = (c.to(torch.complex128).abs() if c.is_complex() else c.to(torch.float64) for c in iter_chunks(g.detach(), CPU_CHUNK))
+            sq = sum(float(torch.dot(c, c)) for c in widened)
+            return f"{g.dtype} {list(g.shape)}, norm {math.sqrt(sq):.4g}"
         return f"{g.dtype} {list(g.shape)}"
 
 
@@ -364,10 +369,13 @@ def _sparse_facts(t: torch.Tensor, numel: int, budget: int, details: dict[str, A
     """Statistics over the specified values (duplicates of an uncoalesced COO summed first)."""
     layout = str(t.layout).removeprefix("torch.")
     coalesced = True
+    summed = True
     if t.layout == torch.sparse_coo:
         coalesced = bool(t.is_coalesced())
         stored = t._values()
-        values = stored if coalesced else t.coalesce()._values()  # nnz-sized: small next to t
+        # coalescing copies indices and values: fine when small, not for a big sparse tensor
+        summed = coalesced or stored.numel() <= MAX_COALESCE
+        values = stored if coalesced or not summed else t.coalesce()._values()
     else:
         stored = values = t.values()
     nnz = _guard(None, t._nnz)
@@ -379,7 +387,8 @@ def _sparse_facts(t: torch.Tensor, numel: int, budget: int, details: dict[str, A
     details["sparse"] = facts
     stats, note = _safe_stats(lambda: tensor_stats(values, budget))
     if stats is not None:
-        stats.over = f"the {specified:,} specified values (implicit zeros excluded" + ("; duplicate entries summed" if not coalesced else "") + ")"
+        how = "" if coalesced else ("; duplicate entries summed" if summed else "; uncoalesced: duplicate entries NOT summed (call .coalesce())")
+        stats.over = f"the {specified:,} specified values (implicit zeros excluded{how})"
     index_bytes = 0
     for getter in ("_indices", "crow_indices", "col_indices", "ccol_indices", "row_indices"):
         try:

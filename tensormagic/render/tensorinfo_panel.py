@@ -22,7 +22,8 @@ def _headline(info: TensorInfo) -> str:
     s = info.stats
     if s is not None and s.count:
         bad = s.nan + s.posinf + s.neginf
-        parts.append(f"{bad:,} NaN/inf!" if bad else f"range [{fmt_number(s.min)}, {fmt_number(s.max)}]")
+        sampled = "" if s.exact else " (in a sample)"
+        parts.append(f"{bad:,} NaN/inf!{sampled}" if bad else f"range [{fmt_number(s.min)}, {fmt_number(s.max)}]{sampled}")
     if info.aliases:
         names = ", ".join(truncate(a.name, 30) for a in info.aliases[:3])
         parts.append(f"shares memory with {names}")
@@ -82,6 +83,8 @@ def _values(info: TensorInfo) -> Section:
         ("-inf", fmt_number(s.neginf)),
         ("zeros", fmt_number(s.zeros)),
     ]
+    if not s.exact:  # counts are the sample's, not the tensor's
+        rows = [(k + " (in the sample)", v) if k in ("NaN", "+inf", "-inf", "zeros") else (k, v) for k, v in rows]
     blocks: list = [KeyValues(rows), Note(f"over {s.over}; {how}")]
     if s.nan or s.posinf or s.neginf:
         blocks.append(Note("non-finite values present: min, max, mean and std are over the finite values", "warning"))
