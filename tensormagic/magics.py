@@ -24,7 +24,7 @@ from tensormagic.engine.todevice_report import placement_report
 import sys as _autograd_sys
 from IPython.core.magic import cell_magic
 from tensormagic.engine import autograd_report as autograd_engine
-from tensormagic.engine.autograd_trace import run_code as _autograd_run_code
+from tensormagic.engine.autograd_trace import compile_cell as _autograd_compile_cell, run_code as _autograd_run_code
 from tensormagic.render.display import DISPLAY_MODES, set_display_mode
 
 
@@ -204,11 +204,20 @@ class TensorMagics(Magics):
             raise UsageError(str(exc)) from None
         shell = self.shell
         transformed = shell.transform_cell(cell)
-        filename = shell.compile.cache(transformed, shell.execution_count, raw_code=cell)
-        tree = shell.transform_ast(shell.compile.ast_parse(transformed, filename=filename))
+        try:
+            filename = shell.compile.cache(transformed, shell.execution_count, raw_code=cell)
+        except TypeError:  # an older IPython without raw_code
+            filename = shell.compile.cache(transformed, shell.execution_count)
+        try:
+            tree = shell.transform_ast(shell.compile.ast_parse(transformed, filename=filename))
+            compiled = _autograd_compile_cell(tree, filename, shell.compile)
+        except SyntaxError as exc:
+            where = f"line {exc.lineno}: " if exc.lineno else ""
+            text = f" ({exc.text.strip()})" if exc.text and exc.text.strip() else ""
+            raise UsageError(f"the cell has a syntax error, so it did not run: {where}{exc.msg}{text}") from None
         session = autograd_engine.AutogradSession(shell.user_ns, transformed, filename, options, self._hidden)
         with session.recorder:
-            value = _autograd_run_code(tree, filename, shell.user_global_ns, shell.user_ns, shell.compile)
+            value = _autograd_run_code(compiled, shell.user_global_ns, shell.user_ns)
         if value is not None:
             _autograd_sys.displayhook(value)  # the cell's own output, as in a normal cell
         try:

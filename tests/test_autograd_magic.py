@@ -393,6 +393,7 @@ def test_no_lines_option(ag):
         ("--wat", "x = 1", "unrecognized arguments"),
         ("--of nope", "w = torch.tensor(1., requires_grad=True)", "'nope' is not defined after the cell ran"),
         ("--of w", "w = torch.tensor(1., requires_grad=True)", "it is a leaf"),
+        ("", "ran = 1\nx = (1,\ny = 2", "the cell has a syntax error, so it did not run: line 2"),
     ],
 )
 def test_usage_errors_are_one_line(ag, capsys, options, code, message):
@@ -402,6 +403,18 @@ def test_usage_errors_are_one_line(ag, capsys, options, code, message):
     out = capsys.readouterr()
     text = (out.out + out.err).strip()
     assert "Traceback" not in text and text.count("\n") == 0
+
+
+def test_syntax_error_runs_nothing(ag):
+    ag.run_cell("%%autograd\nran = 1\nx = (1,", store_history=False)
+    assert "ran" not in ag.user_ns
+
+
+def test_names_bound_where_the_source_does_not_show_it(ag):
+    r = cell(ag, "%time z = torch.ones(2, requires_grad=True) * 2")
+    assert [o.name for o in r.outputs] == ["z"] and r.outputs[0].source == "graph root"
+    (row,) = r.gradients
+    assert row.wrt == "unnamed leaf" and row.grad == [2.0, 2.0]
 
 
 def test_help_documents_every_option(ag):

@@ -253,6 +253,9 @@ class AutogradSession:
         self.options = options or AutogradOptions()
         self.hidden = set(hidden) | set(HIDDEN_NAMES)
         self.cell: CellSource = analyse_source(source)
+        # what each name was bound to before the cell (ids only): names the cell rebinds in ways
+        # its source does not show (%time x = ..., exec, globals()) still count as assigned
+        self._before = {k: id(v) for k, v in namespace.items()}
         self.of_records: dict[str, CallRecord] = {}
         self.notes: list[str] = []
         self.recorder = AutogradRecorder(
@@ -270,6 +273,15 @@ class AutogradSession:
         self._jacobian_done: set[str] = set()
 
     # -- names --------------------------------------------------------------------------------
+
+    def assigned(self) -> dict[str, int]:
+        """Names the cell bound -> their line (0 when the source does not show it), in cell order."""
+        out = dict(self.cell.assigned)
+        before = self._before
+        for name, value in list(self.namespace.items()):
+            if name not in out and before.get(name) != id(value) and not name.startswith("_") and name not in self.hidden:
+                out[name] = 0
+        return out
 
     def names_of(self) -> tuple[dict[int, str], dict[int, str], list[Any], dict[int, Any]]:
         """id(tensor) -> name, id(grad_fn) -> names, the grad_fns to keep alive, id -> tensor."""
@@ -483,7 +495,7 @@ class AutogradSession:
     def _graph_roots(self) -> list[tuple[str, torch.Tensor]]:
         """Tensors the cell assigned that have a graph and feed no other assigned tensor."""
         cands = []
-        for name, line in sorted(self.cell.assigned.items(), key=lambda kv: kv[1]):
+        for name, line in sorted(self.assigned().items(), key=lambda kv: kv[1]):
             obj = self.namespace.get(name)
             if isinstance(obj, torch.Tensor) and obj.grad_fn is not None:
                 cands.append((name, obj))
@@ -498,7 +510,7 @@ class AutogradSession:
         return roots[:MAX_OUTPUT_GROUPS]
 
     def _nothing_message(self) -> str:
-        tensors = [n for n in self.cell.assigned if isinstance(self.namespace.get(n), torch.Tensor)]
+        tensors = [n for n in self.assigned() if isinstance(self.namespace.get(n), torch.Tensor)]
         if not tensors:
             return "the cell made no tensor, so there is no gradient to explain; %%autograd explains cells that compute with tensors (and ideally call .backward())"
         return (
@@ -584,7 +596,7 @@ class AutogradSession:
         for st in self.cell.statements:
             if (st.loads | st.stores) & graph_names:
                 with_graph |= st.loads
-        candidates = [n for n in self.cell.loaded | set(self.cell.assigned) if n not in seen and n not in root_names and not n.startswith("_") and n not in self.hidden]
+        candidates = [n for n in self.cell.loaded | set(self.assigned()) if n not in seen and n not in root_names and not n.startswith("_") and n not in self.hidden]
         for name in sorted(candidates, key=lambda n: self.cell.assigned.get(n, 0)):
             obj = self.namespace.get(name)
             if isinstance(obj, torch.nn.Module):

@@ -707,6 +707,38 @@ def hook_record(record: CallRecord, locate_nan: bool = False) -> None:
     record._walk = None  # type: ignore[attr-defined]
 
 
+
+
+def compile_cell(tree: Any, filename: str, compile_fn: Callable[..., Any] = compile) -> tuple[Any, Any]:
+    """Compile a parsed cell as IPython does: the body, and its last expression apart (or None)."""
+    import ast
+
+    body = list(tree.body)
+    last = body.pop() if body and isinstance(body[-1], ast.Expr) else None
+    code = compile_fn(ast.Module(body=body, type_ignores=[]), filename, "exec") if body else None
+    expr = None
+    if last is not None:
+        expression = ast.Expression(body=last.value)
+        ast.copy_location(expression, last)
+        expr = compile_fn(expression, filename, "eval")
+    return code, expr
+
+
+def run_code(compiled: tuple[Any, Any], globals_: dict[str, Any], locals_: dict[str, Any]) -> Any:
+    """Execute a compiled cell and return the value of its last expression (or None).
+
+    The frames of this function are hidden from IPython's tracebacks, so an error in the cell
+    shows the user's code, as in a normal cell.
+    """
+    __tracebackhide__ = True
+    code, expr = compiled
+    if code is not None:
+        exec(code, globals_, locals_)  # noqa: S102 - the user's own cell
+    if expr is None:
+        return None
+    return eval(expr, globals_, locals_)  # noqa: S307
+
+
 __all__ = [
     "AutogradRecorder",
     "CallRecord",
@@ -717,27 +749,7 @@ __all__ = [
     "Target",
     "analyse",
     "hook_record",
+    "compile_cell",
     "run_code",
     "summarise",
 ]
-
-
-def run_code(tree: Any, filename: str, globals_: dict[str, Any], locals_: dict[str, Any], compile_fn: Callable[..., Any] = compile) -> Any:
-    """Execute a parsed cell like IPython does and return the value of its last expression (or None).
-
-    The frames of this function are hidden from IPython's tracebacks, so an error in the cell
-    shows the user's code, as in a normal cell.
-    """
-    import ast
-
-    __tracebackhide__ = True
-    body = list(tree.body)
-    last = body.pop() if body and isinstance(body[-1], ast.Expr) else None
-    if body:
-        module = ast.Module(body=body, type_ignores=[])
-        exec(compile_fn(module, filename, "exec"), globals_, locals_)  # noqa: S102 - the user's own cell
-    if last is None:
-        return None
-    expression = ast.Expression(body=last.value)
-    ast.copy_location(expression, last)
-    return eval(compile_fn(expression, filename, "eval"), globals_, locals_)  # noqa: S307
