@@ -322,6 +322,7 @@ def test_error_inside_backward_and_keyboard_interrupt_restore_state(ag):
     )
     assert isinstance(res.error_in_exec, KeyboardInterrupt)
     assert _state() == before
+    assert len(ag.user_ns["h"]._backward_hooks) == 1  # only the cell's own hook is left
     res = ag.run_cell("%%autograd\nz = torch.tensor(1.)\nz.backward()", store_history=False)
     assert isinstance(res.error_in_exec, RuntimeError) and "does not require grad" in str(res.error_in_exec)
     assert _state() == before

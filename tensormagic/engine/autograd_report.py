@@ -467,7 +467,8 @@ class AutogradSession:
             rows = self._wrt_rows(rows, records)
         graph = _merge_graphs([r.walk_info for r in records])
         cost = self._cost(records)
-        health = _health(rows, graph)
+        params = {t.name: t.ref() for r in records for t in r.targets.values() if t.kind == "leaf" and t.name}
+        health = _health(rows, graph, params)
         report = AutogradReport(
             outputs=outputs,
             gradients=rows,
@@ -863,7 +864,17 @@ def _merge_graphs(infos: list[GraphInfo]) -> GraphInfo:
     return GraphInfo(nodes, edges, roots, order, repeats, sum(i.saved_bytes for i in infos), any(i.truncated for i in infos))
 
 
-def _health(rows: list[GradientRow], graph: GraphInfo) -> list[HealthRow]:
+def _param_norm(t: torch.Tensor | None) -> float:
+    if t is None or t.layout != torch.strided or t.device.type == "meta":
+        return math.nan
+    with torch.no_grad():
+        src = t.detach()
+        if src.is_complex():
+            src = src.abs()
+        return float(torch.linalg.vector_norm(src, dtype=torch.float64))
+
+
+def _health(rows: list[GradientRow], graph: GraphInfo, params: Mapping[str, torch.Tensor | None] | None = None) -> list[HealthRow]:
     """Per-parameter gradient norms, inputs first (the order of a gradient-flow chart)."""
     position = {graph.nodes[i].name: p for p, i in enumerate(graph.order) if graph.nodes[i].kind == "leaf"}
     leaf_rows = [r for r in rows if r.kind == "leaf" and r.status in ("ok", "non_finite") and r.norm is not None]
@@ -884,7 +895,9 @@ def _health(rows: list[GradientRow], graph: GraphInfo) -> list[HealthRow]:
             flag = "vanishing"
         elif norm > EXPLODING:
             flag = "exploding"
-        out.append(HealthRow(r.wrt, r.shape or [], norm, math.nan, None, flag))
+        pnorm = _param_norm((params or {}).get(r.wrt))
+        ratio = norm / pnorm if pnorm and math.isfinite(pnorm) and math.isfinite(norm) else None
+        out.append(HealthRow(r.wrt, r.shape or [], norm, pnorm, ratio, flag))
     return out
 
 

@@ -348,6 +348,7 @@ class AutogradRecorder:
         self._inside = False  # inside the user's own call: torch re-enters the patched names
         self._state: GlobalState | None = None
         self._modes: list[Any] = []
+        self._pending: list[CallRecord] = []  # records whose hooks are still registered
         self._t0 = 0.0
 
     # -- the context manager ------------------------------------------------------------------
@@ -402,6 +403,11 @@ class AutogradRecorder:
         state = self._state
         if state is None:
             return
+        for record in self._pending:
+            for handle in getattr(record, "_handles", ()):
+                handle.remove()
+            record._handles = []  # type: ignore[attr-defined]
+        self._pending.clear()
         torch.autograd.backward = state.backward_fn
         torch.autograd.grad = state.grad_fn
         if torch.Tensor.backward is not state.tensor_backward:
@@ -557,6 +563,7 @@ class AutogradRecorder:
                 leaf_lines=self.leaf_lines,
                 source_lines=self.source_lines,
             )
+            self._pending.append(record)  # its hooks are removed on exit even if interrupted now
             hook_record(record, locate_nan=self.locate_nan)
             record.call_line = self.cell_line()
             if self.tape is not None:
@@ -572,6 +579,9 @@ class AutogradRecorder:
             return
         for handle in getattr(record, "_handles", ()):
             handle.remove()
+        record._handles = []  # type: ignore[attr-defined]
+        if record in self._pending:
+            self._pending.remove(record)
         if record.kind == "backward":
             for key, target in record.targets.items():
                 if target.kind == "leaf" and not target.had_grad and key not in record.grads:
@@ -665,6 +675,7 @@ def hook_record(record: CallRecord, locate_nan: bool = False) -> None:
     """Put removable hooks that summarise the gradient of every target as backward runs."""
     walk: Walk = record._walk  # type: ignore[attr-defined]
     handles: list[Any] = []
+    record._handles = handles  # type: ignore[attr-defined]  # filled as hooks go on: removable at any point
     grads = record.grads
     for key, target in record.targets.items():
         if target.kind == "leaf":
@@ -703,7 +714,6 @@ def hook_record(record: CallRecord, locate_nan: bool = False) -> None:
 
             handles.append(obj.register_hook(post))
         record._nan_first = first  # type: ignore[attr-defined]
-    record._handles = handles  # type: ignore[attr-defined]
     record._walk = None  # type: ignore[attr-defined]
 
 

@@ -209,9 +209,9 @@ def _health(report: AutogradReport) -> Section:
     if not report.health:
         blocks.append(Note("no parameter gradients to chart"))
         return Section("Health", blocks)
-    rows = [[h.name, fmt_shape(h.shape), fmt_number(h.grad_norm), h.flag or ""] for h in report.health[:MAX_ROWS]]
+    rows = [[h.name, fmt_shape(h.shape), fmt_number(h.grad_norm), fmt_number(h.param_norm), fmt_number(h.ratio), h.flag or ""] for h in report.health[:MAX_ROWS]]
     flagged = [h for h in report.health if h.flag]
-    blocks.append(Table(["parameter", "shape", "grad norm", "flag"], rows, caption="per-parameter gradient norms, inputs first", total_rows=len(report.health)))
+    blocks.append(Table(["parameter", "shape", "grad norm", "param norm", "grad/param", "flag"], rows, caption="per-parameter gradient norms, inputs first", total_rows=len(report.health)))
     bars = report.health if len(report.health) <= MAX_BARS else report.health[:: math.ceil(len(report.health) / MAX_BARS)]
     blocks.append(Bars([truncate(h.name, 30) for h in bars], [h.grad_norm if math.isfinite(h.grad_norm) else 0.0 for h in bars], "gradient flow (norm per parameter, inputs first)", value_format="{:.3g}"))
     for flag in ("NaN/inf", "exploding", "vanishing"):
