@@ -357,6 +357,8 @@ def test_100_layer_mlp_health_and_collapsed_graph(ag):
     assert big.times >= 98
     text = str(r)
     assert "more times" in text and len(text.splitlines()) < 400
+    assert text.splitlines()[1].endswith("200 ok · vanishing gradients: " + f"{sum(h.flag == 'vanishing' for h in r.health)} parameters")
+    assert [g.wrt for g in r.gradients[:3]] == ["model.0.weight", "model.0.bias", "model.2.weight"]  # layers in order
     assert "vanishing" in text
     assert ag.user_ns["model"][0].weight.grad is not None
 

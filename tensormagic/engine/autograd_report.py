@@ -547,7 +547,10 @@ class AutogradSession:
             rows.append(self._target_row(record, target, name, of, summary, label, leaf_changes.get(key)))
         rows += self._other_rows(record, of, seen)
         order = {"ok": 0, "non_finite": 0, "non_leaf": 1}
-        rows.sort(key=lambda r: (order.get(r.status, 2), r.line if r.line is not None else 10**9))
+        info = record.walk_info
+        # leaves in graph order, inputs first (a model's layers in order), then the rest by line
+        leaf_pos = {info.nodes[i].name: -p for p, i in enumerate(info.order) if info.nodes[i].kind == "leaf" and info.nodes[i].name}
+        rows.sort(key=lambda r: (order.get(r.status, 2), r.line if r.line is not None else 10**9, leaf_pos.get(r.wrt, 0)))
         return rows
 
     def _target_row(self, record: CallRecord, target: Target, name: str, of: str, summary: GradSummary | None, label: str, change: str | None) -> GradientRow:
@@ -716,7 +719,7 @@ class AutogradSession:
             if first.had_grad:
                 out[key] = f"{name}.grad += {add_text}, now {now_text}"
             else:
-                out[key] = f"{name}.grad was None, now {now_text}" + ("" if now_plain is not None and small and len(added) == 1 else f" (added {add_text})")
+                out[key] = f"{name}.grad was None, now {now_text}" + ("" if now_plain is not None and len(added) == 1 else f" (added {add_text})")
         return out
 
     # -- cost, NaN, check ---------------------------------------------------------------------

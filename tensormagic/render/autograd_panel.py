@@ -49,22 +49,29 @@ def _headline(report: AutogradReport) -> tuple[str, str]:
     for o in report.outputs[:3]:
         parts.append(f"{truncate(o.name, 30)} = {fmt_number(o.value)}" if o.value is not None else f"{truncate(o.name, 30)} {fmt_shape(o.shape)}")
     level = "ok"
-    shown = 0
-    for row in report.gradients:
-        if shown >= 6:
-            parts.append("…")
-            break
-        if row.status in ("ok", "non_leaf") and not isinstance(row.grad, dict) and len(fmt_value(row.grad, 40)) < 40:
-            parts.append(f"{_d(row.of, row.wrt)} = {fmt_value(row.grad, 24)}")
-        else:
-            parts.append(f"{row.wrt}: {row.status}")
-        if row.status == "non_finite":
-            level = "error"
-        elif row.status in ("unused", "detached", "integer_dtype") and level == "ok":
-            level = "warning"
-        shown += 1
-    if any(h.flag for h in report.health) and level == "ok":
+    statuses = [row.status for row in report.gradients]
+    if "non_finite" in statuses:
+        level = "error"
+    elif any(s in ("unused", "detached", "integer_dtype") for s in statuses) or any(h.flag for h in report.health):
         level = "warning"
+    small = [row for row in report.gradients if not isinstance(row.grad, dict) and len(fmt_value(row.grad, 40)) < 40]
+    if len(report.gradients) <= 6 and len(small) == len(report.gradients):
+        for row in report.gradients:
+            if row.status in ("ok", "non_leaf"):
+                parts.append(f"{_d(row.of, row.wrt)} = {fmt_value(row.grad, 24)}")
+            else:
+                parts.append(f"{row.wrt}: {row.status}")
+        return " · ".join(parts), level
+    # many tensors (a model): counts per status, then the flags
+    counts: dict[str, int] = {}
+    for s in statuses:
+        counts[s] = counts.get(s, 0) + 1
+    parts += [f"{n:,} {s}" for s, n in sorted(counts.items(), key=lambda kv: (kv[0] != "ok", kv[0]))]
+    flags: dict[str, int] = {}
+    for h in report.health:
+        if h.flag:
+            flags[h.flag] = flags.get(h.flag, 0) + 1
+    parts += [f"{flag} gradients: {n:,} parameter{'s' if n > 1 else ''}" for flag, n in flags.items()]
     return " · ".join(parts), level
 
 
