@@ -555,3 +555,23 @@ def test_gradient_norm_is_exact_without_a_double_copy(dtype):
     expected = float(w.grad.to(torch.complex128 if dtype.is_complex else torch.float64).abs().norm())
     grad = inspect_object("w", w).grad
     assert grad.endswith(f"norm {expected:.4g}")
+
+
+@pytest.mark.parametrize("make", [lambda v: torch.tensor(v), lambda v: np.array(v)], ids=["torch", "numpy"])
+def test_bool_histogram_counts_false_and_true(make):
+    r = inspect_object("b", make([True, False, True, True]))
+    assert r.histogram is not None and r.histogram.boolean
+    assert r.histogram.counts == [1, 3]
+    text = render_text(r)
+    assert "False │" in text and "True │" in text
+
+
+def test_integer_histogram_edges_are_exact_near_2_64():
+    t = torch.tensor([2**64 - 1, 2**64 - 2, 2**64 - 2], dtype=torch.uint64)
+    r = inspect_object("u", t)
+    assert r.stats.min == 2**64 - 2 and r.stats.max == 2**64 - 1
+    assert r.histogram.integer and r.histogram.counts == [2, 1]
+    assert r.histogram.edges[:2] == [2**64 - 2, 2**64 - 1]
+    big = torch.tensor([2**62 + 1, 2**62 + 3, 2**62 + 3])  # neighbours that float64 merges
+    assert inspect_object("b", big).histogram.counts == [1, 0, 2]
+    assert "18,446,744,073,709,551,615" in render_text(r)

@@ -535,7 +535,13 @@ def value_histogram(t: torch.Tensor, lo: float | int | bool | None, hi: float | 
         integer = not (t.is_floating_point() or t.is_complex())
         if integer and isinstance(lo, int) and isinstance(hi, int) and hi - lo + 1 <= bins:
             width = hi - lo + 1
-            counts = torch.histc(v, bins=width, min=float(lo) - 0.5, max=float(hi) + 0.5).to(torch.int64).tolist()
+            # exact offsets from lo in int64 (float64 would merge neighbours above 2**53)
+            if values.dtype == torch.uint64:
+                off = (values.view(torch.int64) ^ _SIGN_BIT) - (lo + _SIGN_BIT)
+            else:
+                off = values.to(torch.int64) - lo
+            off = off[(off >= 0) & (off < width)]
+            counts = torch.bincount(off, minlength=width)[:width].tolist()
             return Histogram([lo + i for i in range(width + 1)], counts, sampled, integer=True)  # exact ints
         flo, fhi = float(lo), float(hi)
         if fhi <= flo:

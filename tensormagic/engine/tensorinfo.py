@@ -539,7 +539,7 @@ def inspect_array(name: str, a: np.ndarray | np.generic, namespace: Mapping[str,
     twin = torch_twin_of_numpy(arr.dtype)
     stats, stats_note = _safe_stats(lambda: numpy_stats(arr, budget))
     histogram = None
-    if stats is not None and arr.dtype.kind in "iuf" and arr.dtype.isnative and arr.dtype.itemsize <= 8:
+    if stats is not None and arr.dtype.kind in "biuf" and arr.dtype.isnative and arr.dtype.itemsize <= 8:
         flipped = arr[tuple(slice(None, None, -1) if s < 0 else slice(None) for s in arr.strides)]
         histogram, _ = _safe_stats(lambda: value_histogram(torch.from_numpy(flipped), stats.min, stats.max))
     if stats is None and stats_note is None:
