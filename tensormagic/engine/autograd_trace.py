@@ -229,6 +229,7 @@ class LineRecorder(TorchFunctionMode):
         self.track_lines = track_lines
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        __tracebackhide__ = True
         kwargs = kwargs or {}
         result = func(*args, **kwargs)
         if self.paused:
@@ -263,6 +264,7 @@ def _recording_apply(original: Any, mode: "LineRecorder") -> Callable[..., Any]:
     func = original.__func__
 
     def apply(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
         if mode.paused or mode.tape is None:
             return func(cls, *args, **kwargs)
         mode.paused = True
