@@ -237,3 +237,14 @@ def test_check_catches_a_wrong_custom_backward(ag):
 def test_check_skips_big_inputs_without_running(ag):
     report = run(ag, "%%autograd --check\nbig = torch.randn(5000, requires_grad=True)\ns = (big ** 2).sum()")
     assert report.check.ok is None and "5,000 elements" in report.check.message
+
+
+def test_jacobian_never_starts_what_cannot_fit_in_memory():
+    from tensormagic.engine.autograd_report import jacobian
+
+    out = torch.zeros(1, requires_grad=True).expand(1 << 20) * 1.0  # 1M outputs
+    huge_in = torch.zeros(1, requires_grad=True).expand(1 << 24)  # 16M inputs, no memory of their own
+    start = time.perf_counter()
+    info, note = jacobian("o", out, [("i", huge_in)], budget=10**30)  # the budget allows it: memory does not
+    assert info == [] and "memory is free" in note and "17,592,186,044,416 entries" in note
+    assert time.perf_counter() - start < 1

@@ -956,6 +956,13 @@ def jacobian(name: str, output: torch.Tensor, inputs: list[tuple[str, torch.Tens
             f"({n:,} inputs) would have {entries:,} entries ({_bytes(size)}), above the budget of {budget:,}: not computed; "
             "the gradients shown are vector-Jacobian products with ones (raise it with --jacobian-budget N)"
         )
+    need = entries * max(output.element_size(), 8) * 2  # the Jacobian, its float64 copy for the report
+    free = _free_bytes(output.device)
+    if free is not None and need > free // 2:
+        return [], (
+            f"the Jacobian of {name} would have {entries:,} entries ({_bytes(need)} with its copy) but only {_bytes(free)} "
+            f"of {output.device.type} memory is free: not computed; the gradients shown are vector-Jacobian products with ones"
+        )
     flat = output.reshape(-1)
     tensors = [t for _, t in inputs]
     rows: list[list[torch.Tensor | None]] = []
@@ -982,6 +989,20 @@ def jacobian(name: str, output: torch.Tensor, inputs: list[tuple[str, torch.Tens
             values = fd.tolist() if size <= JACOBIAN_VALUES else None
         out.append(JacobianInfo(name, wname, list(full.shape), size, values, summary))
     return out, None
+
+
+def _free_bytes(device: torch.device) -> int | None:
+    """Free memory where ``device`` lives, when it can be told (None: unknown)."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.mem_get_info(device)[0])
+        if device.type == "cpu":
+            import os
+
+            return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError, RuntimeError):
+        return None
+    return None
 
 
 def c_rows(row: list[Any], t: torch.Tensor) -> int:
