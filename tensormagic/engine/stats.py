@@ -27,7 +27,7 @@ CPU_CHUNK = 2**17
 #: Elements a histogram is drawn from at most (a sample above it).
 HIST_SAMPLE = 2**16
 #: Indices drawn at a time when sampling (bounds the int64 temporaries to a few MiB).
-SAMPLE_BLOCK = 2**16
+SAMPLE_BLOCK = 2**14
 #: Values a histogram is drawn from at most (a fixed-seed sample above).
 HISTOGRAM_SAMPLE = 2**16
 #: Elements per chunk of the fast float loop (fits the CPU's L2 cache).
@@ -198,7 +198,7 @@ def _fast_float_stats(t: torch.Tensor) -> ValueStats | None:
     n = t.numel()
     zeros = 0
     if lo <= 0.0 <= hi:
-        zeros = n - sum(int(torch.count_nonzero(c)) for c in iter_chunks(t, CPU_CHUNK))
+        zeros = n - int(torch.count_nonzero(t))  # a reduction: no temporary (t is flat and dense)
     std = math.sqrt(max(float(var), 0.0)) if n > 1 else None
     return ValueStats(lo, hi, float(mean), std, 0, 0, 0, zeros, True, None, n, "values")
 
@@ -223,8 +223,9 @@ def _cpu_stats(chunks: Iterable[torch.Tensor], kind: str, over: str) -> ValueSta
     """Every statistic from small CPU chunks, in few passes each, accumulated in Python.
 
     On the CPU a host read costs nothing, so each chunk first takes the common path (all values
-    finite: aminmax, a float64 copy, sum and dot) and masks non-finite values only when it has
-    some.  Integer min/max are exact (int64; uint64 through a sign-bit flip).
+    finite: a float64 copy, aminmax, count_nonzero, sum and dot) and masks non-finite values (in
+    place, on that copy) only when it has some.  Integer min/max are exact (int64; uint64 through
+    a sign-bit flip).
     """
     total = finite_n = n_nan = n_pos = n_neg = zeros = 0
     lo: Any = None
@@ -237,6 +238,7 @@ def _cpu_stats(chunks: Iterable[torch.Tensor], kind: str, over: str) -> ValueSta
         if m == 0:
             continue
         total += m
+        bad: torch.Tensor | None = None  # where a float chunk is not finite (None: all finite)
         if kind == "uint64":
             as_i = chunk.view(torch.int64) ^ _SIGN_BIT  # order-preserving, exact
             cmin, cmax = (int(v) - _SIGN_BIT for v in torch.aminmax(as_i))
@@ -256,28 +258,30 @@ def _cpu_stats(chunks: Iterable[torch.Tensor], kind: str, over: str) -> ValueSta
             if d.data_ptr() == chunk.data_ptr():
                 d = d.clone()  # float64 input: never modify the user's data below
             cmin, cmax = (float(v) for v in torch.aminmax(d))  # NaN and inf propagate here
+            zeros += m - int(torch.count_nonzero(d))  # NaN and inf are not zeros
             fin = m
             if not (math.isfinite(cmin) and math.isfinite(cmax)):
-                finite = torch.isfinite(d)
+                # Masked in place on our own copy (boolean indexing would be far slower).
+                bad = ~torch.isfinite(d)
                 chunk_nan = int(torch.isnan(d).sum())
                 chunk_pos = int((d == math.inf).sum())
-                d = d[finite]
-                del finite
-                fin = d.numel()
+                fin = m - int(bad.sum())
                 n_nan += chunk_nan
                 n_pos += chunk_pos
                 n_neg += m - fin - chunk_nan - chunk_pos
                 if fin:
-                    cmin, cmax = (float(v) for v in torch.aminmax(d))
-            zeros += fin - int(torch.count_nonzero(d))
+                    cmin = float(d.masked_fill_(bad, math.inf).min())
+                    cmax = float(d.masked_fill_(bad, -math.inf).max())
         if fin == 0:
             continue
         finite_n += fin
         lo = cmin if lo is None else min(lo, cmin)
         hi = cmax if hi is None else max(hi, cmax)
         if pivot is None:
-            pivot = float(d.mean())
-        d = d.sub_(pivot) if d.data_ptr() != chunk.data_ptr() else d - pivot
+            pivot = float(d.masked_fill(bad, 0.0).sum()) / fin if bad is not None else float(d.mean())
+        if bad is not None:
+            d.masked_fill_(bad, pivot)  # contributes 0 to both sums below
+        d.sub_(pivot)  # d is always this function's own float64 copy
         s1 += float(d.sum())
         s2 += float(torch.dot(d, d))
     mean = std = None
