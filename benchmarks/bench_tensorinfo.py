@@ -6,8 +6,8 @@ For float32 tensors of 1e6, 1e7 and 1e8 elements it prints the best of N wall ti
   render    rendering that report to text + HTML (reported separately)
   lovely    repr(lovely_tensors.lovely(t)), lovely-tensors' default repr
 and the ratios tensorinfo/raw (goal <= 1.5) and lovely/tensorinfo (goal >= 10 at 1e8), plus the
-peak extra memory of %tensorinfo as a share of the tensor (goal < 5%): the process's peak RSS
-after the call minus its RSS just before it (tensor already resident), in a fresh subprocess.
+peak extra memory of %tensorinfo as a share of the tensor (goal < 5%): in a fresh subprocess, the
+kernel's peak RSS (VmHWM, reset just before the call) minus the RSS before it (tensor resident).
 
 Run: .venv/bin/python benchmarks/bench_tensorinfo.py [--sizes 1e6,1e7,1e8] [--repeat 5]
 """
@@ -21,20 +21,26 @@ import sys
 import time
 
 MEMORY_PROBE = r"""
-import gc, resource, sys, torch
+import gc, sys, torch
 from IPython.core.interactiveshell import InteractiveShell
 n = int(float(sys.argv[1]))
 ip = InteractiveShell.instance()
 ip.run_line_magic("load_ext", "tensormagic")
 ip.user_ns["t"] = torch.randn(1000)
 ip.run_line_magic("tensorinfo", "t")  # warm up imports and caches on a small tensor
-ip.user_ns["t"] = torch.randn(n)      # the tensor is now part of the high-water mark
+ip.user_ns["t"] = torch.randn(n)      # the big tensor is resident before the reading
+torch.ones(2**22).sum()               # start torch's worker threads (their stacks are not ours)
 gc.collect()
-with open("/proc/self/statm") as f:  # resident now (tensor included), in pages
-    before = int(f.read().split()[1]) * resource.getpagesize()
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
+
+with open("/proc/self/clear_refs", "w") as f:  # reset the peak RSS (VmHWM) to the current RSS
+    f.write("5")
+before = status("VmRSS")
 ip.run_line_magic("tensorinfo", "t")
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # high-water mark since start
-print(max(0, peak - before))
+print(max(0, status("VmHWM") - before))
 """
 
 

@@ -55,8 +55,9 @@ class ValueStats:
 def _chunk_size(t: torch.Tensor) -> int:
     if t.device.type == "cpu":
         return CPU_CHUNK
-    # On an accelerator, fewer and larger chunks (kernel launches are the cost), still small.
-    return int(min(max(t.numel() // 32, CPU_CHUNK), 2**26))
+    # On an accelerator, chunks as large as the memory goal allows (kernel launches are the
+    # cost): each chunk's few float64 temporaries stay near 2% of the tensor's own bytes.
+    return int(min(max(t.numel() * t.element_size() // 2000, 2**16), 2**26))
 
 
 def iter_chunks(t: torch.Tensor, max_elems: int) -> Iterator[torch.Tensor]:

@@ -181,6 +181,12 @@ def module_panel(info: ModuleInfo) -> Panel:
     )
 
 
+def _groups(count: int) -> str:
+    if count == 0:
+        return "no variables share memory"
+    return "1 group shares memory" if count == 1 else f"{count} groups share memory"
+
+
 def namespace_panel(info: NamespaceInfo) -> Panel:
     """The panel of every array, tensor and module in the namespace."""
     ordered = sorted(info.entries, key=lambda e: (e.group is None, e.group or 0, e.name))
@@ -194,6 +200,6 @@ def namespace_panel(info: NamespaceInfo) -> Panel:
     groups = [Note(f"group #{i}: {', '.join(g)} share memory") for i, g in enumerate(info.groups[:MAX_ROWS], start=1)]
     return Panel(
         title="tensorinfo · namespace",
-        headline=f"{len(info.entries)} arrays, tensors and modules, {fmt_bytes(info.total_bytes)} in arrays and tensors; {len(info.groups)} groups share memory",
+        headline=f"{len(info.entries)} arrays, tensors and modules, {fmt_bytes(info.total_bytes)} in arrays and tensors; {_groups(len(info.groups))}",
         sections=[Section("Variables", blocks), Section("Shared memory", groups or [Note("no two variables share memory")])] + ([Section("Notes", [Note(n) for n in info.notes])] if info.notes else []),
     )
