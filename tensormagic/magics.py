@@ -12,7 +12,6 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class, output_can_be_silenced
 from IPython.core.magic_arguments import argument, magic_arguments
-from IPython.utils.text import SList
 from IPython.utils.process import arg_split
 from traitlets import CaselessStrEnum, observe
 
@@ -70,12 +69,6 @@ class TensorMagics(Magics):
 
     def resolve(self, expr: str) -> Any:
         """Evaluate ``expr`` in the user's namespace, turning every failure into a UsageError."""
-        ns = self.shell.user_ns
-        if expr.isidentifier() and not keyword.iskeyword(expr) and expr not in ns:
-            if expr in self.shell.user_global_ns or hasattr(__builtins__, expr):
-                pass
-            else:
-                raise UsageError(self._unknown_name(expr))
         try:
             return self.shell.ev(expr)
         except NameError as exc:

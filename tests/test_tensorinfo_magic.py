@@ -169,3 +169,8 @@ def test_import_does_not_import_ipython_or_ipywidgets():
     code = "import sys, tensormagic, tensormagic.engine.tensorinfo; print('IPython' in sys.modules, 'ipywidgets' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_builtin_names_are_evaluated_not_called_unknown(shell):
+    with pytest.raises(UsageError, match=r"^len is a builtin_function_or_method, not an array"):
+        shell.run_line_magic("tensorinfo", "len")
