@@ -424,3 +424,13 @@ def test_help_documents_every_option(ag):
     doc = ag.find_cell_magic("autograd").__doc__
     for option in ("--of", "--wrt", "--check", "--flops", "--jacobian-budget", "--no-jacobian", "--no-lines", "--nan", "--out"):
         assert option in doc
+
+
+def test_long_training_loop_keeps_one_graph(ag):
+    r = cell(
+        ag,
+        "lin = nn.Linear(4, 1)\nopt = torch.optim.SGD(lin.parameters(), lr=0.01)\n"
+        "for _ in range(300):\n    opt.zero_grad()\n    loss = lin(torch.ones(3, 4)).pow(2).mean()\n    loss.backward()\n    opt.step()\n",
+    )
+    assert r.cost.backward_calls == 300 and len(r.outputs) == 1
+    assert 0 < len(r.graph.nodes) < 20  # the last call's graph, not 300 of them

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
-from tensormagic.engine.autograd_graph import LineMap, Walk, walk_graph
+from tensormagic.engine.autograd_graph import GraphInfo, LineMap, Walk, walk_graph
 
 #: Tensors up to this many elements have their gradient kept as values; bigger ones as statistics.
 SMALL_GRAD = 64
@@ -351,6 +351,7 @@ class AutogradRecorder:
         self._state: GlobalState | None = None
         self._modes: list[Any] = []
         self._pending: list[CallRecord] = []  # records whose hooks are still registered
+        self._last_of_group: dict[tuple[Any, ...], CallRecord] = {}
         self._t0 = 0.0
 
     # -- the context manager ------------------------------------------------------------------
@@ -570,6 +571,13 @@ class AutogradRecorder:
             record.call_line = self.cell_line()
             if self.tape is not None:
                 record.root_tensors = tensors  # --check replays them (dropped with the tape)
+            # a training loop calls backward on "loss" again and again: only the last call of a
+            # group keeps its graph (the report shows it), older ones keep their gradients
+            group = (kind, tuple(r.name for r in record.roots))
+            old = self._last_of_group.get(group)
+            if old is not None:
+                old.walk_info = GraphInfo([], [], [], [], [], old.walk_info.saved_bytes, old.walk_info.truncated)
+            self._last_of_group[group] = record
             self.calls.append(record)
             return record
         except Exception as exc:  # noqa: BLE001 - the report loses this call, the cell does not
