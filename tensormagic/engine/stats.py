@@ -30,8 +30,6 @@ HIST_SAMPLE = 2**16
 SAMPLE_BLOCK = 2**14
 #: Values a histogram is drawn from at most (a fixed-seed sample above).
 HISTOGRAM_SAMPLE = 2**16
-#: Elements per chunk of the fast float loop (fits the CPU's L2 cache).
-FAST_CHUNK = 2**17
 
 
 @dataclass
@@ -87,6 +85,14 @@ def iter_chunks(t: torch.Tensor, max_elems: int) -> Iterator[torch.Tensor]:
         yield from iter_chunks(t[start : start + step], max_elems)
 
 
+def _take(flat: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``flat[index]``, through ``index_select`` (several times faster) where the dtype has it."""
+    try:
+        return flat.index_select(0, index)
+    except (NotImplementedError, RuntimeError):  # e.g. uint16/32/64 have no index_select kernel
+        return flat[index]
+
+
 def sample_values(t: torch.Tensor, k: int) -> torch.Tensor:
     """A fixed-seed random sample of ``k`` elements of a strided tensor (with replacement).
 
@@ -110,14 +116,14 @@ def sample_values(t: torch.Tensor, k: int) -> torch.Tensor:
             for size, stride in zip(reversed(t.shape), reversed(t.stride())):
                 offsets_np += (rest % size) * stride
                 rest //= size
-            out[start : start + m] = flat[torch.from_numpy(offsets_np)]
+            out[start : start + m] = _take(flat, torch.from_numpy(offsets_np))
             continue
         rest_t = torch.randint(0, t.numel(), (m,), generator=gen, device=t.device)
         offsets = torch.full((m,), -lowest, dtype=torch.int64, device=t.device)
         for size, stride in zip(reversed(t.shape), reversed(t.stride())):
             offsets += (rest_t % size) * stride
             rest_t = rest_t // size
-        out[start : start + m] = flat[offsets]
+        out[start : start + m] = _take(flat, offsets)
     return out
 
 
