@@ -16,6 +16,30 @@ HERE = Path(__file__).resolve().parent
 #: The walkthrough runs a code cell's source as it is.
 SAME = "<same>"
 
+SEED_AUTOGRAD = """x = torch.tensor(3.)  # (1)
+w = torch.tensor(4., requires_grad=True)
+b = torch.tensor(5., requires_grad=True)
+y = w * x + b
+# Compute derivatives
+y.backward()"""
+
+WHY_NONE = """w = torch.tensor(2., requires_grad=True)
+u = torch.tensor(1., requires_grad=True)
+h = w * w
+d = h.detach()
+loss = h * 3 + d
+loss.backward()"""
+
+JACOBIAN = """v = torch.tensor([1., 2.], requires_grad=True)
+f = torch.stack([v[0] * v[1], v[0] + v[1] ** 2])"""
+
+
+def run_cell_magic(name: str, args: str, body: str) -> str:
+    """Walkthrough code for a cell magic: ``ipython file.ipy`` runs the file as one cell, where
+    ``%%magic`` cannot stand mid-file, so the walkthrough calls it and prints its report."""
+    return f"r = get_ipython().run_cell_magic({name!r}, {args!r}, {body!r})\nprint(r)"
+
+
 #: (kind, notebook source, walkthrough source: SAME, other code, or None to leave it out)
 CELLS: list[tuple[str, str, str | None]] = [
     ("markdown", """# tensormagic quick start
@@ -28,7 +52,20 @@ CELLS: list[tuple[str, str, str | None]] = [
 
 This notebook walks the three snippets of *PyTorch and NumPy Basics* under the magics.""", None),
     ("code", "%load_ext tensormagic", SAME),
-    ("markdown", """## 1. NumPy and Torch: dtypes and shared memory
+    ("markdown", """## 1. Derivatives: `%%autograd`
+
+The first snippet: `y = w * x + b`, then `y.backward()`. `%%autograd` runs the cell as usual and
+shows every derivative: dy/dw = x = 3, dy/db = 1, and why `x.grad` is None (x was created without
+`requires_grad=True`), with the fix.""", None),
+    ("code", """import torch""", SAME),
+    ("code", "%%autograd\n" + SEED_AUTOGRAD, run_cell_magic("autograd", "", SEED_AUTOGRAD)),
+    ("markdown", """Why is my `.grad` None? An intermediate (`h`: its gradient is shown, but `.grad` stays None
+without `.retain_grad()`), a detached copy (`d`) and a tensor that never reaches the loss (`u`).""", None),
+    ("code", "%%autograd\n" + WHY_NONE, run_cell_magic("autograd", "", WHY_NONE)),
+    ("markdown", """A non-scalar output gets its Jacobian (within a budget), and `--check` runs
+`torch.autograd.gradcheck` in float64 on copies of the inputs.""", None),
+    ("code", "%%autograd --check\n" + JACOBIAN, run_cell_magic("autograd", "--check", JACOBIAN)),
+    ("markdown", """## 2. NumPy and Torch: dtypes and shared memory
 
 The source material claims that `np.array([[1, 2], [3, 4]])` is `float64`. It is not: integers make
 `int64`, and its torch twin is `torch.int64`. `%tensorinfo` shows the truth, and which variables
@@ -53,7 +90,7 @@ print((x.dtype, y.dtype))"""),
     ("code", """r = %tensorinfo x
 r.to_dict()["dtype"], r.to_dict()["equivalent_dtype"], [a["name"] for a in r.to_dict()["aliases"]]""", """r = %tensorinfo x
 print((r.to_dict()["dtype"], r.to_dict()["equivalent_dtype"], [a["name"] for a in r.to_dict()["aliases"]]))"""),
-    ("markdown", """## 2. What a tensor really is
+    ("markdown", """## 3. What a tensor really is
 
 Strides, real storage and value statistics: an `expand`ed tensor repeats elements without
 storing them, a transposed tensor is not contiguous, NaN and inf are counted, and bfloat16 has
@@ -68,7 +105,7 @@ half = noisy.to(torch.bfloat16)""", SAME),
     ("code", "%tensorinfo half", "r = %tensorinfo half\nprint(r)"),
     ("code", """model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))""", SAME),
     ("code", "%tensorinfo model", "r = %tensorinfo model\nprint(r)"),
-    ("markdown", """## 3. Where everything lives: `%todevice`
+    ("markdown", """## 4. Where everything lives: `%todevice`
 
 PyTorch moves data to GPUs. `%todevice` lists every tensor, array, module and optimizer with its
 device, flags a model split across devices, and moves things all or nothing. This machine may have

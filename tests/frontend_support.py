@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 import json
 import os
 import shutil
@@ -40,6 +41,21 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _build_examples() -> Any:
+    """examples/build_examples.py as a module (the cell sources the expectations refer to)."""
+    spec = importlib.util.spec_from_file_location("build_examples", REPO / "examples" / "build_examples.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_EXAMPLES = _build_examples()
+SEED_AUTOGRAD: str = _EXAMPLES.SEED_AUTOGRAD
+WHY_NONE: str = _EXAMPLES.WHY_NONE
+JACOBIAN: str = _EXAMPLES.JACOBIAN
 EXAMPLES = REPO / "examples"
 QUICKSTART = EXAMPLES / "quickstart.ipynb"
 WALKTHROUGH = EXAMPLES / "walkthrough.ipy"
@@ -105,11 +121,42 @@ class PanelExpectation:
 
 TENSOR_TABS = ("Summary", "Layout & memory", "Values", "Autograd", "Aliases", "Dtypes")
 
+AUTOGRAD_TABS = ("Gradients", "Graph", "Cost", "Health")
+
 #: Every panel cell of examples/quickstart.ipynb, in notebook order (the kernel test checks that
-#: no panel cell is missing here).  When %%autograd cells land in examples/build_examples.py,
-#: add their expectations here (the gradient values 3 and 1 and the explanation of x) and every
-#: frontend test covers them.
+#: no panel cell is missing here).
 PANELS: list[PanelExpectation] = [
+    PanelExpectation(
+        name="autograd_seed",
+        source="%%autograd\n" + SEED_AUTOGRAD,
+        title="autograd · y",
+        tabs=AUTOGRAD_TABS,
+        texts=("dy/dw = 3", "dy/db = 1", "x: no_requires_grad"),
+        tab_texts={
+            "Graph": ("AddBackward0 → y", "MulBackward0", "line 4: y = w * x + b"),
+            "Cost": ("backward / forward", "saved for backward"),
+            "Health": ("gradient flow",),
+        },
+    ),
+    PanelExpectation(
+        name="autograd_why_none",
+        source="%%autograd\n" + WHY_NONE,
+        title="autograd · loss",
+        tabs=AUTOGRAD_TABS,
+        texts=("loss = 16", "dloss/dw = 12", "dloss/dh = 3", "u: unused", "d: detached"),
+        tab_texts={"Graph": ("MulBackward0",)},
+    ),
+    PanelExpectation(
+        name="autograd_jacobian",
+        source="%%autograd --check\n" + JACOBIAN,
+        title="autograd · f",
+        tabs=AUTOGRAD_TABS + ("Jacobian", "Check"),
+        texts=("df/dv = [3.0, 5.0]",),
+        tab_texts={
+            "Jacobian": ("df/dv: shape (2, 2)", "[2.0, 1.0]", "[1.0, 4.0]"),
+            "Check": ("gradcheck passed",),
+        },
+    ),
     PanelExpectation(
         name="tensorinfo_x",
         source="%tensorinfo x",
@@ -135,8 +182,8 @@ PANELS: list[PanelExpectation] = [
         source="%tensorinfo",
         title="tensorinfo · namespace",
         tabs=("Variables", "Shared memory"),
-        texts=("3 arrays, tensors and modules", "numpy.ndarray"),
-        tab_texts={"Shared memory": ("y, z share memory",)},
+        texts=("11 arrays, tensors and modules", "numpy.ndarray"),
+        tab_texts={"Shared memory": ("y, z share memory", "h, d share memory")},
     ),
     PanelExpectation(
         name="tensorinfo_wide",
@@ -176,7 +223,7 @@ PANELS: list[PanelExpectation] = [
         source="%todevice",
         title="todevice · placement",
         tabs=("Placement", "Devices"),
-        texts=("12 objects on cpu, meta", "split!", "net is split across devices"),
+        texts=("20 objects on cpu, meta", "split!", "net is split across devices"),
         tab_texts={"Devices": ("no data: shapes and dtypes only", "auto chooses cpu")},
     ),
     PanelExpectation(

@@ -434,3 +434,28 @@ def test_long_training_loop_keeps_one_graph(ag):
     )
     assert r.cost.backward_calls == 300 and len(r.outputs) == 1
     assert 0 < len(r.graph.nodes) < 20  # the last call's graph, not 300 of them
+
+
+def test_seed_snippet_verbatim_with_comments_and_prints(shell, capsys):
+    """The seed's first snippet, comments and prints included, works exactly under the magic."""
+    run(shell, "import torch")
+    r = shell.run_cell_magic(
+        "autograd",
+        "",
+        "x = torch.tensor(3.) #(1)\n"
+        "w = torch.tensor(4., requires_grad=True)\n"
+        "b = torch.tensor(5., requires_grad=True)\n"
+        "y = w * x + b\n"
+        "# Compute derivatives\n"
+        "y.backward()\n"
+        "# Display gradients\n"
+        "print('dy/dx: ', x.grad)\n"
+        "print('dy/dw: ', w.grad)\n"
+        "print('dy/db: ', b.grad)\n",
+    )
+    out = capsys.readouterr().out
+    assert "dy/dx:  None\ndy/dw:  tensor(3.)\ndy/db:  tensor(1.)" in out
+    rows = {g["wrt"]: g for g in r.to_dict()["gradients"]}
+    assert rows["w"]["grad"] == 3.0 and rows["b"]["grad"] == 1.0
+    assert rows["x"]["status"] == "no_requires_grad"
+    assert rows["x"]["fix"].endswith("x = torch.tensor(3., requires_grad=True)")  # the comment is not mangled

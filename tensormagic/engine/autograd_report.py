@@ -648,6 +648,7 @@ class AutogradSession:
             where = f" at line {use} ({self.cell.code(use)})" if use else ""
             reason = f"{name} is used in computing {of}{where} but has requires_grad=False, so autograd computes no gradient for it (normal for input data and targets)"
             fix = f"to get d{of}/d{name}, create it with requires_grad=True (e.g. {name} = torch.tensor(..., requires_grad=True)) or call {name}.requires_grad_() before using it"
+            code = self.cell.code_without_comment(line) if line else code
             if line and code and "torch.tensor(" in code and "requires_grad" not in code:
                 fix = f"to get d{of}/d{name}, create it with requires_grad=True: {code.rstrip(')')}, requires_grad=True)" if code.endswith(")") and code.count("(") == code.count(")") else fix
             rows.append(GradientRow(name, of, "no_requires_grad", None, shape, dtype, None, reason, fix, "tensor", line))

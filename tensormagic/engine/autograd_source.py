@@ -7,7 +7,9 @@ Pure Python (``ast``): cheap, and exact about lines where the recorder of ops is
 from __future__ import annotations
 
 import ast
+import io
 import re
+import tokenize
 from dataclasses import dataclass, field
 
 _NO_GRAD = re.compile(r"\b(no_grad|inference_mode)\b|set_grad_enabled\(\s*False\s*\)")
@@ -50,6 +52,18 @@ class CellSource:
         if line is None or not 0 < line <= len(self.lines):
             return None
         return self.lines[line - 1].strip()
+
+    def code_without_comment(self, line: int | None) -> str | None:
+        """The source of a 1-based line without its trailing ``# comment``, stripped."""
+        code = self.code(line)
+        if code is None:
+            return None
+        try:
+            tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
+        except (tokenize.TokenError, SyntaxError):
+            return code
+        comment = next((tok for tok in tokens if tok.type == tokenize.COMMENT), None)
+        return code if comment is None else code[: comment.start[1]].rstrip()
 
     def backward_expression(self, line: int | None) -> str | None:
         """``loss`` from ``loss.backward()``, ``f(x)`` from ``torch.autograd.grad(f(x), x)``: what the
