@@ -7,25 +7,23 @@ from __future__ import annotations
 
 import argparse
 import keyword
+import sys
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_magic, magics_class, output_can_be_silenced
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, output_can_be_silenced
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
 from traitlets import CaselessStrEnum, observe
 
+from tensormagic.engine import autograd_report as autograd_engine
+from tensormagic.engine import move as move_engine
+from tensormagic.engine import tensorinfo as tensorinfo_engine
+from tensormagic.engine.autograd_trace import compile_cell, run_code
 from tensormagic.engine.namespace import describe_non_array, is_inspectable, suggest
 from tensormagic.engine.stats import DEFAULT_BUDGET
-from tensormagic.engine import tensorinfo as tensorinfo_engine
-from tensormagic.engine import move as move_engine
 from tensormagic.engine.todevice_report import placement_report
-import sys as _autograd_sys
-from IPython.core.magic import cell_magic
-from tensormagic.engine import autograd_report as autograd_engine
-from tensormagic.engine.autograd_trace import compile_cell as _autograd_compile_cell, run_code as _autograd_run_code
 from tensormagic.render.display import DISPLAY_MODES, set_display_mode
-
 
 def parse_line(magic: Any, line: str) -> argparse.Namespace:
     """Parse a magic's line with its ``magic_arguments`` parser, keeping quotes inside expressions.
@@ -203,16 +201,16 @@ class TensorMagics(Magics):
             filename = shell.compile.cache(transformed, shell.execution_count)
         try:
             tree = shell.transform_ast(shell.compile.ast_parse(transformed, filename=filename))
-            compiled = _autograd_compile_cell(tree, filename, shell.compile)
+            compiled = compile_cell(tree, filename, shell.compile)
         except SyntaxError as exc:
             where = f"line {exc.lineno}: " if exc.lineno else ""
             text = f" ({exc.text.strip()})" if exc.text and exc.text.strip() else ""
             raise UsageError(f"the cell has a syntax error, so it did not run: {where}{exc.msg}{text}") from None
         session = autograd_engine.AutogradSession(shell.user_ns, transformed, filename, options, self._hidden)
         with session.recorder:
-            value = _autograd_run_code(compiled, shell.user_global_ns, shell.user_ns)
+            value = run_code(compiled, shell.user_global_ns, shell.user_ns)
         if value is not None:
-            _autograd_sys.displayhook(value)  # the cell's own output, as in a normal cell
+            sys.displayhook(value)  # the cell's own output, as in a normal cell
         try:
             report = session.report(value)
         except autograd_engine.AutogradUsageError as exc:
