@@ -103,6 +103,10 @@ half = noisy.to(torch.bfloat16)""", SAME),
     ("code", "%tensorinfo wide", "r = %tensorinfo wide\nprint(r)"),
     ("code", "%tensorinfo noisy", "r = %tensorinfo noisy\nprint(r)"),
     ("code", "%tensorinfo half", "r = %tensorinfo half\nprint(r)"),
+    ("markdown", """Statistics are exact up to `--budget` elements (default 2**27) and estimated from a fixed-seed
+sample above it, labelled as such; `--exact` always computes them exactly. How reports show is a
+setting: `%config TensorMagics.display = 'text'` (or `'html'`, `'widget'`, `'auto'`, the default).""", None),
+    ("code", "%tensorinfo --budget 1000 noisy", "r = %tensorinfo --budget 1000 noisy\nprint(r)"),
     ("code", """model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))""", SAME),
     ("code", "%tensorinfo model", "r = %tensorinfo model\nprint(r)"),
     ("markdown", """## 4. Where everything lives: `%todevice`

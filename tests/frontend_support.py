@@ -210,6 +210,14 @@ PANELS: list[PanelExpectation] = [
         tab_texts={"Dtypes": ("torch.bfloat16 has no twin",)},
     ),
     PanelExpectation(
+        name="tensorinfo_budget",
+        source="%tensorinfo --budget 1000 noisy",
+        title="tensorinfo · noisy",
+        tabs=TENSOR_TABS,
+        texts=("(in a sample)",),
+        tab_texts={"Values": ("estimated from a sample of 1,000 of 10,000 elements",)},
+    ),
+    PanelExpectation(
         name="tensorinfo_model",
         source="%tensorinfo model",
         title="tensorinfo · model",
