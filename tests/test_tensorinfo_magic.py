@@ -174,3 +174,21 @@ def test_import_does_not_import_ipython_or_ipywidgets():
 def test_builtin_names_are_evaluated_not_called_unknown(shell):
     with pytest.raises(UsageError, match=r"^len is a builtin_function_or_method, not an array"):
         shell.run_line_magic("tensorinfo", "len")
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_large_float_statistics_are_exact_in_float64(layout):
+    """Tensors above the fast-loop size: exact mean (float64 sum), std to float32 rounding, zeros."""
+    from tensormagic.engine.stats import FAST_LOOP_MIN, tensor_stats
+
+    g = torch.Generator().manual_seed(1)
+    t = torch.randn(2 * FAST_LOOP_MIN + 7, generator=g) * 1e-3 + 1e4
+    t[::1000] = 0.0
+    if layout == "transposed":
+        t = t[: 2 * FAST_LOOP_MIN].reshape(2048, -1).t()
+    s = tensor_stats(t)
+    d = t.double()
+    assert s.mean == pytest.approx(float(d.mean()), rel=1e-12)
+    assert s.std == pytest.approx(float(d.std()), rel=1e-5)  # float32 centring: as the property tests
+    assert s.zeros == int((t == 0).sum()) > 0
+    assert (s.min, s.max) == (float(t.min()), float(t.max()))

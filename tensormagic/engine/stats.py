@@ -30,6 +30,10 @@ HIST_SAMPLE = 2**16
 SAMPLE_BLOCK = 2**14
 #: Values a histogram is drawn from at most (a fixed-seed sample above).
 HISTOGRAM_SAMPLE = 2**16
+#: Elements per chunk of the fast float loop (fits the CPU's L2 cache), and the size from which
+#: that loop replaces ``torch.var_mean``.
+FAST_CHUNK = 2**16
+FAST_LOOP_MIN = 2**20
 
 
 @dataclass
@@ -191,23 +195,46 @@ def _dense_flat(t: torch.Tensor) -> torch.Tensor | None:
     return None
 
 
-def _fast_float_stats(t: torch.Tensor) -> ValueStats | None:
-    """Two whole-tensor passes (aminmax, var_mean) on the CPU; None if non-finite values exist.
+def _fast_float_stats(flat: torch.Tensor) -> ValueStats | None:
+    """float32/float64 on the CPU, over a dense 1-D view: None if non-finite values exist.
 
-    Only for float32/float64, whose reductions return a result in their own (enough) precision;
-    half types would round the mean to 3 digits, so they take the chunked float64 path.
+    Small tensors take ``torch.var_mean``.  Large ones take aminmax, an exact float64 sum (NumPy
+    accumulates float32 in float64 without a copy), then one loop over cache-sized chunks that
+    computes the centred sum of squares and the zero count together: about half the time of
+    ``torch.var_mean`` alone, with the mean exact and the std to float32 rounding (~1e-7).
     """
-    mn, mx = torch.aminmax(t)
+    mn, mx = torch.aminmax(flat)
     lo, hi = float(mn), float(mx)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return None
-    var, mean = torch.var_mean(t)
-    n = t.numel()
-    zeros = 0
-    if lo <= 0.0 <= hi:
-        zeros = n - int(torch.count_nonzero(t))  # a reduction: no temporary (t is flat and dense)
-    std = math.sqrt(max(float(var), 0.0)) if n > 1 else None
-    return ValueStats(lo, hi, float(mean), std, 0, 0, 0, zeros, True, None, n, "values")
+    n = flat.numel()
+    count_zeros = lo <= 0.0 <= hi
+    if n <= FAST_LOOP_MIN:
+        var, mean_t = torch.var_mean(flat)
+        mean, var_v = float(mean_t), float(var)
+        zeros = n - int(torch.count_nonzero(flat)) if count_zeros else 0
+    else:
+        total = float(np.sum(flat.numpy(), dtype=np.float64))
+        mean = total / n
+        centre = float(torch.tensor(mean, dtype=flat.dtype))  # what ``chunk - centre`` subtracts
+        # One scratch buffer and preallocated results: a fresh temporary per chunk would let the
+        # small result tensors split its freed block, and the heap would grow chunk by chunk.
+        chunks = range(0, n, FAST_CHUNK)
+        scratch = torch.empty(FAST_CHUNK, dtype=flat.dtype)
+        squares = torch.empty(len(chunks), dtype=torch.float64)
+        nonzero = torch.zeros(len(chunks), dtype=torch.int64)
+        for i, start in enumerate(chunks):
+            chunk = flat[start : start + FAST_CHUNK]
+            centred = torch.sub(chunk, centre, out=scratch[: chunk.numel()])
+            squares[i] = torch.dot(centred, centred)
+            if count_zeros:
+                nonzero[i] = torch.count_nonzero(chunk)
+        s1 = total - n * centre  # the exact sum of the centred values
+        s2 = float(squares.sum())
+        var_v = (s2 - s1 * s1 / n) / (n - 1)
+        zeros = n - int(nonzero.sum()) if count_zeros else 0
+    std = math.sqrt(max(var_v, 0.0)) if n > 1 else None
+    return ValueStats(lo, hi, mean, std, 0, 0, 0, zeros, True, None, n, "values")
 
 
 #: Flipping the sign bit maps uint64's order onto int64's (exact min/max with int64 kernels).
