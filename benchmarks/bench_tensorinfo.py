@@ -26,8 +26,9 @@ from IPython.core.interactiveshell import InteractiveShell
 n = int(float(sys.argv[1]))
 ip = InteractiveShell.instance()
 ip.run_line_magic("load_ext", "tensormagic")
-ip.user_ns["t"] = torch.randn(1000)
-ip.run_line_magic("tensorinfo", "t")  # warm up imports and caches on a small tensor
+for warm in (1000, 2**21 + 1):           # warm up imports, caches and the large-tensor code paths
+    ip.user_ns["t"] = torch.randn(warm)  # (one-time costs, not temporaries) on small tensors
+    ip.run_line_magic("tensorinfo", "t")
 ip.user_ns["t"] = torch.randn(n)      # the big tensor is resident before the reading
 torch.ones(2**22).sum()               # start torch's worker threads (their stacks are not ours)
 gc.collect()

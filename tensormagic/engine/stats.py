@@ -33,7 +33,7 @@ HISTOGRAM_SAMPLE = 2**16
 #: Elements per chunk of the fast float loop (fits the CPU's L2 cache), and the size from which
 #: that loop replaces ``torch.var_mean``.
 FAST_CHUNK = 2**16
-FAST_LOOP_MIN = 2**20
+FAST_LOOP_MIN = 2**16
 
 
 @dataclass
