@@ -1,0 +1,75 @@
+"""Every magic leaves global state as it found it, also when it fails (issue: never leak).
+
+Reuses the snapshot of tests/test_tensorinfo_robustness.py (mode stacks, saved-tensor hooks,
+grad/anomaly/inference modes, default dtype and device, RNGs, warnings, IPython events, namespace).
+"""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+
+from tests.conftest import run
+from tests.test_tensorinfo_robustness import assert_same_state, global_state
+
+SETUP = """
+import numpy as np
+import torch
+a = np.arange(3.)
+t = torch.from_numpy(a)
+net = torch.nn.Linear(3, 1)
+opt = torch.optim.SGD(net.parameters(), lr=0.1)
+m = torch.ones(2, device="meta")
+"""
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "",  # the placement panel
+        "--all abc",  # a device that does not exist
+        "t m cpu",  # meta -> cpu fails half-way: nothing moves
+        "nope cpu",  # an unknown name
+        "--pin-memory t cpu",  # pinned memory without a GPU
+    ],
+)
+def test_todevice_that_fails_or_only_shows_leaves_state_alone(shell, line):
+    run(shell, SETUP)
+    before = global_state(shell)
+    try:
+        shell.run_line_magic("todevice", line)
+    except UsageError:
+        pass
+    assert_same_state(before, global_state(shell))
+
+
+def test_todevice_move_changes_only_the_names_it_moves(shell):
+    run(shell, SETUP)
+    before = global_state(shell)
+    shell.run_line_magic("todevice", "t net opt meta")
+    after = global_state(shell)
+    moved = {"t"}  # rebound; net and opt move in place
+    assert {k for k in before["namespace"] if before["namespace"][k] != after["namespace"].get(k)} == moved
+    before["namespace"] = after["namespace"] = {}
+    assert_same_state(before, after)
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "w = torch.tensor(2., requires_grad=True)\ny = w * w\ny.backward()",
+        "w = torch.tensor(2., requires_grad=True)\nraise ValueError('boom')",
+        "torch.set_grad_enabled(False)\nw = torch.tensor(2., requires_grad=True)",
+    ],
+)
+def test_autograd_restores_state_after_the_cell(shell, cell):
+    run(shell, SETUP + "w = None\ny = None\n")
+    before = global_state(shell)
+    try:
+        shell.run_cell_magic("autograd", "", cell)
+    except ValueError:
+        pass
+    after = global_state(shell)
+    before["namespace"] = {k: v for k, v in before["namespace"].items() if k not in ("w", "y")}
+    after["namespace"] = {k: v for k, v in after["namespace"].items() if k not in ("w", "y")}
+    assert_same_state(before, after)
