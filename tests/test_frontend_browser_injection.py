@@ -14,23 +14,27 @@ when ``CI`` is set.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
 
 from frontend_support import (
+    CELL_TIMEOUT,
     JupyterLab,
-    LabPage,
+    launch_chromium,
     open_and_run_all,
-    chromium,  # noqa: F401 - pytest fixtures
-    lab_server,  # noqa: F401
+    lab_server,  # noqa: F401 - pytest fixture
 )
 
 pytestmark = pytest.mark.browser
 
 NOTEBOOK = "injection.ipynb"
+#: Seconds for the whole browser session (start, run all, every tab).
+BROWSER_TIMEOUT = CELL_TIMEOUT
 
 KEY = '<img src=x onerror="window.__tm_pwned=1">'
 CLASS_NAME = '<svg onload="window.__tm_pwned=2">'
@@ -79,61 +83,77 @@ def write_notebook(root: Any) -> str:
     return NOTEBOOK
 
 
+def observe(server: JupyterLab, path: str) -> dict[str, Any]:
+    """Open ``path`` in a fresh headless Chromium, run all, click every tab; what the page shows.
+
+    Runs in its own thread with its own Playwright: another module's session-scoped ``chromium``
+    fixture (each importing module gets its own instance) holds this thread's event loop, and a
+    second sync Playwright cannot start on it.
+    """
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="tm-chromium-") as home, sync_playwright() as p:
+        browser = launch_chromium(p, Path(home))
+        try:
+            lab = open_and_run_all(browser, server, path)
+            page = lab.page
+            texts: dict[str, str] = {}
+            panels: dict[str, int] = {}
+            for source in PANEL_CELLS:
+                panel = lab.output(source).locator(".tensormagic-panel")
+                panel.first.wait_for(state="visible")
+                panels[source] = panel.count()
+                parts = [panel.inner_text()]
+                tabs = panel.get_by_role("tab")
+                for i in range(tabs.count()):
+                    tab = tabs.nth(i)
+                    tab.click()
+                    page.wait_for_function("el => el.getAttribute('aria-selected') === 'true'", arg=tab.element_handle())
+                    page.wait_for_timeout(30)  # an injected image would fail to load (and fire onerror)
+                    parts.append(panel.inner_text())
+                texts[source] = "\n".join(parts)
+            page.wait_for_timeout(300)
+            stderr = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+            return {
+                "texts": texts,
+                "panels": panels,
+                "stderr": stderr.all_inner_texts(),
+                "pwned": page.evaluate("() => window.__tm_pwned"),
+                "img": len(page.query_selector_all(".jp-OutputArea-output img[src=x]")),
+                "svg": len(page.query_selector_all(".jp-OutputArea-output svg[onload]")),
+                "script": len(page.query_selector_all(".jp-OutputArea-output script")),
+                "active": page.evaluate(JS_ACTIVE),
+            }
+        finally:
+            browser.close()
+
+
 @pytest.fixture(scope="module")
-def injection_page(chromium: Any, lab_server: JupyterLab) -> Iterator[LabPage]:  # noqa: F811
-    """The payload notebook open in JupyterLab, every cell run, every tab of every panel clicked."""
+def seen(lab_server: JupyterLab) -> dict[str, Any]:  # noqa: F811
+    """The payload notebook written into the server's root, run and clicked through in Chromium."""
     path = write_notebook(lab_server.root)
-    lab = open_and_run_all(chromium, lab_server, path)
-    try:
-        yield lab
-    finally:
-        lab.page.context.close()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(observe, lab_server, path).result(timeout=BROWSER_TIMEOUT)
 
 
-@pytest.fixture(scope="module")
-def seen(injection_page: LabPage) -> dict[str, str]:
-    """Per panel cell: the panel's text over all of its tabs (each tab clicked in turn)."""
-    lab = injection_page
-    texts: dict[str, str] = {}
-    for source in PANEL_CELLS:
-        output = lab.output(source)
-        panel = output.locator(".tensormagic-panel")
-        panel.wait_for(state="visible")
-        parts = [panel.inner_text()]
-        tabs = panel.get_by_role("tab")
-        for i in range(tabs.count()):
-            tab = tabs.nth(i)
-            tab.click()
-            lab.page.wait_for_function("el => el.getAttribute('aria-selected') === 'true'", arg=tab.element_handle())
-            lab.page.wait_for_timeout(30)  # let any injected image fail to load (onerror would fire)
-            parts.append(panel.inner_text())
-        texts[source] = "\n".join(parts)
-    lab.page.wait_for_timeout(300)
-    return texts
-
-
-def test_every_payload_cell_renders_a_panel(injection_page: LabPage, seen: dict[str, str]):
-    errors = injection_page.page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
-    assert errors.count() == 0, errors.all_inner_texts()
-    for source, text in seen.items():
+def test_every_payload_cell_renders_a_panel(seen: dict[str, Any]):
+    assert seen["stderr"] == []
+    for source, text in seen["texts"].items():
         assert "Error displaying widget" not in text, source
-        assert injection_page.output(source).locator(".tensormagic-panel").count() == 1, source
+        assert seen["panels"][source] == 1, source
 
 
-def test_no_payload_script_ran(injection_page: LabPage, seen: dict[str, str]):
-    assert injection_page.page.evaluate("() => window.__tm_pwned") is None
+def test_no_payload_script_ran(seen: dict[str, Any]):
+    assert seen["pwned"] is None
 
 
-def test_payloads_show_as_text(seen: dict[str, str]):
+def test_payloads_show_as_text(seen: dict[str, Any]):
     for source, payloads in PANEL_CELLS.items():
         for payload in payloads:
-            assert payload in seen[source], f"{payload!r} not visible as text in the panel of {source!r}"
-    assert "onerror=" in "".join(seen.values())
+            assert payload in seen["texts"][source], f"{payload!r} not visible as text in the panel of {source!r}"
+    assert "onerror=" in "".join(seen["texts"].values())
 
 
-def test_no_payload_element_in_outputs(injection_page: LabPage, seen: dict[str, str]):
-    page = injection_page.page
-    assert page.query_selector_all(".jp-OutputArea-output img[src=x]") == []
-    assert page.query_selector_all(".jp-OutputArea-output svg[onload]") == []
-    assert page.query_selector_all(".jp-OutputArea-output script") == []
-    assert page.evaluate(JS_ACTIVE) == []
+def test_no_payload_element_in_outputs(seen: dict[str, Any]):
+    assert (seen["img"], seen["svg"], seen["script"]) == (0, 0, 0)
+    assert seen["active"] == []
