@@ -240,21 +240,17 @@ class LineRecorder(TorchFunctionMode):
             self.tape.append(TapeEntry(func, args, kwargs, result, torch.is_grad_enabled()))
         if not self.track_lines:
             return result
-        if type(result) is torch.Tensor and result.grad_fn is not None:
+        node = None
+        if type(result) is torch.Tensor:
+            node = result.grad_fn
+        elif isinstance(result, (tuple, list)) and result and isinstance(result[0], torch.Tensor):
+            node = next((r.grad_fn for r in result if type(r) is torch.Tensor and r.grad_fn is not None), None)
+        if node is not None:  # the innermost frame of the cell's own code made it
             frame = sys._getframe(1)
             while frame is not None and frame.f_code.co_filename != self.filename:
                 frame = frame.f_back
             if frame is not None:
-                self.lines.add(result.grad_fn._sequence_nr(), frame.f_lineno)
-        elif isinstance(result, (tuple, list)) and result and isinstance(result[0], torch.Tensor):
-            for r in result:
-                if type(r) is torch.Tensor and r.grad_fn is not None:
-                    frame = sys._getframe(1)
-                    while frame is not None and frame.f_code.co_filename != self.filename:
-                        frame = frame.f_back
-                    if frame is not None:
-                        self.lines.add(r.grad_fn._sequence_nr(), frame.f_lineno)
-                    break
+                self.lines.add(node._sequence_nr(), frame.f_lineno)
         return result
 
 
