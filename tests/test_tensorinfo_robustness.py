@@ -470,3 +470,12 @@ def test_tensorinfo_leaves_global_state_alone(shell, user_state):
             torch.autograd.set_detect_anomaly(False)
         saved_filters.__exit__(None, None, None)
         shell.events.callbacks["post_run_cell"].pop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["torch2d", "numpy"])
+def test_peak_memory_under_5_percent_of_a_several_gb_tensor(kind):
+    """The issue's 'tensor of several GB': 3 GiB of float32 (transposed torch, NumPy)."""
+    grew, nbytes = peak_growth(kind, 3 * 2**28)
+    assert nbytes >= 3 * 10**9
+    assert grew < 0.05 * nbytes, (kind, grew, nbytes)
