@@ -26,3 +26,5 @@ test:
 
 benchmark: setup
 	$(VENV)/python benchmarks/bench_tensorinfo.py
+	$(VENV)/python benchmarks/bench_autograd.py
+	$(VENV)/python benchmarks/bench_namespace.py
