@@ -73,3 +73,36 @@ def test_autograd_restores_state_after_the_cell(shell, cell):
     before["namespace"] = {k: v for k, v in before["namespace"].items() if k not in ("w", "y")}
     after["namespace"] = {k: v for k, v in after["namespace"].items() if k not in ("w", "y")}
     assert_same_state(before, after)
+
+
+def test_autograd_lines_without_a_tracer_left_behind(shell):
+    """Cell lines come from line events in the cell's own frames; the tracer is removed after."""
+    import sys
+
+    run(shell, "import torch")
+    r = shell.run_cell_magic(
+        "autograd",
+        "",
+        "w = torch.tensor(2., requires_grad=True)\ndef f(a):\n    return a * 3\ny = f(w) + 1\ny.backward()",
+    )
+    assert sys.gettrace() is None
+    lines = {n["op"]: n["line"] for n in r.to_dict()["graph"]["nodes"] if n.get("op")}
+    assert lines.get("MulBackward0") == 3 and lines.get("AddBackward0") == 4, lines
+
+
+def test_autograd_keeps_a_running_tracer(shell):
+    """Under a debugger or coverage (sys.settrace in use) the magic leaves their tracer alone."""
+    import sys
+
+    def tracer(frame, event, arg):
+        return None
+
+    run(shell, "import torch")
+    sys.settrace(tracer)
+    try:
+        r = shell.run_cell_magic("autograd", "", "w = torch.tensor(2., requires_grad=True)\ny = w * 3\ny.backward()")
+        active = sys.gettrace()
+    finally:
+        sys.settrace(None)
+    assert active is tracer
+    assert "line 2: y = w * 3" in str(r)

@@ -103,6 +103,30 @@ class LineMap:
         return self.lines[i]
 
 
+class LineSpans:
+    """Which cell line made which node, from the sequence number each cell line started at.
+
+    Filled by :class:`tensormagic.engine.autograd_trace.LineTracer`: nodes numbered from one
+    line's start up to the next line's start were made while that line ran.
+    """
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.lines: list[int] = []
+
+    def add(self, seq: int, line: int) -> None:
+        if self.starts and seq <= self.starts[-1]:
+            self.lines[-1] = line  # the previous line made no node: this one starts there
+            return
+        self.starts.append(seq)
+        self.lines.append(line)
+
+    def line_of(self, seq: int) -> int | None:
+        """The line that was running when node ``seq`` was made."""
+        i = bisect.bisect_right(self.starts, seq) - 1
+        return self.lines[i] if i >= 0 else None
+
+
 #: (node type, attribute) pairs seen holding plain values (sizes, strides, flags): never tensors
 _PLAIN_ATTRS: set[tuple[type, str]] = set()
 
@@ -152,7 +176,7 @@ def walk_graph(
     roots: Sequence[Any],
     tensor_names: Mapping[int, str],
     grad_fn_names: Mapping[int, str] | None = None,
-    lines: LineMap | None = None,
+    lines: LineMap | LineSpans | None = None,
     leaf_lines: Mapping[str, int] | None = None,
     source_lines: Sequence[str] = (),
     saved: bool = True,
@@ -348,4 +372,4 @@ def fmt_shape(shape: list[int] | None) -> str:
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 
 
-__all__ = ["GraphInfo", "GraphNode", "LineMap", "RepeatedBlock", "Walk", "find_repeats", "topological_order", "walk_graph"]
+__all__ = ["GraphInfo", "GraphNode", "LineMap", "LineSpans", "RepeatedBlock", "Walk", "find_repeats", "topological_order", "walk_graph"]

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
-from tensormagic.engine.autograd_graph import GraphInfo, LineMap, Walk, walk_graph
+from tensormagic.engine.autograd_graph import GraphInfo, LineMap, LineSpans, Walk, walk_graph
 
 #: Tensors up to this many elements have their gradient kept as values; bigger ones as statistics.
 SMALL_GRAD = 64
@@ -254,6 +254,45 @@ class LineRecorder(TorchFunctionMode):
         return result
 
 
+class LineTracer:
+    """Notes the autograd sequence number at which each line of the cell's own code starts.
+
+    ``sys.settrace`` line events fire in the cell's frames only (other frames are not traced
+    line by line), so this costs a few microseconds per cell line instead of a torch-function
+    mode's overhead on every torch call.  Used unless another tracer (a debugger, coverage) is
+    active or ``--check`` needs the mode's tape.
+    """
+
+    def __init__(self, filename: str, spans: LineSpans) -> None:
+        self.filename = filename
+        self.spans = spans
+        self.previous: Any = None
+
+    def _call(self, frame: Any, event: str, arg: Any) -> Any:
+        return self._line if frame.f_code.co_filename == self.filename else None
+
+    def _line(self, frame: Any, event: str, arg: Any) -> Any:
+        if event == "line":
+            self.spans.add(_next_sequence_nr(), frame.f_lineno)
+        elif event == "return":  # back in a calling cell line: the rest of it is that line's
+            caller = frame.f_back
+            if caller is not None and caller.f_code.co_filename == self.filename:
+                self.spans.add(_next_sequence_nr(), caller.f_lineno)
+        return self._line
+
+    def start(self) -> None:
+        self.previous = sys.gettrace()
+        sys.settrace(self._call)
+
+    def stop(self) -> None:
+        if sys.gettrace() == self._call:
+            sys.settrace(self.previous)
+
+
+def _next_sequence_nr() -> int:
+    return torch._C._autograd._get_sequence_nr()
+
+
 def _recording_apply(original: Any, mode: "LineRecorder") -> Callable[..., Any]:
     """``Function.apply`` that puts one tape entry per custom-Function call (--check replays the
     user's own forward and backward, not the ops inside)."""
@@ -332,7 +371,8 @@ class AutogradRecorder:
         self.want_flops = flops
         self.locate_nan = locate_nan
         self.before_call = before_call
-        self.line_map = LineMap()
+        self.line_map: LineMap | LineSpans = LineMap()
+        self._tracer: LineTracer | None = None
         self.tape: list[Any] | None = [] if check else None
         self.calls: list[CallRecord] = []
         self.backward_calls = 0
@@ -363,7 +403,11 @@ class AutogradRecorder:
                 self.flop_counter = FlopCounterMode(display=False)
                 self.flop_counter.__enter__()
                 self._modes.append(self.flop_counter)
-            if self.want_lines or self.tape is not None:
+            if self.want_lines and self.tape is None and sys.gettrace() is None and hasattr(torch._C._autograd, "_get_sequence_nr"):
+                self.line_map = LineSpans()
+                self._tracer = LineTracer(self.filename, self.line_map)
+                self._tracer.start()
+            elif self.want_lines or self.tape is not None:
                 mode = LineRecorder(self.filename, self.line_map, self.tape, self.want_lines)
                 mode.__enter__()
                 self._modes.append(mode)
@@ -402,6 +446,9 @@ class AutogradRecorder:
         state = self._state
         if state is None:
             return
+        if self._tracer is not None:
+            self._tracer.stop()
+            self._tracer = None
         for record in self._pending:
             for handle in getattr(record, "_handles", ()):
                 handle.remove()
@@ -426,6 +473,8 @@ class AutogradRecorder:
             except Exception as exc:  # noqa: BLE001
                 self.errors.append(f"restoring {type(mode).__name__}: {exc}")
         self._modes.clear()
+        while torch._C._len_torch_function_stack() > state.function_modes:  # what the cell left
+            torch._C._pop_torch_function_stack()
         from torch.utils._python_dispatch import _pop_mode
 
         while len(_dispatch_stack()) > state.dispatch_modes:
@@ -618,7 +667,7 @@ def analyse(
     weights: list[Any],
     inputs: list[Any],
     names_of: Callable[[], tuple[dict[int, str], dict[int, str], list[Any], dict[int, Any]]],
-    line_map: LineMap | None = None,
+    line_map: LineMap | LineSpans | None = None,
     leaf_lines: Mapping[str, int] | None = None,
     source_lines: Sequence[str] = (),
 ) -> CallRecord:
