@@ -131,7 +131,7 @@ PANELS: list[PanelExpectation] = [
         source="%%autograd\n" + SEED_AUTOGRAD,
         title="autograd · y",
         tabs=AUTOGRAD_TABS,
-        texts=("dy/dw = 3", "dy/db = 1", "x: no_requires_grad"),
+        texts=("dy/dw = 3", "dy/db = 1", "x: no_requires_grad", "requires_grad=False, so autograd computes no gradient", "x = torch.tensor(3., requires_grad=True)"),
         tab_texts={
             "Graph": ("AddBackward0 → y", "MulBackward0", "line 4: y = w * x + b"),
             "Cost": ("backward / forward", "saved for backward"),
