@@ -192,3 +192,12 @@ def test_large_float_statistics_are_exact_in_float64(layout):
     assert s.std == pytest.approx(float(d.std()), rel=1e-5)  # float32 centring: as the property tests
     assert s.zeros == int((t == 0).sum()) > 0
     assert (s.min, s.max) == (float(t.min()), float(t.max()))
+
+
+def test_tables_use_short_torch_type_names_and_sizes():
+    from tensormagic.render.format import fmt_bytes, short_type
+
+    assert short_type("torch.nn.modules.container.Sequential") == "torch.nn.Sequential"
+    assert short_type("torch.optim.sgd.SGD") == "torch.optim.SGD"
+    assert short_type("torch.optim.Optimizer") == "torch.optim.Optimizer"
+    assert fmt_bytes(24_000) == "23.4 KiB (24,000 B)" and fmt_bytes(24_000, exact=False) == "23.4 KiB"

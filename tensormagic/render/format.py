@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 
-def fmt_bytes(n: int | None) -> str:
-    """``1.5 MiB (1,572,864 B)`` style sizes."""
+def fmt_bytes(n: int | None, exact: bool = True) -> str:
+    """``1.5 MiB (1,572,864 B)`` style sizes; ``exact=False`` drops the byte count (for tables)."""
     if n is None:
         return "-"
     if n < 1024:
@@ -15,8 +15,16 @@ def fmt_bytes(n: int | None) -> str:
     for unit in ("KiB", "MiB", "GiB", "TiB"):
         size /= 1024
         if size < 1024 or unit == "TiB":
-            return f"{size:,.1f} {unit} ({n:,} B)"
+            return f"{size:,.1f} {unit} ({n:,} B)" if exact else f"{size:,.1f} {unit}"
     return f"{n:,} B"  # pragma: no cover
+
+
+def short_type(name: str) -> str:
+    """``torch.nn.Sequential`` for ``torch.nn.modules.container.Sequential`` (and torch.optim's)."""
+    for package in ("torch.nn.modules.", "torch.optim."):
+        if name.startswith(package) and name.count(".") > package.count("."):
+            return package.removesuffix("modules.").rstrip(".") + "." + name.rsplit(".", 1)[1]
+    return name
 
 
 def fmt_number(x: Any) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tensormagic.engine.tensorinfo import ModuleInfo, NamespaceInfo, TensorInfo
 from tensormagic.render.document import Bars, KeyValues, Note, Panel, Preformatted, Section, Table
-from tensormagic.render.format import fmt_bytes, fmt_number, fmt_shape, truncate, yes_no
+from tensormagic.render.format import fmt_bytes, fmt_number, fmt_shape, short_type, truncate, yes_no
 
 #: Rows shown at most in any table of a panel (large namespaces and modules stay small).
 MAX_ROWS = 40
@@ -191,7 +191,7 @@ def namespace_panel(info: NamespaceInfo) -> Panel:
     """The panel of every array, tensor and module in the namespace."""
     ordered = sorted(info.entries, key=lambda e: (e.group is None, e.group or 0, e.name))
     rows = [
-        [e.name, e.type, e.dtype, fmt_shape(e.shape), e.device, fmt_bytes(e.nbytes), "-" if e.group is None else f"#{e.group}", e.relation or ""]
+        [e.name, short_type(e.type), e.dtype, fmt_shape(e.shape), e.device, fmt_bytes(e.nbytes, exact=False), "-" if e.group is None else f"#{e.group}", e.relation or ""]
         for e in ordered[:MAX_ROWS]
     ]
     blocks: list = [Table(["name", "type", "dtype", "shape", "device", "bytes", "memory group", "relation"], rows, total_rows=len(ordered))]

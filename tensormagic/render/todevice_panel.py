@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tensormagic.engine.todevice_report import FAILED, MOVED, TodeviceReport
 from tensormagic.render.document import Action, KeyValues, Note, Panel, Section, Table
-from tensormagic.render.format import fmt_bytes, fmt_shape, truncate
+from tensormagic.render.format import fmt_bytes, fmt_shape, short_type, truncate
 
 #: Rows shown at most in any table of the panel.
 MAX_ROWS = 40
@@ -22,7 +22,7 @@ def _ms(seconds: float | None) -> str:
 def _memory(free: int | None, total: int | None) -> str:
     if total is None:
         return "-"
-    return f"{fmt_bytes(free).split(' (')[0]} free of {fmt_bytes(total).split(' (')[0]}" if free is not None else fmt_bytes(total)
+    return f"{fmt_bytes(free, exact=False)} free of {fmt_bytes(total, exact=False)}" if free is not None else fmt_bytes(total)
 
 
 def _moves(report: TodeviceReport) -> Section:
@@ -52,7 +52,7 @@ def _placement(report: TodeviceReport) -> Section:
     if not report.placement:
         return Section("Placement", [Note("no tensors, arrays, modules or optimizers in the namespace yet")])
     rows = [
-        [truncate(r.name, 40), truncate(r.type, 50), r.device, truncate(r.dtype, 40), fmt_shape(r.shape), fmt_bytes(r.nbytes), ("split! " if r.mixed else "") + (r.note or "")]
+        [truncate(r.name, 40), truncate(short_type(r.type), 50), r.device, truncate(r.dtype, 40), fmt_shape(r.shape), fmt_bytes(r.nbytes, exact=False), ("split! " if r.mixed else "") + (r.note or "")]
         for r in report.placement[:MAX_ROWS]
     ]
     blocks: list = [Table(["name", "type", "device", "dtype", "shape", "bytes", "note"], rows, total_rows=len(report.placement))]
