@@ -25,7 +25,7 @@ STYLE = (
     "{--tm-bar:#60a5fa;--tm-warn:#fbbf24;--tm-err:#f87171;--tm-ok:#4ade80}"
     # Row labels and first columns (names) stay on one line; other cells wrap to fit the panel.
     ".tensormagic table{border-collapse:collapse;margin:4px 0 8px;font-size:12px}"
-    ".tensormagic th[scope=row],.tensormagic td:first-child{white-space:nowrap}"
+    ".tensormagic th[scope=row],.tensormagic td:first-child,.tensormagic td:not(:last-child){white-space:nowrap}"
     # (in the widget: let ipywidgets' flex boxes shrink to the panel instead of growing to the table)
     ".tensormagic-panel .widget-html,.tensormagic-panel .widget-html-content{min-width:0}"
     ".tensormagic caption{text-align:left;font-weight:600;padding:2px 8px}"
