@@ -27,7 +27,9 @@ import torch
 from IPython.core.interactiveshell import InteractiveShell
 
 
-def build(n: int, dense_overlaps: bool) -> dict:
+def big_namespace(n: int) -> dict:
+    """``n`` arrays and tensors: independent ones, views of shared bases, and tensors over arrays
+    (also used by tests/test_tensorinfo_robustness.py)."""
     ns: dict = {}
     base = np.zeros(4 * n)
     tbase = torch.zeros(4 * n)
@@ -38,11 +40,16 @@ def build(n: int, dense_overlaps: bool) -> dict:
         elif kind == 1:
             ns[f"a{i}"] = base[4 * i : 4 * i + 4]
         elif kind == 2:
-            ns[f"a{i}"] = tbase[4 * i : 4 * i + 24]
+            ns[f"a{i}"] = tbase[4 * i : 4 * i + 24]  # overlaps the next kind-2 slice: one chain
         elif kind == 3:
-            ns[f"a{i}"] = torch.from_numpy(base[4 * i - 8 : 4 * i])
+            ns[f"a{i}"] = torch.from_numpy(base[4 * i - 8 : 4 * i])  # shares with the kind-1 slice
         else:
             ns[f"a{i}"] = torch.ones(3)
+    return ns
+
+
+def build(n: int, dense_overlaps: bool) -> dict:
+    ns = big_namespace(n)
     for j in range(5):
         ns[f"model{j}"] = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
     if dense_overlaps:  # every one overlaps every other: n^2 / 2 candidate pairs

@@ -23,6 +23,7 @@ import torch
 from IPython.core.error import UsageError
 from numpy.lib.stride_tricks import as_strided
 
+from benchmarks.bench_namespace import big_namespace
 from tensormagic.engine import memory
 from tensormagic.engine.tensorinfo import inspect_namespace, inspect_object
 from tests.conftest import run
@@ -107,26 +108,6 @@ def test_many_hard_views_stay_fast():
 
 # ---------------------------------------------------------------------------------------------
 # big namespaces
-
-
-def big_namespace(n: int) -> dict:
-    """``n`` arrays and tensors: independent ones, views of shared bases, and tensors over arrays."""
-    ns: dict = {}
-    base = np.zeros(4 * n)
-    tbase = torch.zeros(4 * n)
-    for i in range(n):
-        kind = i % 5
-        if kind == 0:
-            ns[f"a{i}"] = np.full(4, i)
-        elif kind == 1:
-            ns[f"a{i}"] = base[4 * i : 4 * i + 4]
-        elif kind == 2:
-            ns[f"a{i}"] = tbase[4 * i : 4 * i + 24]  # overlaps the next kind-2 slice: one chain
-        elif kind == 3:
-            ns[f"a{i}"] = torch.from_numpy(base[4 * i - 8 : 4 * i])  # shares with the kind-1 slice
-        else:
-            ns[f"a{i}"] = torch.ones(3)
-    return ns
 
 
 def test_namespace_of_10k_stays_interactive(shell):
