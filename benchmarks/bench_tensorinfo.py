@@ -69,7 +69,10 @@ def main() -> None:
 
     ip = InteractiveShell.instance()
     ip.run_line_magic("load_ext", "tensormagic")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    from tensormagic.engine import stats
+
+    path = "the fused C pass" if stats._fused is not None else "the pure torch path (C helper not built)"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; CPU float statistics through {path}")
     header = f"{'elements':>10} {'raw s':>8} {'tensorinfo s':>12} {'render s':>9} {'lovely s':>9} {'ti/raw':>7} {'lovely/ti':>10} {'peak extra':>11}"
     print(header)
     rows = []

@@ -176,10 +176,17 @@ def test_builtin_names_are_evaluated_not_called_unknown(shell):
         shell.run_line_magic("tensorinfo", "len")
 
 
+@pytest.mark.parametrize("path", ["fused C pass", "pure torch"])
 @pytest.mark.parametrize("layout", ["contiguous", "transposed"])
-def test_large_float_statistics_are_exact_in_float64(layout):
+def test_large_float_statistics_are_exact_in_float64(monkeypatch, layout, path):
     """Tensors above the fast-loop size: exact mean (float64 sum), std to float32 rounding, zeros."""
+    from tensormagic.engine import stats
     from tensormagic.engine.stats import FAST_LOOP_MIN, tensor_stats
+
+    if path == "fused C pass" and stats._fused is None:
+        pytest.skip("the C helper is not built here")
+    if path == "pure torch":
+        monkeypatch.setattr(stats, "_fused", None)
 
     g = torch.Generator().manual_seed(1)
     t = torch.randn(2 * FAST_LOOP_MIN + 7, generator=g) * 1e-3 + 1e4
@@ -201,3 +208,11 @@ def test_tables_use_short_torch_type_names_and_sizes():
     assert short_type("torch.optim.sgd.SGD") == "torch.optim.SGD"
     assert short_type("torch.optim.Optimizer") == "torch.optim.Optimizer"
     assert fmt_bytes(24_000) == "23.4 KiB (24,000 B)" and fmt_bytes(24_000, exact=False) == "23.4 KiB"
+
+
+def test_numpy_conversion_fix_says_whether_it_copies(shell):
+    run(shell, "import torch\nw = torch.ones(3, requires_grad=True)\nb = torch.ones(3, dtype=torch.bfloat16)")
+    conv = shell.run_line_magic("tensorinfo", "w").conversion[0]
+    assert conv.result == "fails" and conv.detail.endswith("use t.detach().numpy() (the same memory, no copy)")
+    conv = shell.run_line_magic("tensorinfo", "b").conversion[0]
+    assert conv.result == "fails" and conv.detail.endswith("use t.float().numpy() (a copy)")

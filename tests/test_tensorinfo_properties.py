@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 
 import numpy as np
@@ -526,6 +527,55 @@ def test_accelerator_accumulator_agrees_with_ground_truth(dtype, n, seed, specia
     t = values_for(dtype, n, seed, special)
     s = _device_stats(torch.device("cpu"), iter_chunks(t, chunk), _kind(dtype), "values")
     check_stats(s, truth_values(t), n, kind_of(dtype))
+
+
+@settings(max_examples=40, **SETTINGS)
+@given(dtype=st.sampled_from([torch.float16, torch.bfloat16, torch.float32, torch.float64]), n=st.integers(1, 300), seed=st.integers(0, 2**32 - 1), special=st.booleans(), chunk=st.sampled_from([7, 64, 1000]))
+def test_accelerator_float_fast_path_agrees_with_ground_truth(dtype, n, seed, special, chunk):
+    """The accelerators' few-kernels-per-chunk float path, run here on the CPU: the same numbers
+    as the ground truth when every value is finite, and None (the masked pass) otherwise."""
+    from tensormagic.engine.stats import _device_float_stats
+
+    t = values_for(dtype, n, seed, special)
+    s = _device_float_stats(t.reshape(-1), chunk=chunk)
+    if not bool(torch.isfinite(t).all()):
+        assert s is None
+        return
+    assert s is not None
+    check_stats(s, truth_values(t), n, kind_of(dtype))
+
+
+@pytest.mark.parametrize("path", ["fused C pass", "pure torch"])
+@settings(max_examples=30, **SETTINGS)
+@given(
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    n=st.sampled_from([1, 2, 15, 16, 17, 33, 1000, 2**16 + 3, 3 * 2**16 + 1]),
+    seed=st.integers(0, 2**32 - 1),
+    special=st.booleans(),
+    offset=st.sampled_from([0.0, -7.5, 1e4]),
+)
+def test_cpu_float_paths_agree_with_ground_truth(monkeypatch, path, dtype, n, seed, special, offset):
+    """Both CPU paths for dense float32/float64 (the C helper and the pure torch loop), with the
+    masked fallback when values are not finite, at sizes around the vector width and the chunks."""
+    from tensormagic.engine import stats
+
+    if path == "fused C pass" and stats._fused is None:
+        pytest.skip("the C helper is not built here (test_the_c_helper_is_built says why it matters)")
+    if path == "pure torch":
+        monkeypatch.setattr(stats, "_fused", None)
+    t = values_for(dtype, n, seed, special) + offset
+    check_stats(stats.tensor_stats(t), truth_values(t), n, kind_of(dtype))
+
+
+def test_the_c_helper_is_built():
+    """CI builds the optional C helper (scripts/setup.sh); without it %tensorinfo is several
+    times slower on large CPU tensors, so a silent fallback there would be a regression."""
+    from tensormagic.engine import stats
+
+    if stats._fused is None and not os.environ.get("CI"):
+        pytest.skip("tensormagic/engine/_fused.c is not built here: run scripts/setup.sh (needs gcc and Python headers)")
+    assert stats._fused is not None, "tensormagic.engine._fused did not build: see pip's output in scripts/setup.sh"
+    assert stats._fused.moments(np.array([1.0, 0.0, 3.0], dtype=np.float32), 1.0, 2) == (0.0, 3.0, 1.0, 5.0, 1)
 
 
 def test_sampled_counts_are_labelled_as_the_samples():

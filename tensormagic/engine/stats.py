@@ -2,8 +2,12 @@
 
 A tensor is never copied whole: statistics come from whole-tensor reductions (which make no
 temporaries) or from chunks far smaller than the tensor, and every number is gathered to the
-host in a single transfer (one device sync).  Above a size budget a fixed-seed random sample is
-used instead and the result says so.  The user's random number generators are never touched.
+host in a single transfer (one device sync; a second, masked pass when an accelerator tensor
+holds NaN or inf).  Above a size budget a fixed-seed random sample is used instead and the
+result says so.  The user's random number generators are never touched.
+
+Dense float32/float64 CPU tensors take one fused, multi-threaded pass in C (``_fused``, built
+with the package; optional) and otherwise a pure torch/NumPy loop over cache-sized chunks.
 """
 
 from __future__ import annotations
@@ -18,6 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
+try:  # the optional C helper (setup.py builds it); None: the pure torch/NumPy paths
+    from tensormagic.engine import _fused
+except ImportError:  # pragma: no cover - depends on the build
+    _fused = None
+
 #: Elements above which statistics are sampled rather than exact.
 DEFAULT_BUDGET = 2**27
 #: How many elements a sample holds.
@@ -26,14 +35,25 @@ SAMPLE_SIZE = 2**18
 CPU_CHUNK = 2**17
 #: Elements a histogram is drawn from at most (a sample above it).
 HIST_SAMPLE = 2**16
-#: Indices drawn at a time when sampling (bounds the int64 temporaries to a few MiB).
-SAMPLE_BLOCK = 2**14
-#: Values a histogram is drawn from at most (a fixed-seed sample above).
-HISTOGRAM_SAMPLE = 2**16
+#: Indices drawn at a time when sampling on the CPU (int64 temporaries of some 100 KiB), and on
+#: an accelerator (fewer kernel launches; a few MiB).
+SAMPLE_BLOCK = 2**12
+DEVICE_SAMPLE_BLOCK = 2**16
 #: Elements per chunk of the fast float loop (fits the CPU's L2 cache), and the size from which
 #: that loop replaces ``torch.var_mean``.
 FAST_CHUNK = 2**16
 FAST_LOOP_MIN = 2**16
+#: Elements from which the C pass runs on torch's thread count rather than one thread: a new
+#: thread costs some 50 us and its own copy of every loaded library's thread-local storage (about
+#: half a MiB with torch loaded), which would be 10% of a 1e6-element float32 tensor.
+FUSED_THREADS_MIN = 2**23
+#: Elements of the strided sample whose mean is the centring pivot of the fast paths.
+PIVOT_SAMPLE = 4096
+#: The accelerator fast path's scratch (a float64 copy of a chunk and a boolean mask, 9 bytes an
+#: element) stays under this share of the tensor's bytes, or under DEVICE_SCRATCH_FLOOR bytes,
+#: whichever is larger.
+DEVICE_SCRATCH_SHARE = 0.03
+DEVICE_SCRATCH_FLOOR = 8 * 2**20
 
 
 @dataclass
@@ -104,6 +124,9 @@ def sample_values(t: torch.Tensor, k: int) -> torch.Tensor:
     indices at a time, so nothing the size of ``t`` (or many times ``k``) is made, and a private
     generator leaves the user's RNG state alone.
     """
+    dense = _dense_flat(t) if t.layout == torch.strided else None
+    if dense is not None:  # any dense layout: a uniform sample of its 1-D view is one of t
+        t = dense
     gen = torch.Generator(device=t.device)
     gen.manual_seed(0)
     span = sum((s - 1) * st for s, st in zip(t.shape, t.stride()) if st > 0) + 1
@@ -111,18 +134,26 @@ def sample_values(t: torch.Tensor, k: int) -> torch.Tensor:
     flat = t.as_strided((span - lowest,), (1,), t.storage_offset() + lowest)
     out = torch.empty(k, dtype=t.dtype, device=t.device)
     on_cpu = t.device.type == "cpu"
+    unit = t.dim() == 1 and t.stride(0) == 1  # offsets are the drawn indices themselves
     rng = np.random.default_rng(0)  # private: the user's NumPy and torch RNGs are untouched
-    for start in range(0, k, SAMPLE_BLOCK):
-        m = min(SAMPLE_BLOCK, k - start)
+    block = SAMPLE_BLOCK if on_cpu else DEVICE_SAMPLE_BLOCK
+    for start in range(0, k, block):
+        m = min(block, k - start)
         if on_cpu:  # index arithmetic in NumPy: single-threaded, no parallel-region overhead
             rest = rng.integers(0, t.numel(), m, dtype=np.int64)
-            offsets_np = np.full(m, -lowest, dtype=np.int64)
-            for size, stride in zip(reversed(t.shape), reversed(t.stride())):
-                offsets_np += (rest % size) * stride
-                rest //= size
+            if unit:
+                offsets_np = rest
+            else:
+                offsets_np = np.full(m, -lowest, dtype=np.int64)
+                for size, stride in zip(reversed(t.shape), reversed(t.stride())):
+                    offsets_np += (rest % size) * stride
+                    rest //= size
             out[start : start + m] = _take(flat, torch.from_numpy(offsets_np))
             continue
         rest_t = torch.randint(0, t.numel(), (m,), generator=gen, device=t.device)
+        if unit:
+            out[start : start + m] = _take(flat, rest_t)
+            continue
         offsets = torch.full((m,), -lowest, dtype=torch.int64, device=t.device)
         for size, stride in zip(reversed(t.shape), reversed(t.stride())):
             offsets += (rest_t % size) * stride
@@ -195,14 +226,86 @@ def _dense_flat(t: torch.Tensor) -> torch.Tensor | None:
     return None
 
 
+def _pivot(flat: torch.Tensor) -> torch.Tensor:
+    """The float64 mean of an evenly spaced sample of ``flat`` (0-d, on its device, no sync).
+
+    Centring on a value near the mean keeps the sums of squares accurate for data far from zero
+    (e.g. 1e4 +- 1e-3), where the textbook sum(x**2) - n*mean**2 would cancel catastrophically.
+    """
+    step = max(1, flat.numel() // PIVOT_SAMPLE)
+    return flat[::step][:PIVOT_SAMPLE].to(torch.float64).mean()
+
+
+def _device_float_stats(flat: torch.Tensor, chunk: int | None = None) -> ValueStats | None:
+    """Floating-point values on an accelerator, over a dense 1-D view, in a few kernels per chunk.
+
+    One whole-tensor ``aminmax``, then per chunk: a float64 copy centred on :func:`_pivot`, its
+    sum and its dot product with itself, and the zero count, each written into preallocated
+    results; one host read at the end.  Scratch is 9 bytes per chunk element (see
+    ``DEVICE_SCRATCH_SHARE``).  Returns None when the tensor holds NaN or inf (the bounds are
+    then not finite), and the caller takes the masked pass.  ``chunk`` overrides the chunk size
+    (tests run this path on the CPU over small chunks).
+    """
+    n = flat.numel()
+    device = flat.device
+    lo, hi = torch.aminmax(flat)
+    pivot = _pivot(flat)
+    room = max(n * flat.element_size() * DEVICE_SCRATCH_SHARE, DEVICE_SCRATCH_FLOOR)
+    size = int(min(n, chunk or max(room // 9, 1024)))
+    count = -(-n // size)
+    scratch = torch.empty(size, dtype=torch.float64, device=device)
+    mask = torch.empty(size, dtype=torch.bool, device=device)
+    sums = torch.empty(count, 2, dtype=torch.float64, device=device)
+    zeros = torch.empty(count, dtype=torch.int64, device=device)
+    for i, start in enumerate(range(0, n, size)):
+        chunk = flat[start : start + size]
+        m = chunk.numel()
+        d = scratch[:m]
+        d.copy_(chunk)
+        d.sub_(pivot)
+        torch.sum(d, dim=0, out=sums[i, 0])
+        torch.dot(d, d, out=sums[i, 1])
+        torch.sum(torch.eq(chunk, 0, out=mask[:m]), dim=0, out=zeros[i])
+    total = sums.sum(0)
+    lo_v, hi_v, s1, s2, piv, n_zero = _gather([lo, hi, total[0], total[1], pivot, zeros.sum()])
+    if not (math.isfinite(lo_v) and math.isfinite(hi_v)):
+        return None
+    mean = piv + s1 / n
+    std = math.sqrt(max((s2 - s1 * s1 / n) / (n - 1), 0.0)) if n > 1 else None
+    return ValueStats(lo_v, hi_v, mean, std, 0, 0, 0, int(n_zero), True, None, n, "values")
+
+
+def _fused_float_stats(flat: torch.Tensor) -> ValueStats | None:
+    """float32/float64 on the CPU through the C helper: one pass, on torch's thread count.
+
+    Sums of the values centred on :func:`_pivot`, and of their squares, accumulate in float64,
+    so the mean and std are as accurate as NumPy's float64 ones.  None if non-finite values (or
+    squares beyond float64) occur.
+    """
+    n = flat.numel()
+    pivot = float(_pivot(flat))
+    if not math.isfinite(pivot):
+        return None
+    threads = torch.get_num_threads() if n >= FUSED_THREADS_MIN else 1
+    lo, hi, s1, s2, zeros = _fused.moments(flat.numpy(), pivot, threads)
+    if not all(math.isfinite(v) for v in (lo, hi, s1, s2)):
+        return None
+    mean = pivot + s1 / n
+    std = math.sqrt(max((s2 - s1 * s1 / n) / (n - 1), 0.0)) if n > 1 else None
+    return ValueStats(lo, hi, mean, std, 0, 0, 0, zeros, True, None, n, "values")
+
+
 def _fast_float_stats(flat: torch.Tensor) -> ValueStats | None:
     """float32/float64 on the CPU, over a dense 1-D view: None if non-finite values exist.
 
-    Small tensors take ``torch.var_mean``.  Large ones take aminmax, an exact float64 sum (NumPy
-    accumulates float32 in float64 without a copy), then one loop over cache-sized chunks that
-    computes the centred sum of squares and the zero count together: about half the time of
-    ``torch.var_mean`` alone, with the mean exact and the std to float32 rounding (~1e-7).
+    With the C helper: :func:`_fused_float_stats`.  Without it, small tensors take
+    ``torch.var_mean``; large ones take aminmax, an exact float64 sum (NumPy accumulates float32
+    in float64 without a copy), then one loop over cache-sized chunks that computes the centred
+    sum of squares and the zero count together, with the mean exact and the std to float32
+    rounding (~1e-7).
     """
+    if _fused is not None and flat.is_contiguous():
+        return _fused_float_stats(flat)
     mn, mx = torch.aminmax(flat)
     lo, hi = float(mn), float(mx)
     if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -449,15 +552,12 @@ def tensor_stats(t: torch.Tensor, budget: int = DEFAULT_BUDGET, over: str = "val
             s.sample_size = sample.numel()
             s.count = n
             return s
-        if (
-            t.device.type == "cpu"
-            and t.is_floating_point()
-            and t.dtype in (torch.float32, torch.float64)
-            and n > 0
-        ):
+        on_cpu = t.device.type == "cpu"
+        fast_dtypes = (torch.float32, torch.float64) if on_cpu else (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+        if t.dtype in fast_dtypes and n > 0 and t.layout == torch.strided:
             flat = _dense_flat(t)
             if flat is not None:  # whole-tensor reductions copy a non-contiguous input: only flat
-                fast = _fast_float_stats(flat)
+                fast = _fast_float_stats(flat) if on_cpu else _device_float_stats(flat)
                 if fast is not None:
                     return fast
         return _chunked_stats(t, over)
@@ -552,6 +652,12 @@ class Histogram:
     boolean: bool = False  # two bins: False, True
 
 
+def histogram_sample_size(n: int) -> int:
+    """Values a histogram of ``n`` elements is drawn from: at most ``HIST_SAMPLE``, and at
+    most 1/64 of the tensor (its temporaries stay near 1% of the tensor's bytes)."""
+    return int(min(HIST_SAMPLE, max(HIST_SAMPLE // 16, n // 64)))
+
+
 def value_histogram(t: torch.Tensor, lo: float | int | bool | None, hi: float | int | bool | None, bins: int = 12) -> Histogram | None:
     """A histogram of the finite values (from a fixed-seed sample above ``HIST_SAMPLE`` elements).
 
@@ -564,12 +670,16 @@ def value_histogram(t: torch.Tensor, lo: float | int | bool | None, hi: float | 
         warnings.simplefilter("ignore")
         t = t.detach()
         sampled = t.numel() > HIST_SAMPLE
-        values = sample_values(t, HIST_SAMPLE) if sampled else t.reshape(-1)
+        values = sample_values(t, histogram_sample_size(t.numel())) if sampled else t.reshape(-1)
         if t.dtype == torch.bool:
             true = int(values.sum())
             return Histogram([0, 1, 2], [int(values.numel()) - true, true], sampled, integer=True, boolean=True)
-        v = _as_float64(values)
-        v = v[torch.isfinite(v)]
+        if values.dtype in (torch.float32, torch.float64):
+            v = values  # histc skips NaN and, outside [lo, hi], inf: no copy, no filtering
+        elif values.is_floating_point():
+            v = values.to(torch.float32)  # float16/bfloat16/float8: no histc kernel of their own
+        else:
+            v = _as_float64(values)
         integer = not (t.is_floating_point() or t.is_complex())
         if integer and isinstance(lo, int) and isinstance(hi, int) and hi - lo + 1 <= bins:
             width = hi - lo + 1
@@ -583,7 +693,7 @@ def value_histogram(t: torch.Tensor, lo: float | int | bool | None, hi: float | 
             return Histogram([lo + i for i in range(width + 1)], counts, sampled, integer=True)  # exact ints
         flo, fhi = float(lo), float(hi)
         if fhi <= flo:
-            return Histogram([flo, fhi], [int(v.numel())], sampled)
+            return Histogram([flo, fhi], [int(torch.isfinite(v).sum())], sampled)
         counts = torch.histc(v, bins=bins, min=flo, max=fhi).to(torch.int64).tolist()
         step = (fhi - flo) / bins
         return Histogram([flo + i * step for i in range(bins + 1)], counts, sampled)

@@ -279,7 +279,8 @@ def _tensor_conversions(t: torch.Tensor) -> list[Conversion]:
         fixes.append(".float()")
     conv = _try(".numpy()", numpy)
     if conv.result == "fails" and fixes:
-        conv.detail += f" - use t{''.join(fixes)}.numpy() (a copy unless only .detach() is needed)"
+        cost = "the same memory, no copy" if fixes == [".detach()"] else "a copy"
+        conv.detail += f" - use t{''.join(fixes)}.numpy() ({cost})"
     return [
         conv,
         Conversion("torch.from_numpy(t)", "not applicable", "takes a NumPy array, not a tensor"),
