@@ -49,9 +49,8 @@ FAST_LOOP_MIN = 2**16
 FUSED_THREADS_MIN = 2**23
 #: Elements of the strided sample whose mean is the centring pivot of the fast paths.
 PIVOT_SAMPLE = 4096
-#: The accelerator fast path's scratch (a float64 copy of a chunk and a boolean mask, 9 bytes an
-#: element) stays under this share of the tensor's bytes, or under DEVICE_SCRATCH_FLOOR bytes,
-#: whichever is larger.
+#: The accelerator fast path's scratch (a float64 copy of a chunk) stays under this share of the
+#: tensor's bytes, or under DEVICE_SCRATCH_FLOOR bytes, whichever is larger.
 DEVICE_SCRATCH_SHARE = 0.03
 DEVICE_SCRATCH_FLOOR = 8 * 2**20
 
@@ -241,8 +240,8 @@ def _device_float_stats(flat: torch.Tensor, chunk: int | None = None) -> ValueSt
 
     One whole-tensor ``aminmax``, then per chunk: a float64 copy centred on :func:`_pivot`, its
     sum and its dot product with itself, and the zero count, each written into preallocated
-    results; one host read at the end.  Scratch is 9 bytes per chunk element (see
-    ``DEVICE_SCRATCH_SHARE``).  Returns None when the tensor holds NaN or inf (the bounds are
+    results; one host read at the end.  Scratch is one float64 buffer of a chunk (see
+    ``DEVICE_SCRATCH_SHARE``); nothing else of a chunk's size is made.  Returns None when the tensor holds NaN or inf (the bounds are
     then not finite), and the caller takes the masked pass.  ``chunk`` overrides the chunk size
     (tests run this path on the CPU over small chunks).
     """
@@ -251,23 +250,22 @@ def _device_float_stats(flat: torch.Tensor, chunk: int | None = None) -> ValueSt
     lo, hi = torch.aminmax(flat)
     pivot = _pivot(flat)
     room = max(n * flat.element_size() * DEVICE_SCRATCH_SHARE, DEVICE_SCRATCH_FLOOR)
-    size = int(min(n, chunk or max(room // 9, 1024)))
+    size = int(min(n, chunk or max(room // 8, 1024)))
     count = -(-n // size)
     scratch = torch.empty(size, dtype=torch.float64, device=device)
-    mask = torch.empty(size, dtype=torch.bool, device=device)
-    sums = torch.empty(count, 2, dtype=torch.float64, device=device)
-    zeros = torch.empty(count, dtype=torch.int64, device=device)
+    sums = torch.empty(count, 3, dtype=torch.float64, device=device)
     for i, start in enumerate(range(0, n, size)):
         chunk = flat[start : start + size]
-        m = chunk.numel()
-        d = scratch[:m]
+        d = scratch[: chunk.numel()]
+        # Zeros first, as 1.0/0.0 in the float64 scratch: summing a boolean mask would make an
+        # int64 copy of it (8 bytes an element) inside the reduction.
+        torch.sum(torch.eq(chunk, 0, out=d), dim=0, out=sums[i, 2])
         d.copy_(chunk)
         d.sub_(pivot)
         torch.sum(d, dim=0, out=sums[i, 0])
         torch.dot(d, d, out=sums[i, 1])
-        torch.sum(torch.eq(chunk, 0, out=mask[:m]), dim=0, out=zeros[i])
     total = sums.sum(0)
-    lo_v, hi_v, s1, s2, piv, n_zero = _gather([lo, hi, total[0], total[1], pivot, zeros.sum()])
+    lo_v, hi_v, s1, s2, piv, n_zero = _gather([lo, hi, total[0], total[1], pivot, total[2]])
     if not (math.isfinite(lo_v) and math.isfinite(hi_v)):
         return None
     mean = piv + s1 / n
