@@ -94,6 +94,36 @@ def test_autograd_lines_without_a_tracer_left_behind(shell):
     assert lines.get("MulBackward0") == 3 and lines.get("AddBackward0") == 4, lines
 
 
+def test_autograd_lines_after_a_backward_and_no_tracer_during_analysis(shell):
+    """The line tracer is off while the magic analyses a backward call (a global trace function
+    would be called on every Python call of the graph walk) and on again for the lines after it."""
+    import sys
+
+    from tensormagic.engine import autograd_trace
+
+    seen: list[object] = []
+    walk = autograd_trace.walk_graph
+
+    def spy(*args, **kwargs):
+        seen.append(sys.gettrace())
+        return walk(*args, **kwargs)
+
+    run(shell, "import torch")
+    autograd_trace.walk_graph = spy
+    try:
+        r = shell.run_cell_magic(
+            "autograd",
+            "",
+            "w = torch.tensor(2., requires_grad=True)\ny = w * 3\ny.backward()\nz = w.exp() + 1\nz.backward()",
+        )
+    finally:
+        autograd_trace.walk_graph = walk
+    assert seen and all(t is None for t in seen), seen
+    assert sys.gettrace() is None
+    lines = {n["op"]: n["line"] for n in r.to_dict()["graph"]["nodes"] if n.get("op")}
+    assert lines.get("ExpBackward0") == 4 and lines.get("AddBackward0") == 4, lines
+
+
 def test_autograd_keeps_a_running_tracer(shell):
     """Under a debugger or coverage (sys.settrace in use) the magic leaves their tracer alone."""
     import sys

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import torch
 
 from tensormagic.engine.autograd_graph import GraphInfo, GraphNode, RepeatedBlock, walk_graph
+from tensormagic.engine.stats import cpu_moments
 from tensormagic.engine.autograd_source import CellSource, analyse_source
 from tensormagic.engine.autograd_trace import (
     _ORIG_GRAD,
@@ -871,6 +872,9 @@ def _merge_graphs(infos: list[GraphInfo]) -> GraphInfo:
 def _param_norm(t: torch.Tensor | None) -> float:
     if t is None or t.layout != torch.strided or t.device.type == "meta":
         return math.nan
+    got = cpu_moments(t)
+    if got is not None:
+        return math.sqrt(got[3])
     with torch.no_grad():
         src = t.detach()
         if src.is_complex():

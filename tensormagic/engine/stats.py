@@ -273,6 +273,19 @@ def _device_float_stats(flat: torch.Tensor, chunk: int | None = None) -> ValueSt
     return ValueStats(lo_v, hi_v, mean, std, 0, 0, 0, int(n_zero), True, None, n, "values")
 
 
+def cpu_moments(t: torch.Tensor, pivot: float = 0.0, threads: int = 1) -> tuple[float, float, float, float, int] | None:
+    """``(min, max, sum(t - pivot), sum((t - pivot)**2), zeros)`` of a contiguous float32/float64
+    CPU tensor in one pass of the C helper, sums in float64; None where the helper does not apply
+    (not built, another dtype, device or layout, a negative-bit view).  NaN/inf propagate into the
+    result: check it with ``math.isfinite``."""
+    if _fused is None or t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64) or t.layout != torch.strided or not t.is_contiguous():
+        return None
+    try:
+        return _fused.moments(t.detach().numpy(), pivot, threads)
+    except (RuntimeError, TypeError, ValueError):
+        return None
+
+
 def _fused_float_stats(flat: torch.Tensor) -> ValueStats | None:
     """float32/float64 on the CPU through the C helper: one pass, on torch's thread count.
 
@@ -285,7 +298,10 @@ def _fused_float_stats(flat: torch.Tensor) -> ValueStats | None:
     if not math.isfinite(pivot):
         return None
     threads = torch.get_num_threads() if n >= FUSED_THREADS_MIN else 1
-    lo, hi, s1, s2, zeros = _fused.moments(flat.numpy(), pivot, threads)
+    got = cpu_moments(flat, pivot, threads)
+    if got is None:
+        return None
+    lo, hi, s1, s2, zeros = got
     if not all(math.isfinite(v) for v in (lo, hi, s1, s2)):
         return None
     mean = pivot + s1 / n
