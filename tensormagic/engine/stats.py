@@ -235,42 +235,73 @@ def _pivot(flat: torch.Tensor) -> torch.Tensor:
     return flat[::step][:PIVOT_SAMPLE].to(torch.float64).mean()
 
 
-def _device_float_stats(flat: torch.Tensor, chunk: int | None = None) -> ValueStats | None:
+def _device_float_stats(flat: torch.Tensor, chunk: int | None = None, masked: bool = False) -> ValueStats | None:
     """Floating-point values on an accelerator, over a dense 1-D view, in a few kernels per chunk.
 
-    One whole-tensor ``aminmax``, then per chunk: a float64 copy centred on :func:`_pivot`, its
-    sum and its dot product with itself, and the zero count, each written into preallocated
+    One whole-tensor ``aminmax``, then per chunk: the zero count, and a float64 copy centred on
+    :func:`_pivot` with its sum and its dot product with itself, each written into preallocated
     results; one host read at the end.  Scratch is one float64 buffer of a chunk (see
-    ``DEVICE_SCRATCH_SHARE``); nothing else of a chunk's size is made.  Returns None when the tensor holds NaN or inf (the bounds are
-    then not finite), and the caller takes the masked pass.  ``chunk`` overrides the chunk size
-    (tests run this path on the CPU over small chunks).
+    ``DEVICE_SCRATCH_SHARE``): comparisons write their 1.0/0.0 into it too, since summing a
+    boolean mask would make an int64 copy of it inside the reduction.
+
+    Returns None when the tensor holds NaN or inf (the bounds are then not finite); the caller
+    then runs it again with ``masked=True``, which also counts NaN, +inf and -inf and takes min,
+    max and the sums over the finite values only (about three times the kernels, and a second
+    host read).  ``chunk`` overrides the chunk size (tests run this path on the CPU).
     """
     n = flat.numel()
     device = flat.device
-    lo, hi = torch.aminmax(flat)
-    pivot = _pivot(flat)
     room = max(n * flat.element_size() * DEVICE_SCRATCH_SHARE, DEVICE_SCRATCH_FLOOR)
     size = int(min(n, chunk or max(room // 8, 1024)))
     count = -(-n // size)
     scratch = torch.empty(size, dtype=torch.float64, device=device)
-    sums = torch.empty(count, 3, dtype=torch.float64, device=device)
+    if masked:
+        sample = flat[:: max(1, n // PIVOT_SAMPLE)][:PIVOT_SAMPLE].to(torch.float64)
+        finite = torch.isfinite(sample)
+        pivot = torch.where(finite, sample, 0.0).sum() / finite.sum().clamp(min=1)
+    else:
+        pivot = _pivot(flat)
+        lo, hi = torch.aminmax(flat)
+    # per chunk: sum, sum of squares, zeros, and (masked) NaN, +inf, finite count, min, max
+    sums = torch.empty(count, 8 if masked else 3, dtype=torch.float64, device=device)
+    inf = math.inf
     for i, start in enumerate(range(0, n, size)):
-        chunk = flat[start : start + size]
-        d = scratch[: chunk.numel()]
-        # Zeros first, as 1.0/0.0 in the float64 scratch: summing a boolean mask would make an
-        # int64 copy of it (8 bytes an element) inside the reduction.
-        torch.sum(torch.eq(chunk, 0, out=d), dim=0, out=sums[i, 2])
-        d.copy_(chunk)
-        d.sub_(pivot)
-        torch.sum(d, dim=0, out=sums[i, 0])
-        torch.dot(d, d, out=sums[i, 1])
-    total = sums.sum(0)
-    lo_v, hi_v, s1, s2, piv, n_zero = _gather([lo, hi, total[0], total[1], pivot, total[2]])
-    if not (math.isfinite(lo_v) and math.isfinite(hi_v)):
-        return None
-    mean = piv + s1 / n
-    std = math.sqrt(max((s2 - s1 * s1 / n) / (n - 1), 0.0)) if n > 1 else None
-    return ValueStats(lo_v, hi_v, mean, std, 0, 0, 0, int(n_zero), True, None, n, "values")
+        part = flat[start : start + size]
+        d = scratch[: part.numel()]
+        row = sums[i]
+        torch.sum(torch.eq(part, 0, out=d), dim=0, out=row[2])
+        if masked:
+            torch.sum(torch.ne(part, part, out=d), dim=0, out=row[3])  # NaN != NaN
+            torch.sum(torch.eq(part, inf, out=d), dim=0, out=row[4])
+            d.copy_(part)
+            torch.sum(torch.eq(d.sub_(d), 0, out=d), dim=0, out=row[5])  # x - x is 0 only if finite
+            torch.amin(d.copy_(part).nan_to_num_(inf, inf, inf), dim=0, out=row[6])
+            torch.amax(d.copy_(part).nan_to_num_(-inf, -inf, -inf), dim=0, out=row[7])
+            d.copy_(part).sub_(pivot).nan_to_num_(0.0, 0.0, 0.0)  # non-finite values add nothing
+        else:
+            d.copy_(part).sub_(pivot)
+        torch.sum(d, dim=0, out=row[0])
+        torch.dot(d, d, out=row[1])
+    if masked:
+        total = sums[:, :6].sum(0)
+        parts = [sums[:, 6].min(), sums[:, 7].max(), *total, pivot]
+        lo_v, hi_v, s1, s2, n_zero, n_nan, n_pos, n_fin, piv = _gather(parts)
+        n_fin = int(n_fin)
+        n_nan, n_pos = int(n_nan), int(n_pos)
+        n_neg = n - n_fin - n_nan - n_pos
+    else:
+        total = sums.sum(0)
+        lo_v, hi_v, s1, s2, n_zero, piv = _gather([lo, hi, *total, pivot])
+        if not (math.isfinite(lo_v) and math.isfinite(hi_v)):
+            return None
+        n_fin, n_nan, n_pos, n_neg = n, 0, 0, 0
+    mean = std = mn = mx = None
+    if n_fin:
+        mean = piv + s1 / n_fin
+        mn, mx = lo_v, hi_v
+        if n_fin > 1:
+            std = math.sqrt(max((s2 - s1 * s1 / n_fin) / (n_fin - 1), 0.0))
+    return ValueStats(mn, mx, mean, std, n_nan, n_pos, n_neg, int(n_zero), True, None, n, "values")
 
 
 def cpu_moments(t: torch.Tensor, pivot: float = 0.0, threads: int = 1) -> tuple[float, float, float, float, int] | None:
@@ -571,7 +602,10 @@ def tensor_stats(t: torch.Tensor, budget: int = DEFAULT_BUDGET, over: str = "val
         if t.dtype in fast_dtypes and n > 0 and t.layout == torch.strided:
             flat = _dense_flat(t)
             if flat is not None:  # whole-tensor reductions copy a non-contiguous input: only flat
-                fast = _fast_float_stats(flat) if on_cpu else _device_float_stats(flat)
+                if on_cpu:
+                    fast = _fast_float_stats(flat)
+                else:  # an accelerator: the masked variant when NaN or inf turned up
+                    fast = _device_float_stats(flat) or _device_float_stats(flat, masked=True)
                 if fast is not None:
                     return fast
         return _chunked_stats(t, over)
