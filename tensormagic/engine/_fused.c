@@ -45,8 +45,14 @@ typedef float vf __attribute__((vector_size(32)));
         Z -= ((V) == zero); /* a true lane is -1 */                 \
     } while (0)
 
+#if defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CLONES /* elsewhere: the compiler's baseline vector width */
+#endif
+
 #define FUSED_KERNEL(NAME, T, LOAD)                                                            \
-    __attribute__((target_clones("avx512f", "avx2", "default"))) static void NAME(Part *p) { \
+    CLONES static void NAME(Part *p) {                                                         \
         const T *x = (const T *)p->data;                                                       \
         const vd c = {p->pivot, p->pivot, p->pivot, p->pivot, p->pivot, p->pivot, p->pivot, p->pivot}; \
         const vd zero = {0, 0, 0, 0, 0, 0, 0, 0};                                              \
@@ -87,13 +93,13 @@ typedef float vf __attribute__((vector_size(32)));
         p->zeros = zeros;                                                                      \
     }
 
-static inline vd load_float(const float *x) {
+static inline __attribute__((always_inline)) vd load_float(const float *x) {
     vf f;
     memcpy(&f, x, sizeof f);
     return __builtin_convertvector(f, vd);
 }
 
-static inline vd load_double(const double *x) {
+static inline __attribute__((always_inline)) vd load_double(const double *x) {
     vd v;
     memcpy(&v, x, sizeof v);
     return v;
