@@ -2,9 +2,8 @@
 
 A tensor is never copied whole: statistics come from whole-tensor reductions (which make no
 temporaries) or from chunks far smaller than the tensor, and every number is gathered to the
-host in a single transfer (one device sync; a second, masked pass when an accelerator tensor
-holds NaN or inf).  Above a size budget a fixed-seed random sample is used instead and the
-result says so.  The user's random number generators are never touched.
+host in a single transfer (one device sync).  Above a size budget a fixed-seed random sample
+is used instead and the result says so.  The user's random number generators are never touched.
 
 Dense float32/float64 CPU tensors take one fused, multi-threaded pass in C (``_fused``, built
 with the package; optional) and otherwise a pure torch/NumPy loop over cache-sized chunks.
@@ -235,70 +234,52 @@ def _pivot(flat: torch.Tensor) -> torch.Tensor:
     return flat[::step][:PIVOT_SAMPLE].to(torch.float64).mean()
 
 
-def _device_float_stats(flat: torch.Tensor, chunk: int | None = None, masked: bool = False) -> ValueStats | None:
-    """Floating-point values on an accelerator, over a dense 1-D view, in a few kernels per chunk.
+def _device_float_stats(flat: torch.Tensor, chunk: int | None = None) -> ValueStats:
+    """Floating-point values on an accelerator, over a dense 1-D view: about twenty kernels per
+    chunk, every result written into one preallocated table, and one host read at the end.
 
-    One whole-tensor ``aminmax``, then per chunk: the zero count, and a float64 copy centred on
-    :func:`_pivot` with its sum and its dot product with itself, each written into preallocated
-    results; one host read at the end.  Scratch is one float64 buffer of a chunk (see
-    ``DEVICE_SCRATCH_SHARE``): comparisons write their 1.0/0.0 into it too, since summing a
-    boolean mask would make an int64 copy of it inside the reduction.
-
-    Returns None when the tensor holds NaN or inf (the bounds are then not finite); the caller
-    then runs it again with ``masked=True``, which also counts NaN, +inf and -inf and takes min,
-    max and the sums over the finite values only (about three times the kernels, and a second
-    host read).  ``chunk`` overrides the chunk size (tests run this path on the CPU).
+    Per chunk: the counts of zeros, NaN, +inf and -inf (comparisons written as 1.0/0.0 into the
+    float64 scratch and summed: summing a boolean mask would make an int64 copy of it inside the
+    reduction), the min and max of the finite values (non-finite ones replaced by +inf, then by
+    -inf), and the sum and sum of squares of the finite values centred on the mean of the finite
+    values of an evenly spaced sample (the others replaced by 0).  Scratch: a float64 copy of a
+    chunk and its boolean mask of non-finite values, 9 bytes an element (see ``DEVICE_SCRATCH_SHARE``).  ``chunk`` overrides the chunk size (tests
+    run this path on the CPU).
     """
     n = flat.numel()
     device = flat.device
     room = max(n * flat.element_size() * DEVICE_SCRATCH_SHARE, DEVICE_SCRATCH_FLOOR)
-    size = int(min(n, chunk or max(room // 8, 1024)))
+    size = int(min(n, chunk or max(room // 9, 1024)))
     count = -(-n // size)
     scratch = torch.empty(size, dtype=torch.float64, device=device)
-    if masked:
-        sample = flat[:: max(1, n // PIVOT_SAMPLE)][:PIVOT_SAMPLE].to(torch.float64)
-        finite = torch.isfinite(sample)
-        pivot = torch.where(finite, sample, 0.0).sum() / finite.sum().clamp(min=1)
-    else:
-        pivot = _pivot(flat)
-        lo, hi = torch.aminmax(flat)
-    # per chunk: sum, sum of squares, zeros, and (masked) NaN, +inf, finite count, min, max
-    sums = torch.empty(count, 8 if masked else 3, dtype=torch.float64, device=device)
+    sample = flat[:: max(1, n // PIVOT_SAMPLE)][:PIVOT_SAMPLE].to(torch.float64)
+    finite_sample = torch.isfinite(sample)
+    pivot = torch.where(finite_sample, sample, 0.0).sum() / finite_sample.sum().clamp(min=1)
+    # per chunk: sum, sum of squares, zeros, NaN, +inf, -inf, finite min, finite max
+    table = torch.empty(count, 8, dtype=torch.float64, device=device)
     inf = math.inf
     for i, start in enumerate(range(0, n, size)):
         part = flat[start : start + size]
         d = scratch[: part.numel()]
-        row = sums[i]
-        torch.sum(torch.eq(part, 0, out=d), dim=0, out=row[2])
-        if masked:
-            torch.sum(torch.ne(part, part, out=d), dim=0, out=row[3])  # NaN != NaN
-            torch.sum(torch.eq(part, inf, out=d), dim=0, out=row[4])
-            d.copy_(part)
-            torch.sum(torch.eq(d.sub_(d), 0, out=d), dim=0, out=row[5])  # x - x is 0 only if finite
-            torch.amin(d.copy_(part).nan_to_num_(inf, inf, inf), dim=0, out=row[6])
-            torch.amax(d.copy_(part).nan_to_num_(-inf, -inf, -inf), dim=0, out=row[7])
-            d.copy_(part).sub_(pivot).nan_to_num_(0.0, 0.0, 0.0)  # non-finite values add nothing
-        else:
-            d.copy_(part).sub_(pivot)
+        bad = torch.isfinite(part).logical_not_()  # the caching allocator reuses its block
+        row = table[i]
+        for column, other in ((2, 0.0), (4, inf), (5, -inf)):
+            torch.sum(torch.eq(part, other, out=d), dim=0, out=row[column])
+        torch.sum(torch.ne(part, part, out=d), dim=0, out=row[3])  # NaN != NaN
+        torch.amin(d.copy_(part).masked_fill_(bad, inf), dim=0, out=row[6])
+        torch.amax(d.copy_(part).masked_fill_(bad, -inf), dim=0, out=row[7])
+        d.copy_(part).sub_(pivot).masked_fill_(bad, 0.0)
         torch.sum(d, dim=0, out=row[0])
         torch.dot(d, d, out=row[1])
-    if masked:
-        total = sums[:, :6].sum(0)
-        parts = [sums[:, 6].min(), sums[:, 7].max(), *total, pivot]
-        lo_v, hi_v, s1, s2, n_zero, n_nan, n_pos, n_fin, piv = _gather(parts)
-        n_fin = int(n_fin)
-        n_nan, n_pos = int(n_nan), int(n_pos)
-        n_neg = n - n_fin - n_nan - n_pos
-    else:
-        total = sums.sum(0)
-        lo_v, hi_v, s1, s2, n_zero, piv = _gather([lo, hi, *total, pivot])
-        if not (math.isfinite(lo_v) and math.isfinite(hi_v)):
-            return None
-        n_fin, n_nan, n_pos, n_neg = n, 0, 0, 0
+        del bad
+    total = table[:, :6].sum(0)
+    got = _gather([table[:, 6].min(), table[:, 7].max(), *total, pivot])  # the one device sync
+    lo_v, hi_v, s1, s2, n_zero, n_nan, n_pos, n_neg, piv = got
+    n_nan, n_pos, n_neg = int(n_nan), int(n_pos), int(n_neg)
+    n_fin = n - n_nan - n_pos - n_neg
     mean = std = mn = mx = None
     if n_fin:
-        mean = piv + s1 / n_fin
-        mn, mx = lo_v, hi_v
+        mn, mx, mean = lo_v, hi_v, piv + s1 / n_fin
         if n_fin > 1:
             std = math.sqrt(max((s2 - s1 * s1 / n_fin) / (n_fin - 1), 0.0))
     return ValueStats(mn, mx, mean, std, n_nan, n_pos, n_neg, int(n_zero), True, None, n, "values")
@@ -602,10 +583,7 @@ def tensor_stats(t: torch.Tensor, budget: int = DEFAULT_BUDGET, over: str = "val
         if t.dtype in fast_dtypes and n > 0 and t.layout == torch.strided:
             flat = _dense_flat(t)
             if flat is not None:  # whole-tensor reductions copy a non-contiguous input: only flat
-                if on_cpu:
-                    fast = _fast_float_stats(flat)
-                else:  # an accelerator: the masked variant when NaN or inf turned up
-                    fast = _device_float_stats(flat) or _device_float_stats(flat, masked=True)
+                fast = _fast_float_stats(flat) if on_cpu else _device_float_stats(flat)
                 if fast is not None:
                     return fast
         return _chunked_stats(t, over)
