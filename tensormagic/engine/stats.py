@@ -252,6 +252,7 @@ def _device_float_stats(flat: torch.Tensor, chunk: int | None = None) -> ValueSt
     size = int(min(n, chunk or max(room // 9, 1024)))
     count = -(-n // size)
     scratch = torch.empty(size, dtype=torch.float64, device=device)
+    mask = torch.empty(size, dtype=torch.bool, device=device)
     sample = flat[:: max(1, n // PIVOT_SAMPLE)][:PIVOT_SAMPLE].to(torch.float64)
     finite_sample = torch.isfinite(sample)
     pivot = torch.where(finite_sample, sample, 0.0).sum() / finite_sample.sum().clamp(min=1)
@@ -261,7 +262,8 @@ def _device_float_stats(flat: torch.Tensor, chunk: int | None = None) -> ValueSt
     for i, start in enumerate(range(0, n, size)):
         part = flat[start : start + size]
         d = scratch[: part.numel()]
-        bad = torch.isfinite(part).logical_not_()  # the caching allocator reuses its block
+        # non-finite where x - x is not 0 (torch.isfinite would make an abs() copy of the chunk)
+        bad = torch.ne(torch.sub(part, part, out=d), 0, out=mask[: part.numel()])
         row = table[i]
         for column, other in ((2, 0.0), (4, inf), (5, -inf)):
             torch.sum(torch.eq(part, other, out=d), dim=0, out=row[column])
@@ -271,7 +273,6 @@ def _device_float_stats(flat: torch.Tensor, chunk: int | None = None) -> ValueSt
         d.copy_(part).sub_(pivot).masked_fill_(bad, 0.0)
         torch.sum(d, dim=0, out=row[0])
         torch.dot(d, d, out=row[1])
-        del bad
     total = table[:, :6].sum(0)
     got = _gather([table[:, 6].min(), table[:, 7].max(), *total, pivot])  # the one device sync
     lo_v, hi_v, s1, s2, n_zero, n_nan, n_pos, n_neg, piv = got
