@@ -25,7 +25,7 @@ MIN_REPEATS = 3
 _SAVED_ATTRS: dict[type, tuple[str, ...]] = {}
 
 
-@dataclass
+@dataclass(slots=True)
 class GraphNode:
     """One node: an op's backward (``MulBackward0``) or a leaf (``AccumulateGrad``)."""
 
@@ -127,17 +127,19 @@ class LineSpans:
         return self.lines[i] if i >= 0 else None
 
 
-#: (node type, attribute) pairs seen holding plain values (sizes, strides, flags): never tensors
-_PLAIN_ATTRS: set[tuple[type, str]] = set()
-
-
 def _saved_attrs(node: Any) -> tuple[str, ...]:
+    """The ``_saved_*`` attributes of a node's type that may hold tensors (those seen holding
+    plain values, sizes, strides and flags, are dropped by :func:`_never_tensors`)."""
     kind = type(node)
     attrs = _SAVED_ATTRS.get(kind)
     if attrs is None:
         attrs = tuple(a for a in dir(kind) if a.startswith("_saved_"))
         _SAVED_ATTRS[kind] = attrs
     return attrs
+
+
+def _never_tensors(kind: type, attr: str) -> None:
+    _SAVED_ATTRS[kind] = tuple(a for a in _SAVED_ATTRS.get(kind, ()) if a != attr)
 
 
 def _is_plain(value: Any) -> bool:
@@ -239,16 +241,13 @@ def walk_graph(
             if node.line is None and node.name and leaf_lines:
                 node.line = leaf_lines.get(node.name.split(", ")[0])
         if saved:
-            kind = type(obj)
             for attr in _saved_attrs(obj):
-                if (kind, attr) in _PLAIN_ATTRS:
-                    continue
                 try:
                     value = getattr(obj, attr)
                 except Exception:  # noqa: BLE001 - freed by a backward that did not retain the graph
                     continue
                 if _is_plain(value):
-                    _PLAIN_ATTRS.add((kind, attr))
+                    _never_tensors(type(obj), attr)
                     continue
                 for t in _tensors_in(value):
                     name = tensor_names.get(id(t))
