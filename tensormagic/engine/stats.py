@@ -225,13 +225,15 @@ def _dense_flat(t: torch.Tensor) -> torch.Tensor | None:
 
 
 def _pivot(flat: torch.Tensor) -> torch.Tensor:
-    """The float64 mean of an evenly spaced sample of ``flat`` (0-d, on its device, no sync).
+    """The float64 mean of the finite values of an evenly spaced sample of ``flat`` (0 if it has
+    none): 0-d, on its device, no sync.
 
     Centring on a value near the mean keeps the sums of squares accurate for data far from zero
     (e.g. 1e4 +- 1e-3), where the textbook sum(x**2) - n*mean**2 would cancel catastrophically.
     """
-    step = max(1, flat.numel() // PIVOT_SAMPLE)
-    return flat[::step][:PIVOT_SAMPLE].to(torch.float64).mean()
+    sample = flat[:: max(1, flat.numel() // PIVOT_SAMPLE)][:PIVOT_SAMPLE].to(torch.float64)
+    finite = torch.isfinite(sample)
+    return torch.where(finite, sample, 0.0).sum() / finite.sum().clamp(min=1)
 
 
 def _device_float_stats(flat: torch.Tensor, chunk: int | None = None) -> ValueStats:
@@ -241,8 +243,8 @@ def _device_float_stats(flat: torch.Tensor, chunk: int | None = None) -> ValueSt
     Per chunk: the counts of zeros, NaN, +inf and -inf (comparisons written as 1.0/0.0 into the
     float64 scratch and summed: summing a boolean mask would make an int64 copy of it inside the
     reduction), the min and max of the finite values (non-finite ones replaced by +inf, then by
-    -inf), and the sum and sum of squares of the finite values centred on the mean of the finite
-    values of an evenly spaced sample (the others replaced by 0).  Scratch: a float64 copy of a
+    -inf), and the sum and sum of squares of the finite values centred on :func:`_pivot` (the
+    others replaced by 0).  Scratch: a float64 copy of a
     chunk and its boolean mask of non-finite values, 9 bytes an element (see ``DEVICE_SCRATCH_SHARE``).  ``chunk`` overrides the chunk size (tests
     run this path on the CPU).
     """
@@ -253,9 +255,7 @@ def _device_float_stats(flat: torch.Tensor, chunk: int | None = None) -> ValueSt
     count = -(-n // size)
     scratch = torch.empty(size, dtype=torch.float64, device=device)
     mask = torch.empty(size, dtype=torch.bool, device=device)
-    sample = flat[:: max(1, n // PIVOT_SAMPLE)][:PIVOT_SAMPLE].to(torch.float64)
-    finite_sample = torch.isfinite(sample)
-    pivot = torch.where(finite_sample, sample, 0.0).sum() / finite_sample.sum().clamp(min=1)
+    pivot = _pivot(flat)
     # per chunk: sum, sum of squares, zeros, NaN, +inf, -inf, finite min, finite max
     table = torch.empty(count, 8, dtype=torch.float64, device=device)
     inf = math.inf
@@ -308,8 +308,6 @@ def _fused_float_stats(flat: torch.Tensor) -> ValueStats | None:
     """
     n = flat.numel()
     pivot = float(_pivot(flat))
-    if not math.isfinite(pivot):
-        return None
     threads = torch.get_num_threads() if n >= FUSED_THREADS_MIN else 1
     got = cpu_moments(flat, pivot, threads)
     if got is None:
