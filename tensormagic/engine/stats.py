@@ -48,8 +48,9 @@ FAST_LOOP_MIN = 2**16
 FUSED_THREADS_MIN = 2**23
 #: Elements of the strided sample whose mean is the centring pivot of the fast paths.
 PIVOT_SAMPLE = 4096
-#: The accelerator fast path's scratch (a float64 copy of a chunk) stays under this share of the
-#: tensor's bytes, or under DEVICE_SCRATCH_FLOOR bytes, whichever is larger.
+#: The accelerator path's scratch (a float64 copy of a chunk and a boolean mask, 9 bytes an
+#: element) stays under this share of the tensor's bytes, or under DEVICE_SCRATCH_FLOOR bytes,
+#: whichever is larger.
 DEVICE_SCRATCH_SHARE = 0.03
 DEVICE_SCRATCH_FLOOR = 8 * 2**20
 
@@ -224,6 +225,15 @@ def _dense_flat(t: torch.Tensor) -> torch.Tensor | None:
     return None
 
 
+def _mean_std(pivot: float, s1: float, s2: float, n: int) -> tuple[float | None, float | None]:
+    """Mean and sample std (ddof=1) of ``n`` values from the sums of ``x - pivot`` (``s1``) and of
+    its square (``s2``); None where there are too few values."""
+    if n <= 0:
+        return None, None
+    std = math.sqrt(max((s2 - s1 * s1 / n) / (n - 1), 0.0)) if n > 1 else None
+    return pivot + s1 / n, std
+
+
 def _pivot(flat: torch.Tensor) -> torch.Tensor:
     """The float64 mean of the finite values of an evenly spaced sample of ``flat`` (0 if it has
     none): 0-d, on its device, no sync.
@@ -244,9 +254,9 @@ def _device_float_stats(flat: torch.Tensor, chunk: int | None = None) -> ValueSt
     float64 scratch and summed: summing a boolean mask would make an int64 copy of it inside the
     reduction), the min and max of the finite values (non-finite ones replaced by +inf, then by
     -inf), and the sum and sum of squares of the finite values centred on :func:`_pivot` (the
-    others replaced by 0).  Scratch: a float64 copy of a
-    chunk and its boolean mask of non-finite values, 9 bytes an element (see ``DEVICE_SCRATCH_SHARE``).  ``chunk`` overrides the chunk size (tests
-    run this path on the CPU).
+    others replaced by 0).  Scratch: a float64 copy of a chunk and its boolean mask of non-finite
+    values (see ``DEVICE_SCRATCH_SHARE``).  ``chunk`` overrides the chunk size (tests run this
+    path on the CPU).
     """
     n = flat.numel()
     device = flat.device
@@ -278,11 +288,8 @@ def _device_float_stats(flat: torch.Tensor, chunk: int | None = None) -> ValueSt
     lo_v, hi_v, s1, s2, n_zero, n_nan, n_pos, n_neg, piv = got
     n_nan, n_pos, n_neg = int(n_nan), int(n_pos), int(n_neg)
     n_fin = n - n_nan - n_pos - n_neg
-    mean = std = mn = mx = None
-    if n_fin:
-        mn, mx, mean = lo_v, hi_v, piv + s1 / n_fin
-        if n_fin > 1:
-            std = math.sqrt(max((s2 - s1 * s1 / n_fin) / (n_fin - 1), 0.0))
+    mn, mx = (lo_v, hi_v) if n_fin else (None, None)
+    mean, std = _mean_std(piv, s1, s2, n_fin)
     return ValueStats(mn, mx, mean, std, n_nan, n_pos, n_neg, int(n_zero), True, None, n, "values")
 
 
@@ -315,8 +322,7 @@ def _fused_float_stats(flat: torch.Tensor) -> ValueStats | None:
     lo, hi, s1, s2, zeros = got
     if not all(math.isfinite(v) for v in (lo, hi, s1, s2)):
         return None
-    mean = pivot + s1 / n
-    std = math.sqrt(max((s2 - s1 * s1 / n) / (n - 1), 0.0)) if n > 1 else None
+    mean, std = _mean_std(pivot, s1, s2, n)
     return ValueStats(lo, hi, mean, std, 0, 0, 0, zeros, True, None, n, "values")
 
 
@@ -339,7 +345,8 @@ def _fast_float_stats(flat: torch.Tensor) -> ValueStats | None:
     count_zeros = lo <= 0.0 <= hi
     if n <= FAST_LOOP_MIN:
         var, mean_t = torch.var_mean(flat)
-        mean, var_v = float(mean_t), float(var)
+        mean = float(mean_t)
+        std = math.sqrt(max(float(var), 0.0)) if n > 1 else None
         zeros = n - int(torch.count_nonzero(flat)) if count_zeros else 0
     else:
         total = float(np.sum(flat.numpy(), dtype=np.float64))
@@ -359,9 +366,8 @@ def _fast_float_stats(flat: torch.Tensor) -> ValueStats | None:
                 nonzero[i] = torch.count_nonzero(chunk)
         s1 = total - n * centre  # the exact sum of the centred values
         s2 = float(squares.sum())
-        var_v = (s2 - s1 * s1 / n) / (n - 1)
         zeros = n - int(nonzero.sum()) if count_zeros else 0
-    std = math.sqrt(max(var_v, 0.0)) if n > 1 else None
+        _, std = _mean_std(centre, s1, s2, n)  # the mean stays total / n, the exact float64 sum's
     return ValueStats(lo, hi, mean, std, 0, 0, 0, zeros, True, None, n, "values")
 
 
@@ -446,12 +452,7 @@ def _cpu_stats(chunks: Iterable[torch.Tensor], kind: str, over: str) -> ValueSta
         d.sub_(pivot)  # d is always this function's own float64 copy
         s1 += float(d.sum())
         s2 += float(torch.dot(d, d))
-    mean = std = None
-    if finite_n > 0:
-        assert pivot is not None
-        mean = pivot + s1 / finite_n
-        if finite_n > 1:
-            std = math.sqrt(max((s2 - s1 * s1 / finite_n) / (finite_n - 1), 0.0))
+    mean, std = _mean_std(pivot if pivot is not None else 0.0, s1, s2, finite_n)
     if kind == "bool" and lo is not None:
         lo, hi = bool(lo), bool(hi)
     return ValueStats(lo, hi, mean, std, n_nan, n_pos, n_neg, zeros, True, None, total, over)
@@ -539,12 +540,7 @@ def _device_stats(device: torch.device, chunks: Iterable[torch.Tensor], kind: st
     parts = [lo, hi, s1, s2, pivot, nan, posinf, neginf, zeros, finite_n, ilo, ihi]
     got = _gather(parts)
     lo_v, hi_v, s1_v, s2_v, piv, n_nan, n_pos, n_neg, n_zero, n, ilo_v, ihi_v = got
-    mean = std = None
-    if n > 0:
-        mean = piv + s1_v / n
-        if n > 1:
-            var = max((s2_v - s1_v * s1_v / n) / (n - 1), 0.0)
-            std = math.sqrt(var)
+    mean, std = _mean_std(piv, s1_v, s2_v, n)
     mn: float | int | bool | None = None
     mx: float | int | bool | None = None
     if n and is_int:
