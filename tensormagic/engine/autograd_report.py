@@ -33,6 +33,7 @@ from tensormagic.engine.autograd_trace import (
     Target,
     analyse,
     summarise,
+    turns_non_finite,
 )
 from tensormagic.engine.namespace import HIDDEN_NAMES
 from tensormagic.engine.report import Report
@@ -921,10 +922,7 @@ def locate_nonfinite(output: torch.Tensor, grad_output: torch.Tensor | None, nam
             continue
 
         def post(grad_inputs: Any, grad_outputs: Any, obj: Any = obj) -> None:
-            if first:
-                return
-            bad_in = any(g is not None and not bool(torch.isfinite(g).all()) for g in grad_inputs)
-            if bad_in and all(g is None or bool(torch.isfinite(g).all()) for g in grad_outputs):
+            if not first and turns_non_finite(grad_inputs, grad_outputs):
                 first.append(order_ids[id(obj)])
 
         handles.append(obj.register_hook(post))

@@ -755,6 +755,13 @@ def _leaf_node(t: torch.Tensor) -> Any:
         return t.view_as(t).grad_fn.next_functions[0][0]
 
 
+def turns_non_finite(grad_inputs: Sequence[Any], grad_outputs: Sequence[Any]) -> bool:
+    """For a node's post-hook: the gradients it sends on hold NaN/inf while the ones it received
+    are finite, i.e. this op is where a non-finite gradient first appears."""
+    bad_in = any(g is not None and not bool(torch.isfinite(g).all()) for g in grad_inputs)
+    return bad_in and all(g is None or bool(torch.isfinite(g).all()) for g in grad_outputs)
+
+
 def hook_record(record: CallRecord, locate_nan: bool = False) -> None:
     """Put removable hooks that summarise the gradient of every target as backward runs."""
     walk: Walk = record._walk  # type: ignore[attr-defined]
@@ -790,10 +797,7 @@ def hook_record(record: CallRecord, locate_nan: bool = False) -> None:
                 continue
 
             def post(grad_inputs: Any, grad_outputs: Any, i: int = i) -> None:
-                if first:
-                    return
-                bad_in = any(g is not None and not bool(torch.isfinite(g).all()) for g in grad_inputs)
-                if bad_in and all(g is None or bool(torch.isfinite(g).all()) for g in grad_outputs):
+                if not first and turns_non_finite(grad_inputs, grad_outputs):
                     first.append((i, nodes[i].op, nodes[i].line))
 
             handles.append(obj.register_hook(post))
@@ -846,4 +850,5 @@ __all__ = [
     "compile_cell",
     "run_code",
     "summarise",
+    "turns_non_finite",
 ]
