@@ -4,7 +4,6 @@ the recorder's state restoration and --check."""
 from __future__ import annotations
 
 import math
-import subprocess
 import sys
 import time
 
@@ -201,13 +200,6 @@ def test_recorder_pops_modes_the_cell_left_behind():
     assert _global_state() == before
 
 
-def test_engine_imports_neither_ipython_nor_widgets():
-    code = (
-        "import sys, tensormagic.engine.autograd_report, tensormagic.engine.autograd_check; "
-        "print('IPython' in sys.modules, 'ipywidgets' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False", "False"]
 
 
 # -- --check ------------------------------------------------------------------------------------

@@ -419,15 +419,3 @@ def test_movable_names_leave_numpy_alone():
     ns = {"a": np.ones(1), "t": torch.ones(1), "m": torch.nn.Linear(1, 1), "mix": [np.ones(1), torch.ones(1)], "n": 3, "_hidden": torch.ones(1)}
     chosen, arrays = movable_names(ns)
     assert chosen == ["t", "m"] and arrays == ["a", "mix"]
-
-
-def test_engine_does_not_import_ipython_or_ipywidgets():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, tensormagic.engine.move, tensormagic.engine.placement, tensormagic.engine.devices, "
-        "tensormagic.engine.todevice_report; print('IPython' in sys.modules, 'ipywidgets' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False", "False"]
