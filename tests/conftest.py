@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 
@@ -31,6 +32,18 @@ def run(ip: InteractiveShell, code: str):
     if result.error_in_exec is not None:
         raise result.error_in_exec
     return result.result
+
+
+def shown_as_one_line_usage_error(ip: InteractiveShell, capsys: pytest.CaptureFixture[str], cell: str) -> UsageError:
+    """Run ``cell`` as a user would; assert it failed with a UsageError shown as one line with no
+    traceback, and return the error."""
+    res = ip.run_cell(cell, store_history=False)
+    err = res.error_in_exec or res.error_before_exec
+    assert type(err) is UsageError, (cell, err)
+    out = capsys.readouterr()
+    text = (out.out + out.err).strip()
+    assert "Traceback" not in text and text.count("\n") == 0, text
+    return err
 
 
 def in_ci() -> bool:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from IPython.core.error import UsageError
 
-from tests.conftest import run
+from tests.conftest import run, shown_as_one_line_usage_error
 
 SEED = """
 import numpy as np
@@ -97,11 +97,7 @@ def test_non_arrays_are_usage_errors(shell, code, message):
 def test_errors_are_one_line_usage_errors(shell, capsys):
     run(shell, "import numpy as np\na = np.ones(2)")
     for line in ["nope", "a[", "1/0", "--budget 0 a", "--wat a"]:
-        res = shell.run_cell(f"%tensorinfo {line}", store_history=False)
-        assert isinstance(res.error_in_exec or res.error_before_exec, UsageError), line
-        out = capsys.readouterr()
-        text = (out.out + out.err).strip()
-        assert "Traceback" not in text and text.count("\n") == 0, text
+        shown_as_one_line_usage_error(shell, capsys, f"%tensorinfo {line}")
 
 
 def test_expressions_with_quotes_and_spaces(shell):

@@ -9,7 +9,7 @@ import pytest
 import torch
 from IPython.core.error import UsageError
 
-from tests.conftest import run
+from tests.conftest import run, shown_as_one_line_usage_error
 
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the messages of a machine without CUDA")
 
@@ -133,11 +133,7 @@ def test_usage_errors(shell, line, message):
 def test_errors_are_one_line(shell, capsys):
     run(shell, "import torch\nx = torch.ones(2)\nm = torch.empty(1, device='meta')")
     for line in ["x", "nope cpu", "x gpu", "x m cpu", "--wat x cpu"]:
-        res = shell.run_cell(f"%todevice {line}", store_history=False)
-        assert isinstance(res.error_in_exec or res.error_before_exec, UsageError), line
-        out = capsys.readouterr()
-        text = (out.out + out.err).strip()
-        assert "Traceback" not in text and text.count("\n") == 0, text
+        shown_as_one_line_usage_error(shell, capsys, f"%todevice {line}")
 
 
 @no_gpu
