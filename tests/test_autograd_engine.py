@@ -10,10 +10,12 @@ import time
 import pytest
 import torch
 
-from tensormagic.engine.autograd_graph import LineMap, find_repeats, walk_graph
-from tensormagic.engine.autograd_report import split_names
-from tensormagic.engine.autograd_source import analyse_source
-from tensormagic.engine.autograd_trace import AutogradRecorder, GlobalState, summarise
+from tensormagic.engine.autograd.lines import LineMap
+from tensormagic.engine.autograd.walk import find_repeats, walk_graph
+from tensormagic.engine.autograd.options import split_names
+from tensormagic.engine.autograd.source import analyse_source
+from tensormagic.engine.autograd import AutogradOptions, AutogradSession
+from tensormagic.engine.autograd.summary import summarise
 from tests.conftest import run
 
 
@@ -169,37 +171,58 @@ def test_summarise_small_and_big():
     assert summarise(g).plain()["nan"] == 1
 
 
-# -- the recorder restores everything -------------------------------------------------------------
+# -- the session puts back what it changed, and only that ------------------------------------------
 
 
 def _global_state():
-    s = GlobalState.capture()
-    return (s.grad_enabled, s.anomaly, s.backward_fn, s.grad_fn, s.tensor_backward, s.function_modes, s.dispatch_modes, s.saved_hooks, s.function_apply)
+    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+    return (
+        torch.is_grad_enabled(),
+        torch.is_anomaly_enabled(),
+        torch.autograd.__dict__["_engine_run_backward"],
+        torch.autograd.backward,
+        torch.autograd.grad,
+        torch.Tensor.backward,
+        torch.Tensor.register_hook,
+        torch.Tensor.retain_grad,
+        torch.autograd.Function.__dict__["apply"],
+        torch._C._len_torch_function_stack(),
+        len(_get_current_dispatch_mode_stack()),
+        torch._C._autograd._top_saved_tensors_default_hooks(False),
+        sys.gettrace(),
+    )
 
 
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, ValueError])
-def test_recorder_restores_on_any_exception(exc):
+def test_session_restores_its_own_state_on_any_exception(exc):
     before = _global_state()
-    rec = AutogradRecorder("<cell>", lambda: ({}, {}, [], {}), flops=True, check=True)
+    session = AutogradSession({}, "", "<cell>", AutogradOptions(flops=True, check=True))
     with pytest.raises(exc):
-        with rec:
-            assert torch.autograd.backward is not before[2]
-            assert torch._C._len_torch_function_stack() > before[5]
-            torch.set_grad_enabled(False)
-            torch.autograd.set_detect_anomaly(True)
+        with session.observe():
+            assert torch.autograd.__dict__["_engine_run_backward"] is not before[2]
+            assert torch._C._len_torch_function_stack() > before[9]
             raise exc
     assert _global_state() == before
 
 
-def test_recorder_pops_modes_the_cell_left_behind():
+def test_session_leaves_the_modes_the_cell_left_open():
+    """A mode the cell entered and did not exit stays open, as in a plain cell; the magic's own
+    modes (the --check tape, FlopCounter) go from under it."""
     from torch.overrides import TorchFunctionMode
 
     before = _global_state()
-    with AutogradRecorder("<cell>", lambda: ({}, {}, [], {})):
-        TorchFunctionMode().__enter__()  # the cell forgot to exit its own mode
+    mode = TorchFunctionMode()
+    session = AutogradSession({}, "", "<cell>", AutogradOptions(flops=True, check=True))
+    try:
+        with session.observe():
+            mode.__enter__()  # the cell forgot to exit its own mode
+        assert torch._C._len_torch_function_stack() == before[9] + 1
+        assert torch._C._get_function_stack_at(before[9]) is mode
+        assert _global_state()[:9] == before[:9] and _global_state()[10:] == before[10:]
+    finally:
+        mode.__exit__(None, None, None)
     assert _global_state() == before
-
-
 
 
 # -- --check ------------------------------------------------------------------------------------
@@ -223,7 +246,7 @@ def test_check_catches_a_wrong_custom_backward(ag):
     )
     assert report.check.ok is False and "FAILED" in report.check.message
     assert report.grad("q") == [3.0, 3.0]  # what the wrong backward says
-    assert torch.autograd.Function.__dict__["apply"] is GlobalState.capture().function_apply
+    assert "Twice.apply again" in report.check.message  # the replay ran the user's Function: labelled
 
 
 def test_check_skips_big_inputs_without_running(ag):
@@ -232,11 +255,17 @@ def test_check_skips_big_inputs_without_running(ag):
 
 
 def test_jacobian_never_starts_what_cannot_fit_in_memory():
-    from tensormagic.engine.autograd_report import jacobian
+    from tensormagic.engine.autograd.extra import ExtraWork
+    from tensormagic.engine.autograd.jacobian import jacobian
+    from tensormagic.engine.autograd.walk import walk_graph
 
+    session = AutogradSession({}, "", "<cell>")
+    extra = ExtraWork(session.recorder, budget_s=1e9)
     out = torch.zeros(1, requires_grad=True).expand(1 << 20) * 1.0  # 1M outputs
     huge_in = torch.zeros(1, requires_grad=True).expand(1 << 24)  # 16M inputs, no memory of their own
     start = time.perf_counter()
-    info, note = jacobian("o", out, [("i", huge_in)], budget=10**30)  # the budget allows it: memory does not
-    assert info == [] and "memory is free" in note and "17,592,186,044,416 entries" in note
+    info = jacobian("o", out, [("i", huge_in)], 10**30, extra, walk_graph([out.grad_fn], {}))  # the budget allows it: memory does not
+    assert info == []
+    (skipped,) = extra.not_computed
+    assert "memory is free" in skipped.why and "17,592,186,044,416 entries" in skipped.why
     assert time.perf_counter() - start < 1

@@ -165,13 +165,13 @@ def test_package_and_every_engine_module_import_neither_ipython_nor_ipywidgets()
 
     code = (
         "import importlib, pkgutil, sys, tensormagic, tensormagic.engine as e\n"
-        "names = [m.name for m in pkgutil.iter_modules(e.__path__)]\n"
-        "for name in names: importlib.import_module('tensormagic.engine.' + name)\n"
-        "print(len(names), 'IPython' in sys.modules, 'ipywidgets' in sys.modules)"
+        "names = [m.name for m in pkgutil.walk_packages(e.__path__, 'tensormagic.engine.')]\n"
+        "for name in names: importlib.import_module(name)\n"
+        "print(len(names), 'IPython' in sys.modules, 'ipywidgets' in sys.modules, 'tensormagic.render' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    count, ipython, widgets = out.split()
-    assert int(count) >= 15 and (ipython, widgets) == ("False", "False")
+    count, ipython, widgets, render = out.split()
+    assert int(count) >= 30 and (ipython, widgets, render) == ("False", "False", "False")
 
 
 def test_builtin_names_are_evaluated_not_called_unknown(shell):

@@ -44,6 +44,7 @@ class CellSource:
     loaded: set[str] = field(default_factory=set)
     statements: list[Statement] = field(default_factory=list)
     cuts: dict[str, Cut] = field(default_factory=dict)
+    loop_targets: set[str] = field(default_factory=set)  # names bound by a for loop (last item: an alias)
     last_expression: str | None = None
     parse_error: str | None = None
 
@@ -151,6 +152,7 @@ def analyse_source(source: str) -> CellSource:
             info.loaded |= loads
             for name in stores:
                 info.assigned[name] = node.lineno
+                info.loop_targets.discard(name)
             value = getattr(node, "value", None)
             if stores and value is not None:
                 how = _cut_kind(value)
@@ -174,6 +176,7 @@ def analyse_source(source: str) -> CellSource:
         if isinstance(node, (ast.For, ast.AsyncFor)):
             for name in _names(node.target, ast.Store):
                 info.assigned[name] = node.lineno
+                info.loop_targets.add(name)
             info.statements.append(Statement(node.lineno, _names(node.iter, ast.Load), _names(node.target, ast.Store)))
             info.loaded |= _names(node.iter, ast.Load)
         elif isinstance(node, (ast.If, ast.While)):
