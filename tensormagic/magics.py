@@ -231,12 +231,12 @@ class TensorMagics(Magics):
             filename = shell.compile.cache(transformed, shell.execution_count)
         try:
             tree = shell.transform_ast(shell.compile.ast_parse(transformed, filename=filename))
-            compiled = compile_cell(tree, filename, shell.compile)
+            session = autograd_engine.AutogradSession(shell.user_ns, transformed, filename, options, self._hidden, tree=tree)
+            compiled = compile_cell(session.prepare(tree), filename, shell.compile)
         except SyntaxError as exc:
             where = f"line {exc.lineno}: " if exc.lineno else ""
             text = f" ({exc.text.strip()})" if exc.text and exc.text.strip() else ""
             raise UsageError(f"the cell has a syntax error, so it did not run: {where}{exc.msg}{text}") from None
-        session = autograd_engine.AutogradSession(shell.user_ns, transformed, filename, options, self._hidden)
         with session.observe():
             value = run_code(compiled, shell.user_global_ns, shell.user_ns)
         if value is not None:

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from tensormagic.engine.autograd.lines import LineMap
+from tensormagic.engine.autograd.lines import MARKER, LineSpans, instrument, line_marker
 from tensormagic.engine.autograd.walk import find_repeats, walk_graph
 from tensormagic.engine.autograd.options import split_names
 from tensormagic.engine.autograd.source import analyse_source
@@ -122,6 +122,28 @@ def test_walk_graph_is_iterative_and_ordered():
     assert info.repeats and info.repeats[0].times == 30_000
 
 
+def test_deep_graph_wrappers_are_kept_then_released_once_freed():
+    """A walked chain deeper than KEEP_FROM is held by the keeper (a safe teardown) and released,
+    outputs first, as soon as nothing else holds it: no leak, no recursion."""
+    import weakref
+
+    from tensormagic.engine.autograd import keeper
+
+    keeper.sweep()
+    x = torch.randn(2, requires_grad=True)
+    ref = weakref.ref(x)
+    h = x
+    for _ in range(keeper.KEEP_FROM + 10):
+        h = h * 1.0
+    walk = walk_graph([h.grad_fn], {})
+    del walk
+    assert keeper.held() >= keeper.KEEP_FROM and keeper.sweep() == 0  # still in use: nothing dropped
+    del h, x
+    assert ref() is not None  # the kept AccumulateGrad node still holds the leaf
+    assert keeper.sweep() >= keeper.KEEP_FROM and keeper.held() == 0
+    assert ref() is None
+
+
 def test_find_repeats():
     sig = ["a"] + ["x", "y", "z"] * 5 + ["b"]
     (block,) = find_repeats(sig, sig)
@@ -138,11 +160,25 @@ def test_walk_reads_saved_bytes_and_names():
     assert "x" in mul.saved and info.saved_bytes >= 400
 
 
-def test_line_map():
-    lm = LineMap()
-    lm.add(5, 1)
-    lm.add(9, 2)
-    assert lm.line_of(3) == 1 and lm.line_of(5) == 1 and lm.line_of(7) == 2 and lm.line_of(10) is None
+def test_line_spans_and_instrumented_statements():
+    import ast
+
+    spans = LineSpans()
+    spans.add(5, 1)
+    spans.add(9, 2)
+    spans.add(9, 3)  # line 2 made no node: line 3 starts there
+    assert spans.line_of(3) is None and spans.line_of(5) == 1 and spans.line_of(8) == 1 and spans.line_of(9) == 3 and spans.line_of(99) == 3
+    tree = instrument(ast.parse('"""doc"""\nfrom __future__ import annotations\nw = torch.ones(2, requires_grad=True)\nfor i in range(2):\n    y = w * i\ndef f():\n    return w * 2\n'))
+    code = ast.unparse(tree)
+    assert code.count(MARKER) == 4  # before w =, for, y = (in the loop body) and def; none inside f
+    assert code.startswith('"""doc"""\nfrom __future__ import annotations\n')  # both must stay first
+    assert f"def f():\n    return w * 2" in code
+    spans = LineSpans()
+    mark = line_marker(spans)
+    ns = {MARKER: mark, "torch": torch}
+    exec(compile(tree, "<cell>", "exec"), ns)
+    (y_node,) = [ns["y"].grad_fn]
+    assert spans.line_of(y_node._sequence_nr()) == 5
 
 
 # -- source -------------------------------------------------------------------------------------

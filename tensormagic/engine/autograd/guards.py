@@ -14,7 +14,9 @@ from typing import Any
 
 import torch
 
-from tensormagic.engine.autograd.lines import LineTracer, OpLineMode
+from torch.overrides import TorchFunctionMode
+
+from tensormagic.engine.autograd.lines import LineTracer
 
 
 @contextmanager
@@ -98,7 +100,26 @@ def line_tracer(tracer: LineTracer) -> Iterator[LineTracer]:
 
 
 @contextmanager
-def function_mode(mode: OpLineMode) -> Iterator[OpLineMode]:
+def builtin(name: str, value: Any) -> Iterator[None]:
+    """``name`` as a builtin for the block (the cell's instrumented statements call it); removed
+    after, or the earlier value put back."""
+    import builtins
+
+    missing = object()
+    before = builtins.__dict__.get(name, missing)
+    builtins.__dict__[name] = value
+    try:
+        yield
+    finally:
+        if builtins.__dict__.get(name) is value:
+            if before is missing:
+                del builtins.__dict__[name]
+            else:
+                builtins.__dict__[name] = before
+
+
+@contextmanager
+def function_mode(mode: TorchFunctionMode) -> Iterator[TorchFunctionMode]:
     """A torch-function mode for the block; afterwards only that mode is removed from the stack
     (modes the cell pushed above it and left open stay, in their order)."""
     mode.__enter__()
@@ -167,4 +188,4 @@ def without_user_modes() -> Iterator[None]:
             torch._C._autograd._push_saved_tensors_default_hooks(pack, unpack)
 
 
-__all__ = ["engine_calls", "flop_counter", "function_mode", "hook_registrations", "line_tracer", "patched", "without_user_modes"]
+__all__ = ["builtin", "engine_calls", "flop_counter", "function_mode", "hook_registrations", "line_tracer", "patched", "without_user_modes"]

@@ -36,9 +36,9 @@ def held() -> int:
 
 
 def _only_here(node: Any) -> bool:
-    # the list slot, the local name and getrefcount's own argument: nobody else holds the node
-    # (a node still used by autograd holds one more reference to its own wrapper)
-    return sys.getrefcount(node) <= 3
+    # the list slot, the caller's local name, this parameter and getrefcount's own argument:
+    # nobody else holds the node (a node autograd still uses holds one more, to its own wrapper)
+    return sys.getrefcount(node) <= 4
 
 
 def sweep() -> int:

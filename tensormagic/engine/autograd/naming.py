@@ -127,10 +127,23 @@ class CellNames:
             self._add_object(names, name, obj, modules, items)
         return names
 
-    def for_call(self) -> Names:
-        """Names from what the cell mentions only (cheap: done at every backward call)."""
+    def for_call(self, full: bool = True) -> Names:
+        """Names from what the cell mentions only (cheap: done at every backward call); with
+        ``full=False`` only the tensors it names directly (not module parameters or items)."""
         ns = self.namespace
-        return self._resolve((n, ns[n]) for n in self.mentioned if n in ns)
+        if full:
+            return self._resolve((n, ns[n]) for n in self.mentioned if n in ns)
+        names = Names()
+        for n in self.mentioned:
+            obj = ns.get(n)
+            if isinstance(obj, torch.Tensor):
+                names.add(n, obj)
+                gf = obj.grad_fn
+                if gf is not None:
+                    names.keep.append(gf)
+                    prev = names.grad_fns.get(id(gf))
+                    names.grad_fns[id(gf)] = n if prev is None else f"{prev}, {n}"
+        return names
 
     def final(self, wanted: Iterable[int] = ()) -> Names:
         """Names for the report: what the cell mentions, then one scan of the namespace for the

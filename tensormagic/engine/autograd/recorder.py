@@ -26,7 +26,7 @@ from tensormagic.engine.autograd.lines import Lines, cell_line
 from tensormagic.engine.autograd.naming import CellNames, Names
 from tensormagic.engine.autograd.source import CellSource
 from tensormagic.engine.autograd.summary import GradSummary, summarise
-from tensormagic.engine.autograd.walk import GraphInfo, Walk, walk_graph
+from tensormagic.engine.autograd.walk import GraphInfo, Walk, light_walk, walk_graph
 
 CallKind = Literal["backward", "grad", "computed"]
 
@@ -58,7 +58,6 @@ class Target:
     ref: Any  # weakref to the tensor
     node: int  # its node id in the call's graph (the leaf's AccumulateGrad, or its grad_fn)
     retains_grad: bool = False
-    grad_was_none: bool = True  # leaves: .grad was None when the call started
 
 
 @dataclass(kw_only=True)
@@ -84,6 +83,24 @@ class CallRecord:
     source: str | None = None  # for the magic's own computations: why it made them
     ones: bool = False  # the magic used ones as the gradient of a non-scalar output
     handles: list[Any] = field(default_factory=list)  # removable hooks (empty once the call is over)
+    group: tuple[Any, ...] = ()  # calls of one group differentiate the same output (a training loop)
+    was_none: set[int] = field(default_factory=set)  # leaves whose .grad was None when the call started
+    graph_from: int = 0  # the call whose walk gave the graph (a training loop reuses the first)
+    pending: dict[int, tuple[Any, int]] = field(default_factory=dict)  # leaf -> (weakref to its .grad, version) to read later
+    taken_from: dict[int, int] = field(default_factory=dict)  # leaf -> the earlier call whose gradient is shown
+
+    def read_pending(self) -> list[int]:
+        """Summarise the gradients left to read after the cell; the leaves whose ``.grad`` was
+        set to None or changed in place since the call (their gradient is gone)."""
+        lost = []
+        for key, (ref, version) in self.pending.items():
+            g = ref()
+            if g is not None and g._version == version:
+                self.grads[key] = summarise(g)
+            else:
+                lost.append(key)
+        self.pending = {}
+        return lost
     nan_first: list[tuple[int, str, int | None]] = field(default_factory=list)
 
 
@@ -107,17 +124,31 @@ def _grad_state(t: torch.Tensor) -> tuple[int, int] | None:
 
 
 def root_info(t: torch.Tensor, name: str | None, seed: Any) -> RootInfo:
+    """The output of a call; a one-element output's value is read at once on the CPU (a device
+    would have to sync: it is read after the cell, see :func:`root_value`)."""
     value = None
     shape: list[int] | None
     try:
         shape = list(t.shape)
-        if t.numel() == 1 and type(t) is torch.Tensor and t.layout == torch.strided and t.device.type != "meta":
-            with torch.no_grad():
-                value = t.detach().reshape(()).item()
+        if type(t) is torch.Tensor and t.device.type == "cpu" and t.numel() == 1 and t.layout == torch.strided:
+            value = t.item()
     except Exception:  # noqa: BLE001 - nested, fake or subclass outputs: no value
         shape = None
     seeded = isinstance(seed, torch.Tensor)
     return RootInfo(key=id(t), name=name, shape=shape, dtype=str(t.dtype), value=value, seeded=seeded, seed_key=id(seed) if seeded else None, ref=weakref.ref(t))
+
+
+def root_value(root: RootInfo) -> Any:
+    """A one-element output's value, read after the cell (None when it is gone or not readable)."""
+    if root.value is not None or root.ref is None:
+        return root.value
+    t = root.ref()
+    try:
+        if type(t) is torch.Tensor and t.numel() == 1 and t.layout == torch.strided and t.device.type != "meta":
+            return t.item()
+    except Exception:  # noqa: BLE001
+        return None
+    return None
 
 
 def leaf_node(t: torch.Tensor) -> Any:
@@ -180,6 +211,7 @@ class Recorder:
         self._thread = threading.get_ident()
         self._inside = False
         self._last_of_group: dict[tuple[Any, ...], CallRecord] = {}
+        self._walked: dict[tuple[Any, ...], tuple[Walk, int]] = {}  # group -> its full walk (plain part), the call it was made on
 
     # -- the engine wrapper ---------------------------------------------------------------------
 
@@ -265,28 +297,26 @@ class Recorder:
         local = caller.f_locals
         seeds = _as_list(local.get("grad_tensors") if kind == "backward" else local.get("grad_outputs"))
         inputs = [t for t in _as_list(local.get("inputs")) if isinstance(t, torch.Tensor)]
-        names = self.names.for_call()
-        walk = walk_graph(
-            [leaf_node(r) for r in roots],
-            names.primary(),
-            names.grad_fns,
-            lines=self.lines,
-            leaf_lines=self.cell.assigned,
-            source_lines=self.cell.lines,
-            first_seq=self.first_seq,
-        )
+        names = self.names.for_call(full=False)
         line, function = cell_line(self.filename)
+        root_names = tuple(names.name(r) for r in roots)
+        group = (kind, root_names) if all(root_names) else (kind, root_names, line)
+        walk, graph_from = self._walk(group, roots, names)
         record = CallRecord(
             index=len(self.calls) + 1,
             kind=kind,
-            roots=[root_info(r, names.name(r), seeds[i] if i < len(seeds) else None) for i, r in enumerate(roots)],
+            roots=[root_info(r, root_names[i], seeds[i] if i < len(seeds) else None) for i, r in enumerate(roots)],
             graph=walk.info,
-            targets=self.targets_of(walk, names, {id(r) for r in roots}),
+            targets={},
             line=line,
             function=function,
             user_code=walk.user_code,
             retain_graph=bool(local.get("retain_graph")),
+            group=group,
         )
+        record.graph_from = graph_from or record.index
+        prev = self._last_of_group.get(group) if walk.reused else None
+        record.targets = self.targets_of(walk, names, {id(r) for r in roots}, was_none=record.was_none, reuse=prev.targets if prev is not None else None)
         if inputs:
             record.inputs_only = True
             record.asked = {id(t) for t in inputs}
@@ -301,45 +331,70 @@ class Recorder:
         self._hook(record, walk)
         # a training loop calls backward on "loss" again and again: only the last call of a group
         # keeps its graph (the report shows it); older ones keep their gradients
-        group = self.group_of(record)
         old = self._last_of_group.get(group)
         if old is not None:
             old.graph = GraphInfo(saved_bytes=old.graph.saved_bytes, saved_under_hooks=old.graph.saved_under_hooks)
         self._last_of_group[group] = record
         return record
 
+    def _walk(self, group: tuple[Any, ...], roots: list[torch.Tensor], names: Names) -> tuple[Walk, int | None]:
+        """The call's graph: walked in full the first time; a later call of the same output whose
+        graph has the same structure and leaves (a training loop) reuses that walk's plain result
+        after a light walk, and says which call it was measured on."""
+        nodes = [leaf_node(r) for r in roots]
+        prev = self._walked.get(group)
+        if prev is not None:
+            objects, leaves, shape = light_walk(nodes)
+            walk, index = prev
+            if shape == walk.shape:
+                if walk.info.depth >= keeper.KEEP_FROM:
+                    keeper.keep([objects[i] for i in walk.info.order])
+                return Walk(info=walk.info, node_objects=objects, leaves=leaves, user_code=walk.user_code, shape=shape, reused=True), index
+        full = self.names.for_call()
+        walk = walk_graph(
+            nodes, full.primary(), full.grad_fns,
+            lines=self.lines, leaf_lines=self.cell.assigned, source_lines=self.cell.lines, first_seq=self.first_seq,
+        )
+        self._walked[group] = (Walk(info=walk.info, node_objects=[], leaves={}, user_code=walk.user_code, shape=walk.shape), len(self.calls) + 1)
+        return walk, None
+
     def group_of(self, record: CallRecord) -> tuple[Any, ...]:
         """Calls of one group differentiate the same output: the same name, or the same line."""
-        names = tuple(r.name for r in record.roots)
-        return (record.kind, names) if all(names) else (record.kind, names, record.line)
+        return record.group
 
-    def targets_of(self, walk: Walk, names: Names, root_ids: set[int], track_leaves: bool = True) -> dict[int, Target]:
-        """The leaves of ``walk``'s graph and the cell's named intermediates in it."""
+    def targets_of(self, walk: Walk, names: Names, root_ids: set[int], track_leaves: bool = True, was_none: set[int] | None = None, reuse: dict[int, Target] | None = None) -> dict[int, Target]:
+        """The leaves of ``walk``'s graph and the cell's named intermediates in it; the leaves
+        whose ``.grad`` is None now go into ``was_none``.  A call of a loop with the graph of the
+        previous call (``reuse``) keeps its leaf targets."""
         targets: dict[int, Target] = {}
+        tracks = self.leaves
         for node_id, leaf in walk.leaves.items():
             key = id(leaf)
-            state = _grad_state(leaf)
-            if not track_leaves:
-                targets[key] = Target(key=key, name=walk.info.nodes[node_id].name, kind="leaf", ref=weakref.ref(leaf), node=node_id, grad_was_none=state is None)
-                continue
-            track = self.leaves.get(key)
-            if track is None:
-                track = LeafTrack(name=names.name(leaf), ref=weakref.ref(leaf), before=summarise(leaf.grad), had_grad=leaf.grad is not None)
-                self.leaves[key] = track
-            elif track.state is not None and state != track.state:
-                if state is None:
-                    track.reset += 1
+            g = leaf.grad
+            if g is None and was_none is not None:
+                was_none.add(key)
+            if track_leaves:
+                state = None if g is None else (id(g), g._version)
+                track = tracks.get(key)
+                if track is None:
+                    tracks[key] = LeafTrack(name=names.name(leaf), ref=weakref.ref(leaf), before=summarise(g), had_grad=g is not None, calls=1)
                 else:
-                    track.changed += 1
-            track.calls += 1
-            targets[key] = Target(key=key, name=walk.info.nodes[node_id].name, kind="leaf", ref=weakref.ref(leaf), node=node_id, retains_grad=True, grad_was_none=state is None)
-        index = walk.node_index()
-        for key, t in names.objects.items():
-            if key in targets or key in root_ids or t.grad_fn is None:
-                continue
-            nid = index.get(id(t.grad_fn))
-            if nid is not None:
-                targets[key] = Target(key=key, name=names.name(t), kind="intermediate", ref=weakref.ref(t), node=nid, retains_grad=bool(t.retains_grad))
+                    if track.state is not None and state != track.state:
+                        if state is None:
+                            track.reset += 1
+                        else:
+                            track.changed += 1
+                    track.calls += 1
+            old = reuse.get(key) if reuse is not None else None
+            targets[key] = old if old is not None and old.kind == "leaf" else Target(key=key, name=walk.info.nodes[node_id].name, kind="leaf", ref=weakref.ref(leaf), node=node_id, retains_grad=True)
+        if names.objects:
+            index = walk.node_index()
+            for key, t in names.objects.items():
+                if key in targets or key in root_ids or t.grad_fn is None:
+                    continue
+                nid = index.get(id(t.grad_fn))
+                if nid is not None:
+                    targets[key] = Target(key=key, name=names.name(t), kind="intermediate", ref=weakref.ref(t), node=nid, retains_grad=bool(t.retains_grad))
         return targets
 
     def _hook(self, record: CallRecord, walk: Walk) -> None:
@@ -348,7 +403,7 @@ class Recorder:
         handles = record.handles
         for key, target in record.targets.items():
             if target.kind == "leaf":
-                if record.kind == "backward" and target.grad_was_none:
+                if record.kind == "backward" and key in record.was_none:
                     continue  # .grad is None now: after the call it holds exactly this call's gradient
 
                 def pre(grad_outputs: Any, key: int = key) -> None:
@@ -402,8 +457,12 @@ class Recorder:
                 t = target.ref()
                 if t is None:
                     continue
-                if record.kind == "backward" and target.grad_was_none and record.error is None and key not in record.grads:
-                    record.grads[key] = summarise(t.grad)
+                if record.kind == "backward" and key in record.was_none and record.error is None and key not in record.grads:
+                    g = t.grad
+                    if record.graph_from == record.index or g is None:
+                        record.grads[key] = summarise(g)  # the first call of an output: at once
+                    else:  # a later call of a loop: read after the cell, if still as the call left it
+                        record.pending[key] = (weakref.ref(g), g._version)
                 track = self.leaves.get(key)
                 if track is not None:
                     track.state = _grad_state(t)
@@ -416,6 +475,16 @@ class Recorder:
             self.busy = False
             self.pause(False)
             self.analysis_seconds += time.perf_counter() - t0
+
+    def settle(self, record: CallRecord) -> None:
+        """Read the gradients a later call of a loop left to read after the cell; where ``.grad``
+        changed since, take the most recent earlier call of the same output that has one."""
+        for key in record.read_pending():
+            for older in reversed(self.calls[: record.index - 1]):
+                if older.group == record.group and older.grads.get(key) is not None:
+                    record.grads[key] = older.grads[key]
+                    record.taken_from[key] = older.index
+                    break
 
     def close(self) -> None:
         """Remove every hook still in place (a cell interrupted mid-backward)."""

@@ -111,6 +111,8 @@ class RowBuilder:
             return GradientRow(status=self._missing_status(record, target), **base, **self._missing(record, target, name, of))
         plain = summary.plain()
         change = grad_change(self.recorder, target.key, name) if target.kind == "leaf" and record.kind == "backward" else None
+        if target.key in record.taken_from:
+            label += f" of call {record.taken_from[target.key]} (.grad was set to None or changed after the last call, before the cell ended)"
         common = {"grad": grad_value(plain), "norm": plain.get("norm"), "label": label, "nan": plain.get("nan", 0), "inf": plain.get("inf", 0), "change": change}
         nan, inf = common["nan"], common["inf"]
         if nan or inf:

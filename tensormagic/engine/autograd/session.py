@@ -18,14 +18,14 @@ import torch
 from tensormagic.engine.autograd import keeper, summaries
 from tensormagic.engine.autograd.check import TapeMode, custom_functions_as_one_call
 from tensormagic.engine.autograd.extra import ExtraWork
-from tensormagic.engine.autograd.guards import engine_calls, flop_counter, function_mode, hook_registrations, line_tracer
+from tensormagic.engine.autograd.guards import builtin, engine_calls, flop_counter, function_mode, hook_registrations, line_tracer
 from tensormagic.engine.autograd.health import first_non_finite, health
 from tensormagic.engine.autograd.jacobian import jacobian
-from tensormagic.engine.autograd.lines import LineMap, LineSpans, LineTracer, OpLineMode, can_trace_lines, next_sequence_nr
+from tensormagic.engine.autograd.lines import MARKER, LineSpans, LineTracer, can_trace_lines, defines_functions, instrument, line_marker, next_sequence_nr
 from tensormagic.engine.autograd.naming import CellNames
 from tensormagic.engine.autograd.options import AutogradOptions
 from tensormagic.engine.autograd.outputs import evaluate, graph_roots, last_of_each_output, name_roots, of_tensor, output_infos
-from tensormagic.engine.autograd.recorder import CallRecord, Recorder
+from tensormagic.engine.autograd.recorder import CallRecord, Recorder, root_value
 from tensormagic.engine.autograd.report import AutogradReport, JacobianInfo
 from tensormagic.engine.autograd.rows import RowBuilder
 from tensormagic.engine.autograd.source import analyse_source
@@ -37,16 +37,15 @@ from tensormagic.engine.namespace import HIDDEN_NAMES
 class AutogradSession:
     """Observe one cell and report every derivative it computed (see the module docstring)."""
 
-    def __init__(self, namespace: dict[str, Any], source: str, filename: str, options: AutogradOptions | None = None, hidden: frozenset[str] | set[str] = frozenset()) -> None:
+    def __init__(self, namespace: dict[str, Any], source: str, filename: str, options: AutogradOptions | None = None, hidden: frozenset[str] | set[str] = frozenset(), tree: Any = None) -> None:
         self.namespace = namespace
         self.options = options or AutogradOptions()
         self.hidden = set(hidden) | set(HIDDEN_NAMES)
-        self.cell = analyse_source(source)
+        self.cell = analyse_source(source, tree)
         self._before = {k: id(v) for k, v in namespace.items()}  # once per cell: rebinding the source hides
         self.names = CellNames(namespace, self.cell, self.hidden)
-        self.lines: LineSpans | LineMap | None = None
-        if self.options.lines:
-            self.lines = LineSpans() if can_trace_lines() else LineMap()
+        self.lines: LineSpans | None = LineSpans() if self.options.lines else None
+        self._trace_functions = False  # set by compile(): the cell defines functions
         self.recorder = Recorder(filename, self.cell, self.names, self.lines, locate_nan=self.options.locate_nan)
         self.recorder.before_call = self._before_call
         self.extra = ExtraWork(self.recorder, self.options.extra_seconds)
@@ -56,6 +55,14 @@ class AutogradSession:
         self._jacobian_done: set[str] = set()
         self.notes: list[str] = []
         self.cell_seconds = 0.0
+
+    def prepare(self, tree: Any) -> Any:
+        """The cell's parsed tree, made to note its lines as it runs (unchanged with lines off);
+        compile this one and run it inside :meth:`observe`."""
+        if self.lines is None:
+            return tree
+        self._trace_functions = defines_functions(tree)
+        return instrument(tree)
 
     @contextmanager
     def observe(self) -> Iterator[AutogradSession]:
@@ -71,12 +78,12 @@ class AutogradSession:
             tracer: LineTracer | None = None
             modes: list[Any] = []
             if self.tape is not None:
-                modes.append(stack.enter_context(function_mode(self.tape)))  # type: ignore[arg-type]
+                modes.append(stack.enter_context(function_mode(self.tape)))
                 stack.enter_context(custom_functions_as_one_call(self.tape))
-            if isinstance(self.lines, LineSpans):
-                tracer = stack.enter_context(line_tracer(LineTracer(rec.filename, self.lines)))
-            elif isinstance(self.lines, LineMap):
-                modes.append(stack.enter_context(function_mode(OpLineMode(rec.filename, self.lines))))
+            if self.lines is not None:
+                stack.enter_context(builtin(MARKER, line_marker(self.lines)))
+                if self._trace_functions and can_trace_lines():
+                    tracer = stack.enter_context(line_tracer(LineTracer(rec.filename, self.lines)))
             rec.pause = _pauser(tracer, modes)
             rec.first_seq = next_sequence_nr()
             rec.started = time.perf_counter()
@@ -89,6 +96,10 @@ class AutogradSession:
     # -- while the cell runs: before a call of the cell frees its graph ------------------------
 
     def _before_call(self, record: CallRecord, walk: Walk, roots: list[torch.Tensor], seeds: list[Any]) -> None:
+        wanted = [e for e in self.options.of if e not in self.of_records]
+        jacobians = self.options.jacobian and any(r.grad_fn is not None and r.numel() > 1 and info.name not in self._jacobian_done for r, info in zip(roots, record.roots))
+        if walk.reused and (wanted or jacobians or (record.kind == "grad" and record.inputs_only)):
+            walk = self.extra.walk_of(roots[0], self.names, self.lines, self.cell) if len(roots) == 1 else walk  # extra passes judge a full walk
         for expr in self.options.of:
             if expr not in self.of_records:
                 try:
@@ -151,6 +162,10 @@ class AutogradSession:
         t0 = time.perf_counter()
         rec = self.recorder
         records, sources = self._outputs(last_value)
+        for r in records:
+            rec.settle(r)
+            for root in r.roots:
+                root.value = root_value(root)
         names = self.names.final({k for r in records for k in r.targets})
         for r in records:
             for root in r.roots:

@@ -120,14 +120,16 @@ def _cut_kind(value: ast.AST) -> str | None:
 _SIMPLE = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.Return, ast.Delete)
 
 
-def analyse_source(source: str) -> CellSource:
-    """Parse the (transformed) cell; a syntax error leaves an almost empty result."""
+def analyse_source(source: str, tree: ast.Module | None = None) -> CellSource:
+    """Analyse the (transformed) cell, parsed here unless its ``tree`` is given; a syntax error
+    leaves an almost empty result."""
     info = CellSource(lines=source.splitlines())
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as exc:
-        info.parse_error = str(exc)
-        return info
+    if tree is None:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError as exc:
+            info.parse_error = str(exc)
+            return info
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         info.last_expression = ast.get_source_segment(source, tree.body[-1].value)
     # (node, inside a no_grad block?) - iterative, so deep nesting cannot overflow the stack

@@ -12,6 +12,7 @@ never runs an extra pass that would run it again.  Chains deeper than
 
 from __future__ import annotations
 
+import bisect
 import gc
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -25,6 +26,9 @@ from tensormagic.engine.autograd.lines import Lines
 
 #: Nodes visited at most; a bigger graph is cut there and says so.
 MAX_NODES = 200_000
+#: Saved-tensor attributes read at most per walk (each costs a few microseconds the first time:
+#: torch makes a Python object for the tensor); past that, saved bytes are a lower bound, said so.
+MAX_SAVED_READS = 4_000
 #: A repeated block is at most this many nodes long ...
 MAX_PERIOD = 16
 #: ... and is collapsed when it repeats at least this many times in a row.
@@ -37,7 +41,7 @@ _CUSTOM_WORDS = {
 }
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True)
 class GraphNode:
     """One node: an op's backward (``MulBackward0``) or a leaf (``AccumulateGrad``)."""
 
@@ -76,6 +80,7 @@ class GraphInfo:
     repeats: list[RepeatedBlock] = field(default_factory=list)
     saved_bytes: int = 0
     saved_under_hooks: int = 0  # saved tensors packed by saved-tensor hooks (not counted in saved_bytes)
+    saved_unread: int = 0  # nodes whose saved tensors were not read (saved_bytes is then a lower bound)
     truncated: bool = False
     depth: int = 0  # the longest chain from an output to an input
 
@@ -88,6 +93,8 @@ class Walk:
     node_objects: list[Any]
     leaves: dict[int, torch.Tensor]  # node id -> leaf tensor
     user_code: list[str]  # what in the graph is user code an extra backward pass would run again
+    shape: tuple[Any, ...] = ()  # the graph's structure (node kinds and inputs, in visit order)
+    reused: bool = False  # a light walk that reuses an earlier full walk's plain result
 
     def node_index(self) -> dict[int, int]:
         """id(node object) -> node id (valid while :attr:`node_objects` is alive)."""
@@ -172,6 +179,35 @@ def walk_graph(
     return walk
 
 
+@dataclass(slots=True)
+class _Kind:
+    """What the walk needs to know of one node type (computed once per type)."""
+
+    op: str
+    leaf: bool
+    custom: str | None  # the words for user code, for a custom Function's backward
+    saved: tuple[str, ...]  # its _raw_saved_* attributes
+
+
+_KINDS: dict[type, _Kind] = {}
+
+
+def _kind(obj: Any) -> _Kind:
+    kind = _KINDS.get(type(obj))
+    if kind is None:
+        op = node_name(obj)
+        custom = None
+        if _is_custom(obj):
+            custom = _CUSTOM_WORDS.get(op, f"{op} (a custom autograd.Function: its backward is your Python code)")
+        kind = _Kind(op=op, leaf=op == "AccumulateGrad", custom=custom, saved=_raw_saved(obj))
+        if not _is_custom(obj):  # a custom Function's name() can differ per instance
+            _KINDS[type(obj)] = kind
+    return kind
+
+
+_HOOKED = "saved-tensor hooks (checkpointing, offloading or your own saved_tensors_hooks)"
+
+
 def _walk(
     roots: Sequence[Any],
     names: Mapping[int, str],
@@ -185,95 +221,80 @@ def _walk(
 ) -> Walk:
     index: dict[int, int] = {}
     objects: list[Any] = []
-    nodes: list[GraphNode] = []
-    edges: list[list[int]] = []
+    kinds: list[_Kind] = []
+    inputs: list[list[int]] = []
     leaves: dict[int, torch.Tensor] = {}
     storages: dict[Any, int] = {}
+    saved_at: dict[int, tuple[int, list[str]]] = {}  # node id -> (bytes, names of the cell's tensors)
     loose_bytes = 0
     hooked = 0
     user_code: dict[str, None] = {}
     truncated = False
-
-    def add(obj: Any) -> int:
-        i = len(objects)
-        index[id(obj)] = i
-        objects.append(obj)
-        nodes.append(GraphNode(id=i, op=node_name(obj), kind="op"))
-        return i
-
     root_ids: list[int] = []
     stack: list[int] = []
+    known = _KINDS
+    reads_left = MAX_SAVED_READS
+    unread = 0
     for r in roots:
         if r is None:
             continue
-        if id(r) in index:
-            root_ids.append(index[id(r)])
-            continue
-        i = add(r)
-        root_ids.append(i)
-        stack.append(i)
+        if id(r) not in index:
+            index[id(r)] = len(objects)
+            objects.append(r)
+            kinds.append(_kind(r))
+            inputs.append([])
+            stack.append(index[id(r)])
+        root_ids.append(index[id(r)])
     while stack:
         i = stack.pop()
         obj = objects[i]
-        node = nodes[i]
-        variable = getattr(obj, "variable", None) if node.op == "AccumulateGrad" else None
-        if isinstance(variable, torch.Tensor):
-            node.kind = "leaf"
-            leaves[i] = variable
-            try:
-                node.shape = list(variable.shape)
-            except Exception:  # noqa: BLE001 - nested tensors have no single shape
-                node.shape = None
-            node.name = names.get(id(variable))
-            if node.name:
-                node.line = leaf_lines.get(node.name)
-        else:
-            node.name = grad_fn_names.get(id(obj))
-            try:
-                seq = obj._sequence_nr()
-            except Exception:  # noqa: BLE001 - nodes without a sequence number
-                seq = None
-            if seq is not None and first_seq is not None and seq < first_seq:
-                node.before_cell = True
-            elif seq is not None and lines is not None:
-                node.line = lines.line_of(seq)
-            if node.line is None and node.name and not node.before_cell:
-                node.line = leaf_lines.get(node.name.split(", ")[0])
-            if _is_custom(obj):
-                node.custom = True
-                user_code[_CUSTOM_WORDS.get(node.op, f"{node.op} (a custom autograd.Function: its backward is your Python code)")] = None
-        if saved:
-            for attr in _raw_saved(obj):
+        kind = kinds[i]
+        if kind.leaf:
+            variable = getattr(obj, "variable", None)
+            if isinstance(variable, torch.Tensor):
+                leaves[i] = variable
+        elif kind.custom is not None:
+            user_code[kind.custom] = None
+        if saved and kind.saved and reads_left <= 0:
+            unread += 1
+        elif saved and kind.saved:
+            reads_left -= len(kind.saved)
+            nbytes = 0
+            seen_names: list[str] = []
+            for attr in kind.saved:
                 try:
                     value = getattr(obj, attr)
                 except Exception:  # noqa: BLE001 - freed, or not readable on this node
                     continue
-                for st in _saved_objects(value):
+                for st in value if isinstance(value, (tuple, list)) else (value,):
                     try:
                         if st.unpack_hook is not None:
                             hooked += 1
-                            user_code["saved-tensor hooks (checkpointing, offloading or your own saved_tensors_hooks)"] = None
+                            user_code[_HOOKED] = None
                             continue
                         t = st.data
                     except Exception:  # noqa: BLE001 - not a SavedTensor after all
                         continue
-                    if not isinstance(t, torch.Tensor):
+                    if t is None:
                         continue  # released by a backward that did not retain the graph
                     name = names.get(id(t))
-                    if name is not None and name not in node.saved:
-                        node.saved.append(name)
+                    if name is not None and name not in seen_names:
+                        seen_names.append(name)
                     key = _storage_key(t)
                     if key is None:
                         size = _logical_bytes(t)
                         loose_bytes += size
-                        node.saved_bytes += size
+                        nbytes += size
                     elif key not in storages:
                         storages[key] = key[2]
-                        node.saved_bytes += key[2]
+                        nbytes += key[2]
+            if nbytes or seen_names:
+                saved_at[i] = (nbytes, seen_names)
         try:
             nexts = obj.next_functions
         except Exception:  # noqa: BLE001
-            nexts = ()
+            continue
+        ins = inputs[i]
         for nxt, _ in nexts:
             if nxt is None:
                 continue
@@ -282,26 +303,150 @@ def _walk(
                 if len(objects) >= max_nodes:
                     truncated = True
                     continue
-                j = add(nxt)
+                j = len(objects)
+                index[id(nxt)] = j
+                objects.append(nxt)
+                kinds.append(known.get(type(nxt)) or _kind(nxt))
+                inputs.append([])
                 stack.append(j)
-            node.inputs.append(j)
-            edges.append([i, j])
-    for node in nodes:
-        if node.line is not None and 0 < node.line <= len(source_lines):
-            node.code = source_lines[node.line - 1].strip()
+            ins.append(j)
+    nodes = _nodes(objects, kinds, inputs, leaves, saved_at, names, grad_fn_names, lines, leaf_lines, source_lines, first_seq)
+    shape = _structure(kinds, inputs, leaves)
     order, depth = topological_order(nodes, root_ids)
     info = GraphInfo(
         nodes=nodes,
-        edges=edges,
+        edges=[[i, j] for i, ins in enumerate(inputs) for j in ins],
         roots=root_ids,
         order=order,
         repeats=find_repeats([_signature(nodes[i]) for i in order], [nodes[i].op for i in order]),
         saved_bytes=sum(storages.values()) + loose_bytes,
         saved_under_hooks=hooked,
+        saved_unread=unread,
         truncated=truncated,
         depth=depth,
     )
-    return Walk(info=info, node_objects=objects, leaves=leaves, user_code=list(user_code))
+    return Walk(info=info, node_objects=objects, leaves=leaves, user_code=list(user_code), shape=shape)
+
+
+def _structure(kinds: list[Any], inputs: list[list[int]], leaves: dict[int, torch.Tensor]) -> tuple[Any, ...]:
+    """What makes two walks the same graph: node kinds, edges and leaf tensors."""
+    return (list(map(id, kinds)), inputs, [id(t) for t in leaves.values()], list(leaves))
+
+
+def light_walk(roots: Sequence[Any], max_nodes: int = MAX_NODES) -> tuple[list[Any], dict[int, torch.Tensor], tuple[Any, ...]]:
+    """Only the node objects, the leaves and the structure of the graph (no names, lines, saved
+    bytes or saved-tensor hooks): how the recorder checks that a call of a training loop has the
+    same graph as a call it walked in full, whose plain result it then reuses."""
+    index: dict[int, int] = {}
+    objects: list[Any] = []
+    kinds: list[Any] = []
+    inputs: list[list[int]] = []
+    leaves: dict[int, torch.Tensor] = {}
+    known = _KINDS
+    stack: list[int] = []
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        for r in roots:
+            if r is not None and id(r) not in index:
+                index[id(r)] = len(objects)
+                objects.append(r)
+                kinds.append(known.get(type(r)) or _kind(r))
+                inputs.append([])
+                stack.append(index[id(r)])
+        while stack:
+            i = stack.pop()
+            obj = objects[i]
+            if kinds[i].leaf:
+                variable = getattr(obj, "variable", None)
+                if isinstance(variable, torch.Tensor):
+                    leaves[i] = variable
+            try:
+                nexts = obj.next_functions
+            except Exception:  # noqa: BLE001
+                continue
+            ins = inputs[i]
+            for nxt, _ in nexts:
+                if nxt is None:
+                    continue
+                j = index.get(id(nxt))
+                if j is None:
+                    if len(objects) >= max_nodes:
+                        continue
+                    j = len(objects)
+                    index[id(nxt)] = j
+                    objects.append(nxt)
+                    kinds.append(known.get(type(nxt)) or _kind(nxt))
+                    inputs.append([])
+                    stack.append(j)
+                ins.append(j)
+    finally:
+        if was:
+            gc.enable()
+    return objects, leaves, _structure(kinds, inputs, leaves)
+
+
+def _nodes(
+    objects: list[Any],
+    kinds: list[_Kind],
+    inputs: list[list[int]],
+    leaves: dict[int, torch.Tensor],
+    saved_at: dict[int, tuple[int, list[str]]],
+    names: Mapping[int, str],
+    grad_fn_names: Mapping[int, str],
+    lines: Lines | None,
+    leaf_lines: Mapping[str, int],
+    source_lines: Sequence[str],
+    first_seq: int | None,
+) -> list[GraphNode]:
+    """The plain nodes, with names, cell lines and code (one pass after the walk)."""
+    nodes: list[GraphNode] = []
+    append = nodes.append
+    first = first_seq if first_seq is not None else -1
+    starts = getattr(lines, "starts", None)  # LineSpans: bisect inline (one call fewer per node)
+    span_lines = getattr(lines, "lines", None)
+    line_of = lines.line_of if lines is not None else None
+    n_source = len(source_lines)
+    empty: tuple[int, list[str]] = (0, [])
+    codes: dict[int, str] = {}
+    for i, obj in enumerate(objects):
+        kind = kinds[i]
+        line = None
+        before = False
+        shape = None
+        leaf = leaves.get(i)
+        if leaf is not None:
+            name = names.get(id(leaf))
+            try:
+                shape = list(leaf.shape)
+            except Exception:  # noqa: BLE001 - nested tensors have no single shape
+                shape = None
+            if name:
+                line = leaf_lines.get(name)
+        else:
+            name = grad_fn_names.get(id(obj))
+            if not kind.leaf:
+                try:
+                    seq = obj._sequence_nr()
+                except Exception:  # noqa: BLE001 - nodes without a sequence number
+                    seq = None
+                if seq is not None and seq < first:
+                    before = True
+                elif seq is not None and starts is not None:
+                    k = bisect.bisect_right(starts, seq) - 1
+                    line = span_lines[k] if k >= 0 else None  # type: ignore[index]
+                elif seq is not None and line_of is not None:
+                    line = line_of(seq)
+                if line is None and name and not before:
+                    line = leaf_lines.get(name.split(", ")[0])
+        code = None
+        if line is not None and 0 < line <= n_source:
+            code = codes.get(line)
+            if code is None:
+                code = codes[line] = source_lines[line - 1].strip()
+        nbytes, saved_names = saved_at.get(i, empty)
+        append(GraphNode(i, kind.op, "leaf" if leaf is not None else "op", name, line, code, inputs[i], shape, nbytes, list(saved_names), kind.custom is not None, before))
+    return nodes
 
 
 def topological_order(nodes: Sequence[GraphNode], roots: Sequence[int]) -> tuple[list[int], int]:
@@ -309,9 +454,10 @@ def topological_order(nodes: Sequence[GraphNode], roots: Sequence[int]) -> tuple
     backward can run them), outputs first, and the depth of the graph.  Short side branches (a
     weight's ``TBackward0``) are listed right under the op that uses them, the long chain last."""
     n = len(nodes)
+    node_inputs = [node.inputs for node in nodes]
     pending = [0] * n
-    for node in nodes:
-        for j in node.inputs:
+    for ins in node_inputs:
+        for j in ins:
             pending[j] += 1
     # height: the longest path down to a leaf, computed in a reverse plain Kahn order
     plain: list[int] = []
@@ -320,27 +466,37 @@ def topological_order(nodes: Sequence[GraphNode], roots: Sequence[int]) -> tuple
     while todo:
         i = todo.pop()
         plain.append(i)
-        for j in nodes[i].inputs:
+        for j in node_inputs[i]:
             left[j] -= 1
             if left[j] == 0:
                 todo.append(j)
     height = [0] * n
     for i in reversed(plain):
-        ins = nodes[i].inputs
-        if ins:
-            height[i] = 1 + max(height[j] for j in ins)
+        ins = node_inputs[i]
+        if len(ins) == 1:
+            height[i] = 1 + height[ins[0]]
+        elif ins:
+            height[i] = 1 + max([height[j] for j in ins])
     order: list[int] = []
     ready = [r for r in dict.fromkeys(roots) if pending[r] == 0][::-1]
     while ready:
         i = ready.pop()
         order.append(i)
+        ins = node_inputs[i]
+        if len(ins) == 1:
+            j = ins[0]
+            pending[j] -= 1
+            if pending[j] == 0:
+                ready.append(j)
+            continue
         freed = []
-        for j in nodes[i].inputs:
+        for j in ins:
             pending[j] -= 1
             if pending[j] == 0:
                 freed.append(j)
         # the stack pops the last pushed first: push the tallest input first, so it comes last
-        freed.sort(key=lambda k: -height[k])
+        if len(freed) > 1:
+            freed.sort(key=height.__getitem__, reverse=True)
         ready.extend(freed)
     if len(order) < n:  # nodes not reachable from a root with pending == 0 (cannot happen): keep them
         seen = set(order)
@@ -354,12 +510,16 @@ def _signature(node: GraphNode) -> tuple[Any, ...]:
 
 def find_repeats(signatures: Sequence[Any], ops: Sequence[str], max_period: int = MAX_PERIOD, min_repeats: int = MIN_REPEATS) -> list[RepeatedBlock]:
     """Runs where a block of ``length`` signatures repeats ``times`` times in a row (greedy, left to right)."""
+    ids: dict[Any, int] = {}
+    signatures = [ids.setdefault(sig, len(ids)) for sig in signatures]  # ints compare fastest
     n = len(signatures)
     found: list[RepeatedBlock] = []
     i = 0
     while i < n:
         best: tuple[int, int] | None = None
         for p in range(1, min(max_period, (n - i) // min_repeats) + 1):
+            if best is not None and p % best[1] == 0:
+                continue  # a multiple of a period that repeats already covers no more
             times = 1
             while i + (times + 1) * p <= n and signatures[i + times * p : i + (times + 1) * p] == signatures[i : i + p]:
                 times += 1
@@ -401,4 +561,4 @@ def merge_graphs(infos: Sequence[GraphInfo]) -> GraphInfo:
     return merged
 
 
-__all__ = ["GraphInfo", "GraphNode", "RepeatedBlock", "Walk", "find_repeats", "gc_paused", "merge_graphs", "node_name", "topological_order", "walk_graph"]
+__all__ = ["GraphInfo", "GraphNode", "RepeatedBlock", "Walk", "find_repeats", "gc_paused", "light_walk", "merge_graphs", "node_name", "topological_order", "walk_graph"]
