@@ -17,6 +17,7 @@ from IPython.utils.process import arg_split
 from traitlets import CaselessStrEnum, observe
 
 from tensormagic.engine import autograd as autograd_engine
+from tensormagic.engine.autograd import keeper
 from tensormagic.engine import move as move_engine
 from tensormagic.engine import tensorinfo as tensorinfo_engine
 from tensormagic.engine.namespace import describe_non_array, is_inspectable, suggest
@@ -323,11 +324,18 @@ class TensorMagics(Magics):
         return report
 
 
+def release_freed_graphs(result: Any = None) -> None:
+    """After every cell: let go of the deep graphs %%autograd walked that the user has freed
+    (see tensormagic.engine.autograd.keeper)."""
+    keeper.sweep()
+
+
 def load(shell: Any) -> None:
     """Register :class:`TensorMagics` once with ``shell``."""
     if "TensorMagics" in shell.magics_manager.registry:
         return
     shell.register_magics(TensorMagics(shell))
+    shell.events.register("post_run_cell", release_freed_graphs)
 
 
 def unload(shell: Any) -> None:
@@ -335,6 +343,9 @@ def unload(shell: Any) -> None:
     magics = shell.magics_manager.registry.pop("TensorMagics", None)
     if magics is None:
         return
+    if release_freed_graphs in shell.events.callbacks.get("post_run_cell", []):
+        shell.events.unregister("post_run_cell", release_freed_graphs)
+    keeper.sweep()
     for kind, table in magics.magics.items():
         for name in table:
             shell.magics_manager.magics[kind].pop(name, None)

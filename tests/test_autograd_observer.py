@@ -311,6 +311,8 @@ def test_a_100000_op_chain_then_a_plain_cell_that_frees_it_does_not_crash(tmp_pa
             assert len(ip.user_ns["rep"].graph.nodes) > 100_000
             r = ip.run_cell("del y, z")  # a plain cell frees the graph
             assert r.error_in_exec is None
+            from tensormagic.engine.autograd import keeper
+            assert keeper.held() == 0, keeper.held()  # released after that cell, outputs first
             print("survived")
             """
         )

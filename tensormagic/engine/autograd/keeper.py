@@ -23,11 +23,15 @@ from typing import Any
 KEEP_FROM = 10_000
 
 _kept: list[list[Any]] = []  # one list per walk, outputs first (a topological order)
+_ids: set[int] = set()  # every node held, once (two walks of one graph share its nodes)
 
 
 def keep(nodes_outputs_first: Sequence[Any]) -> None:
     """Hold the wrappers of one walk until the graph is freed (see the module docstring)."""
-    _kept.append(list(nodes_outputs_first))
+    fresh = [n for n in nodes_outputs_first if id(n) not in _ids]
+    if fresh:
+        _ids.update(map(id, fresh))
+        _kept.append(fresh)
 
 
 def held() -> int:
@@ -44,23 +48,28 @@ def _only_here(node: Any) -> bool:
 def sweep() -> int:
     """Drop the wrappers of every graph that nothing else holds any more; the number dropped."""
     dropped = 0
-    for nodes in list(_kept):
-        first = nodes[0]
-        if first is not None and not _only_here(first):
-            # everything below a live output is alive too: nothing to do for this walk (cheap)
+    progress = True
+    while progress:  # a walk's nodes may be freed only once another walk's (above them) are
+        progress = False
+        for nodes in list(_kept):
+            first = next((n for n in nodes if n is not None), None)
+            if first is not None and not _only_here(first):
+                # everything below a live output is alive too: nothing to do for this walk (cheap)
+                del first
+                continue
             del first
-            continue
-        del first
-        for i in range(len(nodes)):
-            node = nodes[i]
-            if node is not None and _only_here(node):
-                nodes[i] = None
-                del node
-                dropped += 1
-            else:
-                del node
-        if all(n is None for n in nodes):
-            _kept.remove(nodes)
+            for i in range(len(nodes)):
+                node = nodes[i]
+                if node is not None and _only_here(node):
+                    nodes[i] = None
+                    _ids.discard(id(node))
+                    del node
+                    dropped += 1
+                    progress = True
+                else:
+                    del node
+            if all(n is None for n in nodes):
+                _kept.remove(nodes)
     return dropped
 
 
