@@ -124,16 +124,17 @@ class LineTracer:
     (it would be called on every Python call of a graph walk).
     """
 
-    def __init__(self, filename: str, spans: LineSpans) -> None:
+    def __init__(self, filename: str, spans: LineSpans, module_frames: bool = False) -> None:
         self.filename = filename
         self.spans = spans
+        self.module_frames = module_frames  # also top-level code (a block that is not a cell)
         self.previous: Any = None
         self.paused = False
         self.running = False
 
     def _call(self, frame: Any, event: str, arg: Any) -> Any:
         code = frame.f_code
-        return self._line if code.co_filename == self.filename and code.co_name != "<module>" else None
+        return self._line if code.co_filename == self.filename and (self.module_frames or code.co_name != "<module>") else None
 
     def _line(self, frame: Any, event: str, arg: Any) -> Any:
         if event == "line":

@@ -47,6 +47,11 @@ def grad_value(plain: dict[str, Any]) -> Any:
     return out
 
 
+def d(of: str, name: str) -> str:
+    """``dy/dw``; ``d(y + z)/dw`` for an output that is an expression."""
+    return f"d{of}/d{name}" if of.isidentifier() else f"d({of})/d{name}"
+
+
 def _requires_grad(obj: Any) -> bool:
     if isinstance(obj, torch.Tensor):
         return bool(obj.requires_grad)
@@ -210,15 +215,15 @@ class RowBuilder:
             return None
         if not (obj.is_floating_point() or obj.is_complex()):
             reason = f"{name} has dtype {obj.dtype}: only floating-point and complex tensors can have gradients, so autograd treats it as a constant"
-            fix = f"make it floating point if you need d{of}/d{name}: {name} = {name}.float().requires_grad_() (or torch.tensor(3.0) instead of torch.tensor(3))"
+            fix = f"make it floating point if you need {d(of, name)}: {name} = {name}.float().requires_grad_() (or torch.tensor(3.0) instead of torch.tensor(3))"
             return GradientRow(status=Status.INTEGER_DTYPE, **base, reason=reason, fix=fix)
         use = next((st.line for st in self.cell.statements if name in st.loads and (st.loads | st.stores) & graph_names), None)
         where = f" at line {use} ({self.cell.code(use)})" if use else ""
         reason = f"{name} is used in computing {of}{where} but has requires_grad=False, so autograd computes no gradient for it (normal for input data and targets)"
-        fix = f"to get d{of}/d{name}, create it with requires_grad=True (e.g. {name} = torch.tensor(..., requires_grad=True)) or call {name}.requires_grad_() before using it"
+        fix = f"to get {d(of, name)}, create it with requires_grad=True (e.g. {name} = torch.tensor(..., requires_grad=True)) or call {name}.requires_grad_() before using it"
         code = self.cell.code_without_comment(line) if line else None
         if code and "torch.tensor(" in code and "requires_grad" not in code and code.endswith(")") and code.count("(") == code.count(")"):
-            fix = f"to get d{of}/d{name}, create it with requires_grad=True: {code[:-1]}, requires_grad=True)"
+            fix = f"to get {d(of, name)}, create it with requires_grad=True: {code[:-1]}, requires_grad=True)"
         return GradientRow(status=Status.NO_REQUIRES_GRAD, **base, reason=reason, fix=fix)
 
     def _module_rows(self, name: str, module: torch.nn.Module, record: CallRecord, of: str, seen: set[int]) -> list[GradientRow]:
