@@ -276,6 +276,41 @@ def test_grad_imported_in_an_earlier_cell_is_observed(shell, capsys):
     assert report.outputs[0].source == "torch.autograd.grad" and report.grad("w") == 6.0
 
 
+def test_dtensor_leaves_are_summarised_from_the_local_shard_and_never_get_an_extra_pass(tmp_path):
+    """A DTensor leaf (one gloo rank on 127.0.0.1): the cell's backward is reported from the local
+    shard; with no backward the magic makes no pass of its own (it would communicate)."""
+    script = tmp_path / "dtensor.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, socket, torch, torch.distributed as dist
+            from datetime import timedelta
+            s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+            os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")
+            dist.init_process_group("gloo", rank=0, world_size=1, timeout=timedelta(seconds=20))
+            from torch.distributed.device_mesh import init_device_mesh
+            from torch.distributed.tensor import distribute_tensor, Shard
+            from IPython.core.interactiveshell import InteractiveShell
+            ip = InteractiveShell.instance()
+            ip.run_line_magic("load_ext", "tensormagic")
+            ip.user_ns.update(mesh=init_device_mesh("cpu", (1,)), distribute_tensor=distribute_tensor, Shard=Shard, torch=torch)
+            r = ip.run_cell("%%autograd --out a\\nw = distribute_tensor(torch.ones(4, 2), mesh, [Shard(0)]).requires_grad_()\\n(w * 3).sum().backward()")
+            assert r.error_in_exec is None, r.error_in_exec
+            row = ip.user_ns["a"].row("w")
+            assert row.status == "ok" and row.grad == [[3.0, 3.0]] * 4, row
+            r = ip.run_cell("%%autograd --out b\\nv = distribute_tensor(torch.ones(4, 2), mesh, [Shard(0)]).requires_grad_()\\nout = (v * 3).sum()")
+            assert r.error_in_exec is None, r.error_in_exec
+            report = ip.user_ns["b"]
+            assert report.row("v").status == "not_computed" and "DTensors" in report.not_computed[0].why
+            dist.destroy_process_group()
+            print("ok")
+            """
+        )
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-3000:]
+
+
 # -- principle 3: --check changes no user data ------------------------------------------------------
 
 

@@ -27,7 +27,7 @@ import torch
 from tensormagic.engine.autograd.guards import without_user_modes
 from tensormagic.engine.autograd.recorder import CallRecord, Recorder, leaf_node, root_info, turns_non_finite
 from tensormagic.engine.autograd.report import NotComputed
-from tensormagic.engine.autograd.summary import summarise
+from tensormagic.engine.autograd.summary import local_shard, summarise
 from tensormagic.engine.autograd.walk import Walk, walk_graph
 
 
@@ -55,6 +55,8 @@ class ExtraWork:
             if getattr(leaf, "_backward_hooks", None) or getattr(leaf, "_post_accumulate_grad_hooks", None):
                 reasons.append("a leaf of the graph has hooks (register_hook / register_post_accumulate_grad_hook)")
                 break
+        if any(local_shard(leaf) is not None or type(leaf).__name__ == "DTensor" for leaf in walk.leaves.values()):
+            reasons.append("the graph holds DTensors (a pass of the magic's own would communicate, and hang unless every rank made it)")
         return reasons
 
     def estimate(self, passes: float) -> float:
