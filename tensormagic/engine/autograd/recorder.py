@@ -46,6 +46,7 @@ class RootInfo:
     seeded: bool = False  # the call was given the gradient to start from (a vector-Jacobian product)
     seed_key: int | None = None  # id() of that gradient tensor
     ref: Any = None  # weakref to the output (--check replays it)
+    version: int = 0  # its version counter then (a value read later must be the same)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -123,19 +124,20 @@ def _grad_state(t: torch.Tensor) -> tuple[int, int] | None:
     return None if g is None else (id(g), g._version)
 
 
-def root_info(t: torch.Tensor, name: str | None, seed: Any) -> RootInfo:
-    """The output of a call; a one-element output's value is read at once on the CPU (a device
-    would have to sync: it is read after the cell, see :func:`root_value`)."""
+def root_info(t: torch.Tensor, name: str | None, seed: Any, read_value: bool = True) -> RootInfo:
+    """The output of a call.  A one-element output's value is read at once on the CPU with
+    ``read_value`` (a device would have to sync); else after the cell (:func:`root_value`), if the
+    tensor is still as the call left it."""
     value = None
     shape: list[int] | None
     try:
         shape = list(t.shape)
-        if type(t) is torch.Tensor and t.device.type == "cpu" and t.numel() == 1 and t.layout == torch.strided:
+        if read_value and type(t) is torch.Tensor and t.device.type == "cpu" and t.numel() == 1 and t.layout == torch.strided:
             value = t.item()
     except Exception:  # noqa: BLE001 - nested, fake or subclass outputs: no value
         shape = None
     seeded = isinstance(seed, torch.Tensor)
-    return RootInfo(key=id(t), name=name, shape=shape, dtype=str(t.dtype), value=value, seeded=seeded, seed_key=id(seed) if seeded else None, ref=weakref.ref(t))
+    return RootInfo(key=id(t), name=name, shape=shape, dtype=str(t.dtype), value=value, seeded=seeded, seed_key=id(seed) if seeded else None, ref=weakref.ref(t), version=t._version)
 
 
 def root_value(root: RootInfo) -> Any:
@@ -144,7 +146,7 @@ def root_value(root: RootInfo) -> Any:
         return root.value
     t = root.ref()
     try:
-        if type(t) is torch.Tensor and t.numel() == 1 and t.layout == torch.strided and t.device.type != "meta":
+        if type(t) is torch.Tensor and t._version == root.version and t.numel() == 1 and t.layout == torch.strided and t.device.type != "meta":
             return t.item()
     except Exception:  # noqa: BLE001
         return None
@@ -305,7 +307,7 @@ class Recorder:
         record = CallRecord(
             index=len(self.calls) + 1,
             kind=kind,
-            roots=[root_info(r, root_names[i], seeds[i] if i < len(seeds) else None) for i, r in enumerate(roots)],
+            roots=[root_info(r, root_names[i], seeds[i] if i < len(seeds) else None, read_value=not walk.reused) for i, r in enumerate(roots)],
             graph=walk.info,
             targets={},
             line=line,
