@@ -467,3 +467,15 @@ def test_seed_snippet_verbatim_with_comments_and_prints(shell, capsys):
     assert rows["w"]["grad"] == 3.0 and rows["b"]["grad"] == 1.0
     assert rows["x"]["status"] == "no_requires_grad"
     assert rows["x"]["fix"].endswith("x = torch.tensor(3., requires_grad=True)")  # the comment is not mangled
+
+
+def test_the_panel_comes_from_the_render_registry_and_mimebundle_honours_include_exclude(ag):
+    from tensormagic.engine.autograd import AutogradReport
+    from tensormagic.render.registry import panel_of
+
+    r = run(ag, SEED)
+    assert not hasattr(AutogradReport, "PANEL")  # the engine names no renderer
+    assert panel_of(r).title == "autograd · y"
+    assert set(r._repr_mimebundle_(include=["text/plain"])) == {"text/plain"}
+    assert set(r._repr_mimebundle_(exclude=["text/html"])) == {"text/plain"}
+    assert set(r._repr_mimebundle_()) == {"text/plain", "text/html"}

@@ -42,7 +42,7 @@ class Report:
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         from tensormagic.render.display import mimebundle
 
-        return mimebundle(self)
+        return mimebundle(self, include, exclude)
 
     def __str__(self) -> str:
         from tensormagic.render.display import render_text

@@ -8,6 +8,7 @@ from typing import Any
 from tensormagic.engine.autograd.walk import GraphInfo, GraphNode
 from tensormagic.engine.autograd.report import AutogradReport, GradientRow
 from tensormagic.render.document import Bars, KeyValues, Note, Panel, Preformatted, Section, Table
+from tensormagic.render.registry import builds
 from tensormagic.render.format import fmt_bytes, fmt_number, fmt_shape, truncate
 
 #: Rows shown at most in a table; graph lines at most in the text graph.
@@ -285,6 +286,7 @@ def _check(report: AutogradReport) -> Section | None:
     return Section("Check", [Note(c.message, level), KeyValues([("inputs", ", ".join(c.inputs) or "-")])])
 
 
+@builds(AutogradReport)
 def autograd_panel(report: AutogradReport) -> Panel:
     """The panel of a ``%%autograd`` report."""
     headline, level = _headline(report)

@@ -7,12 +7,12 @@ mode through :func:`set_display_mode`.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import Any
 
 from tensormagic.render import html, text
 from tensormagic.render.document import Panel
+from tensormagic.render.registry import panel_of
 
 DISPLAY_MODES = ("auto", "widget", "html", "text")
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -43,12 +43,8 @@ def in_kernel() -> bool:
 
 
 def build_panel(report: Any) -> Panel:
-    """The panel of a report, from the builder its class names in ``PANEL`` ("module:function")."""
-    target = getattr(type(report), "PANEL", None)
-    if not target:
-        raise TypeError(f"{type(report).__name__} has no panel builder")
-    module, _, func = target.partition(":")
-    return getattr(importlib.import_module(module), func)(report)
+    """The panel of a report, from the builder registered for its type (render/registry.py)."""
+    return panel_of(report)
 
 
 def render_text(report: Any) -> str:
@@ -68,14 +64,23 @@ def render_widget(report: Any) -> Any:
     return widget_of(build_panel(report))
 
 
-def mimebundle(report: Any) -> dict[str, Any]:
-    """The display data of a report for the current mode."""
+def mimebundle(report: Any, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+    """The display data of a report for the current mode, limited to the ``include`` MIME types
+    and without the ``exclude`` ones when IPython asks so (as rich's ``JupyterMixin`` does);
+    views nobody asked for are not built."""
+
+    def wanted(mime: str) -> bool:
+        return (not include or mime in include) and not (exclude and mime in exclude)
+
     panel = build_panel(report)
-    bundle: dict[str, Any] = {"text/plain": text.render_panel(panel)}
+    bundle: dict[str, Any] = {}
+    if wanted("text/plain"):
+        bundle["text/plain"] = text.render_panel(panel)
     if _mode == "text":
         return bundle
-    bundle["text/html"] = html.render_panel(panel)
-    if _mode in ("auto", "widget") and in_kernel():
+    if wanted("text/html"):
+        bundle["text/html"] = html.render_panel(panel)
+    if _mode in ("auto", "widget") and in_kernel() and wanted(WIDGET_MIME):
         try:
             from tensormagic.render.widget import render_widget as widget_of
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from tensormagic.engine.autograd.walk import GraphInfo
 from tensormagic.engine.report import Report
@@ -168,8 +168,6 @@ class AutogradReport(Report):
     not_computed: list[NotComputed] = field(default_factory=list)
     message: str | None = None  # set when there is nothing to differentiate
     non_finite: dict[str, Any] | None = None  # where a NaN/inf first appears: {op, line, code, where}
-
-    PANEL: ClassVar[str] = "tensormagic.render.autograd_panel:autograd_panel"
 
     def summary(self) -> str:
         if self.message:
