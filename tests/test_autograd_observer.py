@@ -458,3 +458,33 @@ def test_training_loop_says_the_grad_is_the_last_steps(shell):
     change = r.row("lin.weight").change
     assert "last of 100 backward calls" in change and "reset by zero_grad" in change
     assert "last of 100 backward calls" in str(r) or "last of 100 calls" in str(r)
+
+
+def test_a_loop_whose_graph_changes_between_calls_reports_the_last_calls_leaves(shell, capsys):
+    """Later calls of a loop reuse the first call's walk; a named leaf the first graph lacked is
+    caught after its call, and a leaf the last call no longer uses is unused for it."""
+    cell = (
+        "w1 = torch.tensor(2., requires_grad=True)\nw2 = torch.tensor(3., requires_grad=True)\n"
+        "for step in range(4):\n"
+        "    w1.grad = None\n    w2.grad = None\n"
+        "    loss = w1 * 5 if step < 2 else w1 * w2\n"
+        "    loss.backward()\n"
+    )
+    plain, report = same(shell, capsys, "", cell)
+    assert report.row("w1").grad == 3.0 and report.row("w2").grad == 2.0 and report.row("w2").status == "ok"
+    cell = (
+        "w1 = torch.tensor(2., requires_grad=True)\nw2 = torch.tensor(3., requires_grad=True)\n"
+        "for step in range(4):\n"
+        "    w1.grad = None\n    w2.grad = None\n"
+        "    loss = w1 * w2 if step < 2 else w1 * 5\n"
+        "    loss.backward()\n"
+    )
+    plain, report = same(shell, capsys, "", cell)
+    assert report.row("w1").grad == 5.0 and report.row("w2").status == "unused"
+
+
+def test_a_loop_accumulating_without_zero_grad_shows_the_last_calls_share(shell, capsys):
+    cell = "w = torch.tensor(2., requires_grad=True)\nfor k in range(3):\n    loss = w * (k + 1)\n    loss.backward()"
+    plain, report = same(shell, capsys, "", cell)
+    assert report.row("w").grad == 3.0  # the last call's own contribution
+    assert report.row("w").change == "w.grad was None, now 6.0 (added over 3 backward calls)"

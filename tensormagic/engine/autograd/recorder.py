@@ -89,6 +89,7 @@ class CallRecord:
     graph_from: int = 0  # the call whose walk gave the graph (a training loop reuses the first)
     pending: dict[int, tuple[Any, int]] = field(default_factory=dict)  # leaf -> (weakref to its .grad, version) to read later
     taken_from: dict[int, int] = field(default_factory=dict)  # leaf -> the earlier call whose gradient is shown
+    watching: list[tuple[Any, tuple[int, int] | None]] = field(default_factory=list)  # (weakref, .grad state) of named leaves a no-walk call watches
 
     def read_pending(self) -> list[int]:
         """Summarise the gradients left to read after the cell; the leaves whose ``.grad`` was
@@ -161,6 +162,19 @@ def leaf_node(t: torch.Tensor) -> Any:
         return t.view_as(t).grad_fn.next_functions[0][0]
 
 
+_HAS_GRADIENT_EDGE = hasattr(torch.autograd.graph, "get_gradient_edge")
+
+
+def _accumulator(t: torch.Tensor | None) -> Any:
+    """The AccumulateGrad node of a leaf, without walking a graph."""
+    if t is None:
+        return None
+    try:
+        return torch.autograd.graph.get_gradient_edge(t).node
+    except Exception:  # noqa: BLE001 - an older torch: the walk gave the node objects
+        return None
+
+
 def turns_non_finite(grad_inputs: Sequence[Any], grad_outputs: Sequence[Any]) -> bool:
     """For a node's post-hook: the gradients it sends on hold NaN/inf while the ones it received
     are finite, i.e. this op is where a non-finite gradient first appears."""
@@ -182,6 +196,15 @@ def _functorch_active() -> bool:
         return torch._C._functorch.peek_interpreter_stack() is not None
     except Exception:  # noqa: BLE001 - an older torch
         return False
+
+
+@dataclass(slots=True)
+class _FastPath:
+    """What lets a loop's later calls skip the walk: the first graph's leaves (all named), and the
+    other named leaves to watch (one of them changing means the graph changed)."""
+
+    leaves: dict[int, Any]  # node id -> weakref to the leaf
+    watch: list[Any]  # weakrefs
 
 
 class Recorder:
@@ -213,7 +236,7 @@ class Recorder:
         self._thread = threading.get_ident()
         self._inside = False
         self._last_of_group: dict[tuple[Any, ...], CallRecord] = {}
-        self._walked: dict[tuple[Any, ...], tuple[Walk, int]] = {}  # group -> its full walk (plain part), the call it was made on
+        self._walked: dict[tuple[Any, ...], tuple[Walk, int, _FastPath | None]] = {}  # group -> its full walk (plain part), the call it was made on, the no-walk path
 
     # -- the engine wrapper ---------------------------------------------------------------------
 
@@ -303,7 +326,7 @@ class Recorder:
         line, function = cell_line(self.filename)
         root_names = tuple(names.name(r) for r in roots)
         group = (kind, root_names) if all(root_names) else (kind, root_names, line)
-        walk, graph_from = self._walk(group, roots, names)
+        walk, graph_from = self._walk(group, roots, names, kind)
         record = CallRecord(
             index=len(self.calls) + 1,
             kind=kind,
@@ -319,6 +342,13 @@ class Recorder:
         record.graph_from = graph_from or record.index
         prev = self._last_of_group.get(group) if walk.reused else None
         record.targets = self.targets_of(walk, names, {id(r) for r in roots}, was_none=record.was_none, reuse=prev.targets if prev is not None else None)
+        if walk.reused and not walk.node_objects:  # no walk at all: watch the other named leaves
+            entry = self._walked[group][2]
+            for ref in entry.watch if entry is not None else ():
+                t = ref()
+                if t is not None:
+                    g = t.grad
+                    record.watching.append((ref, None if g is None else (id(g), g._version)))
         if inputs:
             record.inputs_only = True
             record.asked = {id(t) for t in inputs}
@@ -339,26 +369,57 @@ class Recorder:
         self._last_of_group[group] = record
         return record
 
-    def _walk(self, group: tuple[Any, ...], roots: list[torch.Tensor], names: Names) -> tuple[Walk, int | None]:
-        """The call's graph: walked in full the first time; a later call of the same output whose
-        graph has the same structure and leaves (a training loop) reuses that walk's plain result
-        after a light walk, and says which call it was measured on."""
+    def _walk(self, group: tuple[Any, ...], roots: list[torch.Tensor], names: Names, kind: CallKind) -> tuple[Walk, int | None]:
+        """The call's graph, walked in full the first time.  A later call of the same output (a
+        training loop) reuses that walk's plain result: with no walk at all when every leaf of
+        the first graph has a name and is alive (the leaves' ``.grad`` tells what reached them,
+        and a named tensor the first graph lacked is caught after the call), else after a light
+        walk that finds the same structure and leaves."""
         nodes = [leaf_node(r) for r in roots]
         prev = self._walked.get(group)
         if prev is not None:
-            objects, leaves, shape = light_walk(nodes)
-            walk, index = prev
+            walk, index, fast = prev
+            if fast is not None and kind == "backward" and not self.locate_nan and _HAS_GRADIENT_EDGE:
+                leaves = {nid: ref() for nid, ref in fast.leaves.items()}
+                if all(t is not None for t in leaves.values()):
+                    return Walk(info=walk.info, node_objects=[], leaves=leaves, user_code=walk.user_code, shape=walk.shape, reused=True), index  # type: ignore[arg-type]
+            objects, light_leaves, shape = light_walk(nodes)
             if shape == walk.shape:
                 if walk.info.depth >= keeper.KEEP_FROM:
                     keeper.keep([objects[i] for i in walk.info.order])
-                return Walk(info=walk.info, node_objects=objects, leaves=leaves, user_code=walk.user_code, shape=shape, reused=True), index
+                return Walk(info=walk.info, node_objects=objects, leaves=light_leaves, user_code=walk.user_code, shape=shape, reused=True), index
         full = self.names.for_call()
         walk = walk_graph(
             nodes, full.primary(), full.grad_fns,
             lines=self.lines, leaf_lines=self.cell.assigned, source_lines=self.cell.lines, first_seq=self.first_seq,
         )
-        self._walked[group] = (Walk(info=walk.info, node_objects=[], leaves={}, user_code=walk.user_code, shape=walk.shape), len(self.calls) + 1)
+        fast = None
+        if walk.leaves and all(full.name(t) for t in walk.leaves.values()) and walk.info.depth < keeper.KEEP_FROM:
+            known = {id(t) for t in walk.leaves.values()}
+            watch = [weakref.ref(t) for k, t in full.objects.items() if k not in known and t.requires_grad and t.is_leaf]
+            fast = _FastPath(leaves={nid: weakref.ref(t) for nid, t in walk.leaves.items()}, watch=watch)
+        self._walked[group] = (Walk(info=walk.info, node_objects=[], leaves={}, user_code=walk.user_code, shape=walk.shape), len(self.calls) + 1, fast)
         return walk, None
+
+    def _caught_after(self, record: CallRecord) -> None:
+        """After a call that reused a walk without walking: a named leaf the first graph lacked
+        whose ``.grad`` the call changed is a target too, and the output's later calls walk again."""
+        for ref, state in record.watching:
+            t = ref()
+            if t is None:
+                continue
+            g = t.grad
+            now = None if g is None else (id(g), g._version)
+            if now != state and g is not None:
+                key = id(t)
+                record.targets[key] = Target(key=key, name=None, kind="leaf", ref=weakref.ref(t), node=-1, retains_grad=True)
+                if state is None:
+                    record.was_none.add(key)
+                    record.pending[key] = (weakref.ref(g), g._version)
+                entry = self._walked.get(record.group)
+                if entry is not None:
+                    self._walked[record.group] = (entry[0], entry[1], None)
+        record.watching = []
 
     def group_of(self, record: CallRecord) -> tuple[Any, ...]:
         """Calls of one group differentiate the same output: the same name, or the same line."""
@@ -411,7 +472,9 @@ class Recorder:
                 def pre(grad_outputs: Any, key: int = key) -> None:
                     grads[key] = summarise(grad_outputs[0])
 
-                handles.append(walk.node_objects[target.node].register_prehook(pre))
+                node = walk.node_objects[target.node] if walk.node_objects else _accumulator(target.ref())
+                if node is not None:
+                    handles.append(node.register_prehook(pre))
             elif record.kind == "backward":  # torch.autograd.grad returns these itself
                 t = target.ref()
                 if t is None:
@@ -468,6 +531,8 @@ class Recorder:
                 track = self.leaves.get(key)
                 if track is not None:
                     track.state = _grad_state(t)
+            if record.watching:
+                self._caught_after(record)
             if record.nan_first:
                 record.non_finite_at = record.nan_first[0]
                 record.nan_first = []
