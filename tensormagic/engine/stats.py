@@ -38,10 +38,8 @@ HIST_SAMPLE = 2**16
 #: an accelerator (fewer kernel launches; a few MiB).
 SAMPLE_BLOCK = 2**12
 DEVICE_SAMPLE_BLOCK = 2**16
-#: Elements per chunk of the fast float loop (fits the CPU's L2 cache), and the size from which
-#: that loop replaces ``torch.var_mean``.
+#: Elements per chunk of the pure float loop (its float64 scratch, 512 KiB, fits the L2 cache).
 FAST_CHUNK = 2**16
-FAST_LOOP_MIN = 2**16
 #: Elements from which the C pass runs on torch's thread count rather than one thread: a new
 #: thread costs some 50 us and its own copy of every loaded library's thread-local storage (about
 #: half a MiB with torch loaded), which would be 10% of a 1e6-element float32 tensor.
@@ -329,46 +327,46 @@ def _fused_float_stats(flat: torch.Tensor) -> ValueStats | None:
 def _fast_float_stats(flat: torch.Tensor) -> ValueStats | None:
     """float32/float64 on the CPU, over a dense 1-D view: None if non-finite values exist.
 
-    With the C helper: :func:`_fused_float_stats`.  Without it, small tensors take
-    ``torch.var_mean``; large ones take aminmax, an exact float64 sum (NumPy accumulates float32
-    in float64 without a copy), then one loop over cache-sized chunks that computes the centred
-    sum of squares and the zero count together, with the mean exact and the std to float32
-    rounding (~1e-7).
+    With the C helper: :func:`_fused_float_stats`.  Without it, :func:`_pure_float_stats`, the
+    same arithmetic in torch: every sum is accumulated in float64 around the same pivot, so
+    both paths agree to float64 rounding whatever the CPU's vector kernels.
     """
     if _fused is not None and flat.is_contiguous():
         return _fused_float_stats(flat)
-    mn, mx = torch.aminmax(flat)
-    lo, hi = float(mn), float(mx)
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return None
+    return _pure_float_stats(flat)
+
+
+def _pure_float_stats(flat: torch.Tensor) -> ValueStats | None:
+    """The C pass's statistics in torch, over cache-sized chunks: None if non-finite values exist.
+
+    Each chunk is widened into one float64 scratch buffer (``FAST_CHUNK`` elements, 512 KiB),
+    centred on :func:`_pivot`, and its min, max, zero count, sum and sum of squares are taken
+    there, all in float64: the mean and std are as accurate as the C pass's (a float32 ``dot``
+    would round every partial sum to float32, and how much depends on the CPU's kernels).
+    """
     n = flat.numel()
-    count_zeros = lo <= 0.0 <= hi
-    if n <= FAST_LOOP_MIN:
-        var, mean_t = torch.var_mean(flat)
-        mean = float(mean_t)
-        std = math.sqrt(max(float(var), 0.0)) if n > 1 else None
-        zeros = n - int(torch.count_nonzero(flat)) if count_zeros else 0
-    else:
-        total = float(np.sum(flat.numpy(), dtype=np.float64))
-        mean = total / n
-        centre = float(torch.tensor(mean, dtype=flat.dtype))  # what ``chunk - centre`` subtracts
-        # One scratch buffer and preallocated results: a fresh temporary per chunk would let the
-        # small result tensors split its freed block, and the heap would grow chunk by chunk.
-        chunks = range(0, n, FAST_CHUNK)
-        scratch = torch.empty(FAST_CHUNK, dtype=flat.dtype)
-        squares = torch.empty(len(chunks), dtype=torch.float64)
-        nonzero = torch.zeros(len(chunks), dtype=torch.int64)
-        for i, start in enumerate(chunks):
-            chunk = flat[start : start + FAST_CHUNK]
-            centred = torch.sub(chunk, centre, out=scratch[: chunk.numel()])
-            squares[i] = torch.dot(centred, centred)
-            if count_zeros:
-                nonzero[i] = torch.count_nonzero(chunk)
-        s1 = total - n * centre  # the exact sum of the centred values
-        s2 = float(squares.sum())
-        zeros = n - int(nonzero.sum()) if count_zeros else 0
-        _, std = _mean_std(centre, s1, s2, n)  # the mean stays total / n, the exact float64 sum's
-    return ValueStats(lo, hi, mean, std, 0, 0, 0, zeros, True, None, n, "values")
+    pivot = float(_pivot(flat))
+    chunks = range(0, n, FAST_CHUNK)
+    # One scratch buffer and preallocated results: a fresh temporary per chunk would let the
+    # small result tensors split its freed block, and the heap would grow chunk by chunk.
+    scratch = torch.empty(min(n, FAST_CHUNK), dtype=torch.float64)
+    table = torch.empty(len(chunks), 4, dtype=torch.float64)  # min, max, sum, sum of squares
+    nonzero = torch.empty(len(chunks), dtype=torch.int64)
+    for i, start in enumerate(chunks):
+        chunk = flat[start : start + FAST_CHUNK]
+        d = scratch[: chunk.numel()].copy_(chunk)
+        torch.amin(d, dim=0, out=table[i, 0])
+        torch.amax(d, dim=0, out=table[i, 1])
+        nonzero[i] = torch.count_nonzero(d)
+        d.sub_(pivot)
+        torch.sum(d, dim=0, out=table[i, 2])
+        torch.dot(d, d, out=table[i, 3])
+    lo, hi = float(table[:, 0].min()), float(table[:, 1].max())
+    s1, s2 = (float(v) for v in table[:, 2:].sum(0))
+    if not all(math.isfinite(v) for v in (lo, hi, s1, s2)):
+        return None
+    mean, std = _mean_std(pivot, s1, s2, n)
+    return ValueStats(lo, hi, mean, std, 0, 0, 0, n - int(nonzero.sum()), True, None, n, "values")
 
 
 #: Flipping the sign bit maps uint64's order onto int64's (exact min/max with int64 kernels).
