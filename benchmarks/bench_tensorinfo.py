@@ -69,9 +69,9 @@ def main() -> None:
 
     ip = InteractiveShell.instance()
     ip.run_line_magic("load_ext", "tensormagic")
-    from tensormagic.engine import stats
+    from tensormagic.engine.tensorinfo.statistics import fused
 
-    path = "the fused C pass" if stats._fused is not None else "the pure torch path (C helper not built)"
+    path = "the fused C pass" if fused.available() else "the pure torch path (C helper not built)"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; CPU float statistics through {path}")
     header = f"{'elements':>10} {'raw s':>8} {'tensorinfo s':>12} {'render s':>9} {'lovely s':>9} {'ti/raw':>7} {'lovely/ti':>10} {'peak extra':>11}"
     print(header)

@@ -17,12 +17,12 @@ from IPython.utils.process import arg_split
 from traitlets import CaselessStrEnum, observe
 
 from tensormagic.engine import autograd_report as autograd_engine
-from tensormagic.engine import move as move_engine
 from tensormagic.engine import tensorinfo as tensorinfo_engine
 from tensormagic.engine.autograd_trace import compile_cell, run_code
 from tensormagic.engine.namespace import describe_non_array, is_inspectable, suggest
-from tensormagic.engine.stats import DEFAULT_BUDGET
-from tensormagic.engine.todevice_report import placement_report
+from tensormagic.engine.tensorinfo import DEFAULT_BUDGET
+from tensormagic.engine.todevice import moves as move_engine
+from tensormagic.engine.todevice import placement_report
 from tensormagic.render.display import DISPLAY_MODES, set_display_mode
 
 def parse_line(magic: Any, line: str) -> argparse.Namespace:

@@ -24,7 +24,7 @@ from IPython.core.error import UsageError
 from numpy.lib.stride_tricks import as_strided
 
 from benchmarks.bench_namespace import big_namespace
-from tensormagic.engine import memory
+from tensormagic.engine.tensorinfo import memory
 from tensormagic.engine.tensorinfo import inspect_namespace, inspect_object
 from tests.conftest import run, shown_as_one_line_usage_error
 

@@ -7,21 +7,17 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
+
+from tensormagic.engine.naming import is_array, short_type_name
 
 #: Names a notebook namespace holds that are never the user's data.
 HIDDEN_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython", "open"})
 
 
-def is_array_like(obj: Any) -> bool:
-    """True for what ``%tensorinfo`` inspects as an array: tensors, ndarrays, NumPy scalars."""
-    return isinstance(obj, (torch.Tensor, np.ndarray, np.generic))
-
-
 def is_inspectable(obj: Any) -> bool:
     """Arrays, tensors and ``torch.nn.Module`` instances."""
-    return is_array_like(obj) or isinstance(obj, torch.nn.Module)
+    return is_array(obj) or isinstance(obj, torch.nn.Module)
 
 
 def user_names(namespace: Mapping[str, Any], hidden: frozenset[str] | set[str] = frozenset()) -> Iterator[str]:
@@ -46,7 +42,7 @@ def named_arrays(namespace: Mapping[str, Any], hidden: frozenset[str] | set[str]
     found: list[NamedObject] = []
     for name in user_names(namespace, hidden):
         obj = namespace[name]
-        if is_array_like(obj):
+        if is_array(obj):
             found.append(NamedObject(name, obj))
         elif include_module_tensors and isinstance(obj, torch.nn.Module):
             for pname, p in obj.named_parameters(remove_duplicate=False):
@@ -66,8 +62,7 @@ def suggest(name: str, namespace: Mapping[str, Any], hidden: frozenset[str] | se
 
 def describe_non_array(obj: Any) -> str:
     """What an object is and how to make an array or tensor of it (for error messages)."""
-    kind = type(obj)
-    qual = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    qual = short_type_name(obj)
     if obj is None:
         return "is None, not an array or tensor"
     if isinstance(obj, (list, tuple)):

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tensormagic.engine.dtypes import numpy_dtype_name
 from tensormagic.engine.namespace import user_names
-from tensormagic.engine.tensorinfo import _type_name
+from tensormagic.engine.naming import is_array, type_name
+from tensormagic.engine.tensorinfo.dtypes import numpy_dtype_name
 
 #: How deep :func:`leaves` follows nested dicts, lists and tuples.
 MAX_DEPTH = 8
@@ -25,11 +25,6 @@ MAX_DEPTH = 8
 MAX_LEAVES = 10_000
 
 CONTAINERS = (dict, list, tuple)
-
-
-def is_array(obj: Any) -> bool:
-    """A tensor, an ndarray or a NumPy scalar."""
-    return isinstance(obj, (torch.Tensor, np.ndarray, np.generic))
 
 
 def device_of(obj: Any) -> str:
@@ -135,10 +130,10 @@ def placement_row(name: str, obj: Any) -> PlacementRow | None:
     """The placement of one variable (None for what ``%todevice`` does not move)."""
     if isinstance(obj, torch.Tensor):
         shape = None if getattr(obj, "is_nested", False) else list(obj.shape)
-        return PlacementRow(name, _type_name(obj), "tensor", str(obj.device), str(obj.dtype), shape, nbytes_of(obj), False)
+        return PlacementRow(name, type_name(obj), "tensor", str(obj.device), str(obj.dtype), shape, nbytes_of(obj), False)
     if isinstance(obj, (np.ndarray, np.generic)):
         arr = np.asarray(obj)
-        return PlacementRow(name, _type_name(obj), "array", "cpu", numpy_dtype_name(arr.dtype), list(arr.shape), int(arr.nbytes), False)
+        return PlacementRow(name, type_name(obj), "array", "cpu", numpy_dtype_name(arr.dtype), list(arr.shape), int(arr.nbytes), False)
     if isinstance(obj, torch.optim.Optimizer):
         params, state = optimizer_tensors(obj)
         pdev = Counter(str(p.device) for p in params)
@@ -146,10 +141,9 @@ def placement_row(name: str, obj: Any) -> PlacementRow | None:
         note = None
         if sdev and set(sdev) != set(pdev):
             note = f"state on {', '.join(sdev)} but parameters on {', '.join(pdev)}: step() will fail or be slow"
-        kind = type(obj)
         devices = pdev + sdev
         return PlacementRow(
-            name, f"{kind.__module__}.{kind.__qualname__}", "optimizer", _counted(devices) or "-",
+            name, type_name(obj), "optimizer", _counted(devices) or "-",
             ", ".join(sorted({str(p.dtype) for p in params})) or "-", None,
             sum(nbytes_of(s) for s in state), len(devices) > 1, note,
         )
@@ -167,8 +161,7 @@ def placement_row(name: str, obj: Any) -> PlacementRow | None:
             dtypes[dtype_of(leaf)] += 1
             total += nbytes_of(leaf)
         module = isinstance(obj, torch.nn.Module)
-        kind = type(obj)
-        type_name = f"{kind.__module__}.{kind.__qualname__}" if module else kind.__name__
+        row_type = type_name(obj) if module else type(obj).__name__
         note = None
         if len(devices) > 1:
             what = "parameters and buffers" if module else "elements"
@@ -177,7 +170,7 @@ def placement_row(name: str, obj: Any) -> PlacementRow | None:
             note = "no parameters or buffers"
         elif not module:
             note = f"{count} tensor{'s' if count != 1 else ''} or array{'s' if count != 1 else ''} inside"
-        return PlacementRow(name, type_name, "module" if module else "container", _counted(devices) or "-", ", ".join(dtypes) or "-", None, total, len(devices) > 1, note)
+        return PlacementRow(name, row_type, "module" if module else "container", _counted(devices) or "-", ", ".join(dtypes) or "-", None, total, len(devices) > 1, note)
     return None
 
 

@@ -1,10 +1,10 @@
 /* One fused pass over a dense float32/float64 buffer: min, max, the sums of (x - pivot) and
  * (x - pivot)**2 accumulated in float64, and the count of zeros.
  *
- * This is the CPU fast path of tensormagic.engine.stats: the pure torch/NumPy path needs five or
+ * This is the CPU fast path of tensormagic.engine.tensorinfo.statistics: the pure torch/NumPy path needs five or
  * six passes (each cache-sized chunk copied to float64, centred, summed, squared, searched for
  * zeros); here every element is read once, on several threads, so the whole thing runs at memory
- * speed.  The extension is optional: when it is not built, stats.py takes the pure path.
+ * speed.  The extension is optional: when it is not built, statistics/cpu.py takes the pure path.
  *
  * NaN and inf are not special-cased: a NaN makes the sums NaN and an inf makes a bound infinite,
  * and the caller then falls back to its masked pass.  Nothing is allocated but the threads.
