@@ -136,7 +136,10 @@ class TensorMagics(Magics):
         obj = self.resolve(expr)
         if not is_inspectable(obj):
             raise UsageError(f"{expr} {describe_non_array(obj)}")
-        return tensorinfo_engine.inspect_object(expr, obj, self.shell.user_ns, budget, self._hidden)
+        try:
+            return tensorinfo_engine.inspect_object(expr, obj, self.shell.user_ns, budget, self._hidden)
+        except tensorinfo_engine.UninspectableError as exc:
+            raise UsageError(str(exc)) from None
 
     # -- %%autograd ---------------------------------------------------------------------------
 
@@ -275,9 +278,10 @@ class TensorMagics(Magics):
         """Move ``names`` (None: what --all moves) to ``device``, rebind them, return the report."""
         ns = self.shell.user_ns
         left: list[str] = []
+        skipped: list[str] = []
         everything = names is None
         if names is None:
-            names, left = move_engine.movable_names(ns, self._hidden)
+            names, left = move_engine.movable_names(ns, self._hidden, skipped)
             if not names:
                 raise UsageError("nothing to move: no tensors, modules or optimizers in the namespace")
         try:
@@ -288,6 +292,7 @@ class TensorMagics(Magics):
         report = outcome.report
         if left:
             report.notes.insert(0, f"NumPy arrays left as they are: {', '.join(left)} (name them to make tensors of them)")
+        report.notes[:0] = [f"left as it is: {why}" for why in skipped]
         chosen = None if everything else report.names
         report.on_move = lambda target: self._todevice_move(chosen, target, options)
         return report

@@ -19,7 +19,7 @@ from __future__ import annotations
 from tensormagic.engine.namespace import is_inspectable
 from tensormagic.engine.tensorinfo.aliases import find_aliases
 from tensormagic.engine.tensorinfo.array import inspect_array
-from tensormagic.engine.tensorinfo.dispatch import inspect_object
+from tensormagic.engine.tensorinfo.dispatch import UninspectableError, inspect_object
 from tensormagic.engine.tensorinfo.module import inspect_module
 from tensormagic.engine.tensorinfo.overview import inspect_namespace
 from tensormagic.engine.tensorinfo.reports import Alias, Conversion, ModuleInfo, NamespaceEntry, NamespaceInfo, ParameterRow, TensorInfo
@@ -35,6 +35,7 @@ __all__ = [
     "NamespaceInfo",
     "ParameterRow",
     "TensorInfo",
+    "UninspectableError",
     "find_aliases",
     "inspect_array",
     "inspect_module",

@@ -46,7 +46,18 @@ def tensor_conversions(t: torch.Tensor) -> list[Conversion]:
     ]
 
 
-def array_conversions(a: np.ndarray) -> list[Conversion]:
+def array_conversions(a: np.ndarray, masked: bool = False) -> list[Conversion]:
+    """The conversions of the plain ndarray ``a``; ``masked``: it is a masked array's data, and
+    every conversion keeps the data but drops the mask (masked values become data)."""
+    rows = _plain_array_conversions(a)
+    if masked:
+        for row in rows[1:]:
+            if row.result != "fails":
+                row.detail += "; the mask is dropped: masked values (the filler) become data - convert a.filled(value) or a.compressed() instead"
+    return rows
+
+
+def _plain_array_conversions(a: np.ndarray) -> list[Conversion]:
     def from_numpy() -> Conversion:
         torch.from_numpy(a)
         detail = "a tensor over the same bytes: changes show in both"

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from tensormagic.engine.naming import describe_exception, type_name
+from tensormagic.engine.naming import UNINITIALIZED, describe_exception, is_uninitialized, type_name
 from tensormagic.engine.tensorinfo import memory
 from tensormagic.engine.tensorinfo.reports import ModuleInfo, ParameterRow
 
@@ -19,6 +19,7 @@ def inspect_module(name: str, module: torch.nn.Module, max_rows: int = 200) -> M
     dtypes: Counter[str] = Counter()
     devices: Counter[str] = Counter()
     params = trainable = pbytes = nbuf = bbytes = 0
+    lazy: list[str] = []
     regions: list[tuple[str, memory.MemoryRegion | None, torch.Tensor]] = []
     for kind, items in (("parameter", module.named_parameters(remove_duplicate=False)), ("buffer", module.named_buffers(remove_duplicate=False))):
         for pname, p in items:
@@ -28,6 +29,12 @@ def inspect_module(name: str, module: torch.nn.Module, max_rows: int = 200) -> M
                 shared.append({"names": [seen[id(p)], pname], "relation": "same object", "detail": f"tied: the same {kind} is registered twice"})
                 continue
             seen[id(p)] = pname
+            if is_uninitialized(p):
+                lazy.append(pname)
+                devices[str(p.device)] += 1
+                if len(rows) < max_rows:
+                    rows.append(ParameterRow(pname, kind, None, str(p.dtype), str(p.device), 0, 0, bool(p.requires_grad), UNINITIALIZED))
+                continue
             size = p.numel() * p.element_size()
             dtypes[str(p.dtype)] += p.numel()
             devices[str(p.device)] += 1
@@ -46,6 +53,9 @@ def inspect_module(name: str, module: torch.nn.Module, max_rows: int = 200) -> M
         if rel is not None:
             shared.append({"names": [regions[i][0], regions[j][0]], "relation": rel[0], "detail": rel[1]})
     notes: list[str] = []
+    if lazy:
+        shown = ", ".join(lazy[:5]) + (" ..." if len(lazy) > 5 else "")
+        notes.append(f"a lazy module: {len(lazy)} parameter{'s' if len(lazy) != 1 else ''} or buffer{'s' if len(lazy) != 1 else ''} {UNINITIALIZED} ({shown}); the counts and bytes are of the others")
     if len(devices) > 1:
         notes.append(f"parameters and buffers sit on {len(devices)} devices ({', '.join(devices)}): inputs must match each layer's device")
     try:
@@ -68,4 +78,5 @@ def inspect_module(name: str, module: torch.nn.Module, max_rows: int = 200) -> M
         shared=shared,
         structure=structure,
         notes=notes,
+        uninitialized=len(lazy),
     )

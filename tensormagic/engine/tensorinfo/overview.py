@@ -9,14 +9,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from tensormagic.engine.namespace import NamedObject, named_arrays, user_names
-from tensormagic.engine.naming import type_name
+from tensormagic.engine.namespace import NamedObject, named_arrays, unreadable, user_names
+from tensormagic.engine.naming import UNINITIALIZED, is_module, is_tensor, is_uninitialized, type_name
 from tensormagic.engine.tensorinfo import memory
 from tensormagic.engine.tensorinfo.aliases import EXACT_TIME_BUDGET
 from tensormagic.engine.tensorinfo.dtypes import numpy_dtype_name
 from tensormagic.engine.tensorinfo.module import inspect_module
 from tensormagic.engine.tensorinfo.reports import NamespaceEntry, NamespaceInfo
 
+#: Notes about objects that could not be read (or are uninitialized) listed at most.
+MAX_READ_NOTES = 20
 #: Exact overlap checks at most when grouping a whole namespace (then ranges decide).
 MAX_EXACT_CHECKS = 20_000
 
@@ -25,9 +27,21 @@ MAX_EXACT_CHECKS = 20_000
 MAX_PAIRS = 100_000
 
 
-def _entry_of(item: NamedObject) -> NamespaceEntry:
+def _entry_of(item: NamedObject, notes: list[str]) -> NamespaceEntry:
+    """The row of one array or tensor; one that cannot be read gets a row of unknowns and a note."""
+    try:
+        return _facts_of(item, notes)
+    except Exception as exc:  # noqa: BLE001 - one broken object never breaks the table
+        notes.append(unreadable(item.name, item.obj, exc))
+        return NamespaceEntry(item.name, type_name(item.obj), "?", None, "?", 0, None, None)
+
+
+def _facts_of(item: NamedObject, notes: list[str]) -> NamespaceEntry:
     obj = item.obj
-    if isinstance(obj, torch.Tensor):
+    if is_uninitialized(obj):
+        notes.append(f"{item.name}: {UNINITIALIZED} (a lazy module's parameter or buffer)")
+        return NamespaceEntry(item.name, type_name(obj), str(obj.dtype), None, str(obj.device), 0, None, None)
+    if is_tensor(obj):
         nested = bool(getattr(obj, "is_nested", False))
         shape = None if nested else list(obj.shape)
         numel = sum(c.numel() for c in obj.unbind()) if nested else obj.numel()
@@ -36,15 +50,25 @@ def _entry_of(item: NamedObject) -> NamespaceEntry:
     return NamespaceEntry(item.name, type_name(obj), numpy_dtype_name(arr.dtype), list(arr.shape), "cpu", int(arr.nbytes), None, None)
 
 
+def _module_entry(name: str, module: torch.nn.Module, notes: list[str]) -> NamespaceEntry:
+    try:
+        info = inspect_module(name, module, max_rows=0)
+    except Exception as exc:  # noqa: BLE001 - one broken module never breaks the table
+        notes.append(unreadable(name, module, exc))
+        return NamespaceEntry(name, type_name(module), "?", None, "?", 0, None, None)
+    notes += [f"{name}: {n}" for n in info.notes if UNINITIALIZED in n]
+    return NamespaceEntry(name, info.type, ", ".join(info.dtypes) or "-", None, ", ".join(info.devices) or "-", info.parameter_bytes + info.buffer_bytes, None, None)
+
+
 def inspect_namespace(namespace: Mapping[str, Any], hidden: frozenset[str] | set[str] = frozenset()) -> NamespaceInfo:
     """One table of every array, tensor and module, grouped by what shares memory."""
     items = named_arrays(namespace, hidden, include_module_tensors=False)
-    entries = [_entry_of(item) for item in items]
+    read_notes: list[str] = []
+    entries = [_entry_of(item, read_notes) for item in items]
     for name in user_names(namespace, hidden):
         obj = namespace[name]
-        if isinstance(obj, torch.nn.Module):
-            info = inspect_module(name, obj, max_rows=0)
-            entries.append(NamespaceEntry(name, info.type, ", ".join(info.dtypes) or "-", None, ", ".join(info.devices) or "-", info.parameter_bytes + info.buffer_bytes, None, None))
+        if is_module(obj):
+            entries.append(_module_entry(name, obj, read_notes))
     regions = [memory.memory_region(item.obj) for item in items]
     parent = list(range(len(items)))
     relations: dict[int, str] = {}
@@ -62,7 +86,7 @@ def inspect_namespace(namespace: Mapping[str, Any], hidden: frozenset[str] | set
         if j != i:
             parent[find(i)] = find(j)
             relations[i] = memory.SAME_OBJECT
-    notes: list[str] = []
+    notes: list[str] = read_notes[:MAX_READ_NOTES] + ([f"... and {len(read_notes) - MAX_READ_NOTES} more"] if len(read_notes) > MAX_READ_NOTES else [])
     deadline = time.perf_counter() + EXACT_TIME_BUDGET
     pairs = 0
     cut_short = unchecked = False

@@ -76,12 +76,13 @@ class ParameterRow:
 
     name: str
     kind: str  # "parameter" | "buffer"
-    shape: list[int]
+    shape: list[int] | None  # None: uninitialized (a lazy module's)
     dtype: str
     device: str
     numel: int
     nbytes: int
     trainable: bool
+    note: str | None = None
 
 
 @dataclass(repr=False)
@@ -101,11 +102,13 @@ class ModuleInfo(Report):
     shared: list[dict[str, Any]]
     structure: str
     notes: list[str] = field(default_factory=list)
+    uninitialized: int = 0  # parameters and buffers of a lazy module not created yet
 
     PANEL: ClassVar[str] = "tensormagic.render.tensorinfo_panel:module_panel"
 
     def summary(self) -> str:
-        return f"{self.name}: {self.type}, {self.parameters:,} parameters on {', '.join(self.devices) or 'no device'}"
+        lazy = f" (and {self.uninitialized} uninitialized)" if self.uninitialized else ""
+        return f"{self.name}: {self.type}, {self.parameters:,} parameters{lazy} on {', '.join(self.devices) or 'no device'}"
 
 
 @dataclass

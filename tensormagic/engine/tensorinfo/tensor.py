@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from tensormagic.engine.naming import type_name
+from tensormagic.engine.naming import UNINITIALIZED, is_uninitialized, type_name
 from tensormagic.engine.tensorinfo.aliases import find_aliases
 from tensormagic.engine.tensorinfo.conversions import tensor_conversions
 from tensormagic.engine.tensorinfo.dtypes import DtypeTwin, dtype_table, numpy_twin_of_torch
@@ -144,8 +144,50 @@ def _nested_facts(t: torch.Tensor, budget: int, details: dict[str, Any]) -> tupl
     return stats, note, storage, numel
 
 
+def _uninitialized_info(name: str, t: torch.Tensor, namespace: Mapping[str, Any] | None, hidden: frozenset[str] | set[str]) -> TensorInfo:
+    """The report of an uninitialized parameter or buffer: dtype, device and autograd flags are
+    known, shape, strides and values are not (torch refuses every other question until the
+    lazy module's first forward)."""
+    twin = numpy_twin_of_torch(t.dtype)
+    lazy = "a lazy module's parameter" if isinstance(t, torch.nn.Parameter) else "a lazy module's buffer"
+    return TensorInfo(
+        name=name,
+        type=type_name(t),
+        dtype=str(t.dtype),
+        equivalent_dtype=twin.twin,
+        equivalent_note=twin.note,
+        shape=None,
+        ndim=0,
+        numel=0,
+        itemsize=torch.empty((), dtype=t.dtype).element_size(),
+        strides=None,
+        byte_strides=None,
+        contiguous=None,
+        memory_format="uninitialized",
+        storage_offset=None,
+        nbytes=0,
+        storage_nbytes=None,
+        device=str(t.device),
+        layout="uninitialized",
+        requires_grad=bool(t.requires_grad),
+        is_leaf=True,
+        grad_fn=None,
+        grad=None,
+        version=None,
+        stats=None,
+        stats_note=f"{UNINITIALIZED} ({lazy}): no values yet",
+        aliases=find_aliases(name, t, namespace, hidden) if namespace is not None else [],
+        conversion=[],
+        dtype_table=dtype_table(),
+        details={"uninitialized": True},
+        notes=[f"{UNINITIALIZED}: {lazy}; run one forward pass (or call its module's initialize_parameters) to create it"],
+    )
+
+
 def inspect_tensor(name: str, t: torch.Tensor, namespace: Mapping[str, Any] | None = None, budget: int = DEFAULT_BUDGET, hidden: frozenset[str] | set[str] = frozenset()) -> TensorInfo:
     """Build the report of a torch tensor (any layout, dtype or device)."""
+    if is_uninitialized(t):
+        return _uninitialized_info(name, t, namespace, hidden)
     twin = numpy_twin_of_torch(t.dtype) if not t.is_quantized else DtypeTwin(str(t.dtype), None, "quantized dtypes have no NumPy twin; use .dequantize() or .int_repr()")
     details: dict[str, Any] = {}
     notes: list[str] = []

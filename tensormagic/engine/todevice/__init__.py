@@ -5,7 +5,8 @@ Pure (torch and NumPy).  Modules, one job each:
 - :mod:`.devices`: the devices this machine has, ``auto``, device and dtype strings.
 - :mod:`.placement`: every movable object of a namespace and where its tensors live.
 - :mod:`.moves`: :func:`move`, all or nothing (resolve, compute, install, rebind).
-- :mod:`.mover`: the compute phase (new objects built, nothing mutated) and its install steps.
+- :mod:`.mover`: the compute phase (new objects built, nothing mutated) and its install steps;
+  :mod:`.containers`: its dicts, lists and tuples (cycles and shared sub-containers kept).
 - :mod:`.consequences`: the warnings about what a move silently breaks.
 - :mod:`.report`: the report dataclasses and their builders.
 """

@@ -1,6 +1,7 @@
 """The compute phase of a move: every moved object is built first, nothing is mutated.
 
-Tensors and arrays give new tensors; dicts, lists and tuples give new containers; a module's
+Tensors and arrays give new tensors; dicts, lists and tuples give new containers
+(:mod:`.containers`); a module's
 new parameters, gradients and buffers, and an optimizer's new state, are built as
 :class:`Install` steps (a ``do`` and an ``undo``) that :mod:`.moves` applies only once every
 object has been computed.
@@ -17,12 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from tensormagic.engine.naming import is_array, is_masked_array, is_module, is_optimizer, is_tensor, is_uninitialized
+from tensormagic.engine.tensorinfo.array import file_backing
 from tensormagic.engine.tensorinfo.dtypes import torch_twin_of_numpy
+from tensormagic.engine.tensorinfo.statistics.masked import masked_count
+from tensormagic.engine.todevice.containers import ContainerMoves, ObjectFailure
 from tensormagic.engine.todevice.devices import float64_note, is_accelerator, unsupported_dtype
-from tensormagic.engine.todevice.placement import CONTAINERS, MAX_DEPTH, container_items, key_label
-
-class ObjectFailure(Exception):
-    """One object could not move (the reason is the message)."""
 
 
 @dataclass
@@ -47,7 +48,7 @@ class Plan:
     seconds: float | None = None
 
 
-class Mover:
+class Mover(ContainerMoves):
     """Builds the moved version of objects without changing any of them."""
 
     def __init__(self, device: torch.device, dtype: torch.dtype | None, non_blocking: bool, pin_memory: bool) -> None:
@@ -61,6 +62,11 @@ class Mover:
         self.keep: list[Any] = []
         self.touched: set[torch.device] = {device}
         self.pageable = False  # a non-blocking copy left from ordinary (pageable) CPU memory
+        #: id(old container) -> its new container (or _BUILDING while a tuple is being built),
+        #: so that shared sub-containers stay shared and cycles stay cycles.
+        self.containers: dict[int, Any] = {}
+        #: warnings the compute phase found (tensors used as dict keys, left where they are)
+        self.warnings: list[str] = []
 
     # -- tensors -----------------------------------------------------------------------------
 
@@ -91,11 +97,18 @@ class Mover:
         pin = self.pin_memory and self.device.type == "cpu" and t.device.type == "cpu" and not t.is_pinned()
         return t.device != self.device or t.dtype != dtype or pin
 
+    def _remember(self, old: Any, new: Any) -> Any:
+        self.memo[id(old)] = new
+        self.keep.append(old)
+        return new
+
     def tensor(self, t: torch.Tensor, direct: bool) -> torch.Tensor:
         """A new tensor on the device (the same tensor when it already is there)."""
         if id(t) in self.memo:
             return self.memo[id(t)]
         dtype = self._dtype_for(t, direct)
+        if is_uninitialized(t):
+            return self._uninitialized(t, dtype)
         if not self._needs_copy(t, dtype):
             return t
         if t.requires_grad and not t.is_leaf:
@@ -110,14 +123,28 @@ class Mover:
             if t.grad is not None:
                 with torch.no_grad():
                     new.grad = self._copy(t.grad.detach(), dtype)
-        self.memo[id(t)] = new
-        self.keep.append(t)
-        return new
+        return self._remember(t, new)
+
+    def _uninitialized(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """An uninitialized parameter or buffer (a lazy module's) stays uninitialized, now on the
+        device: it has no data to copy, and its first forward creates it there."""
+        if t.device == self.device and t.dtype == dtype:
+            return t
+        reason = unsupported_dtype(self.device, dtype)
+        if reason:
+            raise ObjectFailure(reason)
+        return self._remember(t, type(t)(requires_grad=t.requires_grad, device=self.device, dtype=dtype))
 
     def array(self, a: np.ndarray | np.generic, direct: bool, notes: list[str] | None = None) -> torch.Tensor:
         """A torch tensor of a NumPy array on the device (sharing its memory when it stays on cpu)."""
         if id(a) in self.memo:
             return self.memo[id(a)]
+        if is_masked_array(a):
+            masked = masked_count(a)
+            raise ObjectFailure(
+                f"a masked array ({masked:,} of {a.size:,} values masked): torch has no masked arrays, so the masked values "
+                "(a filler) would become data; move a.filled(value) or a.compressed(), or a.data and a.mask as two tensors"
+            )
         arr = np.asarray(a)
         twin = torch_twin_of_numpy(arr.dtype)
         if twin.twin is None:
@@ -144,9 +171,13 @@ class Mover:
             note = float64_note(self.device, new.dtype)
             if note:
                 notes.append(note)
-        self.memo[id(a)] = new
-        self.keep.append(a)
-        return new
+            if isinstance(a, np.matrix):
+                notes.append("was a numpy.matrix: the tensor is a plain 2-D tensor, where * multiplies element-wise (use @ for the matrix product)")
+            backing = file_backing(a) if isinstance(a, np.ndarray) else None
+            if backing is not None:
+                where = repr(backing["file"]) if backing["file"] else "a memory-mapped file"
+                notes.append(f"file-backed (np.memmap of {where}): " + ("the tensor shares the mapped pages, so writes to it go to the file" if new is base else "its values were read from the file into the copy"))
+        return self._remember(a, new)
 
     # -- modules and optimizers ---------------------------------------------------------------
 
@@ -183,6 +214,9 @@ class Mover:
             new = self.memo[id(p)]
             return [self._set_entry(sub._parameters, key, p, new, owner, sub)] if new is not p else []
         dtype = self._dtype_for(p, direct=False)
+        if is_uninitialized(p):
+            new = self._uninitialized(p, dtype)
+            return [self._set_entry(sub._parameters, key, p, new, owner, sub)] if new is not p else []
         if not self._needs_copy(p, dtype) and (p.grad is None or not self._needs_copy(p.grad, dtype)):
             return []
         with torch.no_grad():
@@ -206,8 +240,7 @@ class Mover:
             return [Install(owner, do, undo)]
         new = torch.nn.Parameter(data, requires_grad=p.requires_grad)
         new.grad = grad
-        self.memo[id(p)] = new
-        self.keep.append(p)
+        self._remember(p, new)
         return [self._set_entry(sub._parameters, key, p, new, owner, sub)]
 
     def optimizer(self, opt: torch.optim.Optimizer, owner: str) -> list[Install]:
@@ -221,7 +254,7 @@ class Mover:
         for p, st in opt.state.items():
             moved = {}
             for k, v in st.items():
-                if isinstance(v, torch.Tensor) and not (k == "step" and v.dim() == 0 and keeps_step.get(id(p), True)):
+                if is_tensor(v) and not (k == "step" and v.dim() == 0 and keeps_step.get(id(p), True)):
                     v = self.tensor(v, direct=False)
                 moved[k] = v
             new_state[p] = moved
@@ -247,52 +280,6 @@ class Mover:
         changed = changed or any(v is not opt.state[p].get(k) for p, st in new_state.items() for k, v in st.items())
         return [Install(owner, do, undo)] if changed else []
 
-    # -- containers ---------------------------------------------------------------------------
-
-    def container(self, obj: Any, label: str, installs: list[Install], owner: str, depth: int = 0, stack: frozenset[int] = frozenset()) -> Any:
-        """A new dict, list or tuple with every tensor, array and module inside moved."""
-        if id(obj) in stack or depth > MAX_DEPTH:
-            return obj
-        items = []
-        changed = False
-        for key, value in container_items(obj):
-            new = self.value(value, key_label(label, key), installs, owner, depth + 1, stack | {id(obj)})
-            changed = changed or new is not value
-            items.append((key, new))
-        if not changed:
-            return obj
-        values = [v for _, v in items]
-        if isinstance(obj, dict):
-            new_obj = copy.copy(obj)
-            new_obj.clear()
-            new_obj.update(items)
-            return new_obj
-        if isinstance(obj, list):
-            new_obj = copy.copy(obj)
-            new_obj[:] = values
-            return new_obj
-        if hasattr(obj, "_fields"):  # a namedtuple
-            return type(obj)(*values)
-        try:
-            return type(obj)(values)
-        except Exception:  # noqa: BLE001 - a tuple subclass with another constructor
-            return tuple(values)
-
-    def value(self, value: Any, label: str, installs: list[Install], owner: str, depth: int, stack: frozenset[int]) -> Any:
-        """One element of a container, moved (modules in place; other objects kept)."""
-        if isinstance(value, torch.Tensor):
-            return self.tensor(value, direct=False)
-        if isinstance(value, (np.ndarray, np.generic)):
-            return self.array(value, direct=False)
-        if isinstance(value, torch.nn.Module):
-            if id(value) not in self.memo:
-                self.memo[id(value)] = value
-                installs += self.module(value, owner)
-            return value
-        if isinstance(value, CONTAINERS) and not isinstance(value, str):
-            return self.container(value, label, installs, owner, depth, stack)
-        return value
-
 
 def _refresh(sub: torch.nn.Module) -> None:
     """Modules that cache their parameters (RNNs) rebuild the cache after a swap."""
@@ -302,20 +289,20 @@ def _refresh(sub: torch.nn.Module) -> None:
 
 def compute_plan(mover: Mover, plan: Plan) -> None:
     obj = plan.old
-    if isinstance(obj, torch.Tensor):
+    if is_tensor(obj):
         plan.new = mover.tensor(obj, direct=True)
         if obj.requires_grad and not obj.is_leaf and plan.new is not obj:
             plan.notes.append("not a leaf: the copy keeps its autograd history, gradients flow back to the original")
         plan.changed = plan.new is not obj
-    elif isinstance(obj, (np.ndarray, np.generic)):
+    elif is_array(obj):
         plan.new = mover.array(obj, direct=True, notes=plan.notes)
         plan.changed = True
-    elif isinstance(obj, torch.nn.Module):
+    elif is_module(obj):
         mover.memo.setdefault(id(obj), obj)
         plan.installs = mover.module(obj, plan.name)
         plan.new = obj
         plan.changed = bool(plan.installs)
-    elif isinstance(obj, torch.optim.Optimizer):
+    elif is_optimizer(obj):
         plan.installs = mover.optimizer(obj, plan.name)
         plan.new = obj
         plan.changed = bool(plan.installs)

@@ -74,8 +74,10 @@ class TodeviceReport(Report):
 
     def summary(self) -> str:
         if self.action == "placement":
-            devices = sorted({d.split(" (")[0] for row in self.placement for d in row.device.split(", ") if d != "-"})
-            return f"{len(self.placement)} objects on {', '.join(devices) or 'no device'}; auto would choose {self.auto}"
+            devices = sorted({d.split(" (")[0] for row in self.placement for d in row.device.split(", ") if d not in ("-", "?")})
+            unreadable = sum(row.kind == "unreadable" for row in self.placement)
+            odd = f" ({unreadable} could not be read)" if unreadable else ""
+            return f"{len(self.placement)} objects on {', '.join(devices) or 'no device'}{odd}; auto would choose {self.auto}"
         if self.error:
             return f"nothing moved: {self.error}"
         moved = [m.name for m in self.moves if m.status == MOVED]

@@ -14,6 +14,7 @@ Modules, one job each:
 - :mod:`.accelerator`: the GPU paths (no host read until one gather).
 - :mod:`.compute`: which path a tensor, array or stream of pieces takes.
 - :mod:`.histogram`: the histogram of the finite values.
+- :mod:`.masked`: NumPy masked arrays (the unmasked values only).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tensormagic.engine.tensorinfo.statistics.chunks import iter_chunks, pieces,
 from tensormagic.engine.tensorinfo.statistics.compute import chunks_stats, numpy_stats, tensor_stats
 from tensormagic.engine.tensorinfo.statistics.fused import cpu_moments
 from tensormagic.engine.tensorinfo.statistics.histogram import Histogram, value_histogram
+from tensormagic.engine.tensorinfo.statistics.masked import masked_histogram_values, masked_stats
 from tensormagic.engine.tensorinfo.statistics.values import CPU_CHUNK, DEFAULT_BUDGET, SAMPLE_SIZE, ValueStats
 
 __all__ = [
@@ -33,6 +35,8 @@ __all__ = [
     "chunks_stats",
     "cpu_moments",
     "iter_chunks",
+    "masked_histogram_values",
+    "masked_stats",
     "numpy_stats",
     "pieces",
     "sample_values",

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import torch
 
-from tensormagic.engine.tensorinfo.statistics.values import SIGN_BIT, ValueStats, as_float64, centring_pivot, finite_or_none, mean_std
+from tensormagic.engine.tensorinfo.statistics.values import HUGE, SIGN_BIT, ValueStats, as_float64, centring_pivot, finite_or_none, mean_std
 
 #: The accelerator path's scratch (a float64 copy of a chunk and a boolean mask, 9 bytes an
 #: element) stays under this share of the tensor's bytes, or under DEVICE_SCRATCH_FLOOR bytes,
@@ -42,7 +42,7 @@ def gather(values: list[torch.Tensor]) -> list[float | int]:
     ]
 
 
-def device_float_stats(flat: torch.Tensor, chunk: int | None = None) -> ValueStats:
+def device_float_stats(flat: torch.Tensor, chunk: int | None = None, scale: float = 1.0) -> ValueStats:
     """Floating-point values on an accelerator, over a dense 1-D view: about twenty kernels per
     chunk, every result written into one preallocated table, and one host read at the end.
 
@@ -52,7 +52,8 @@ def device_float_stats(flat: torch.Tensor, chunk: int | None = None) -> ValueSta
     -inf), and the sum and sum of squares of the finite values centred on :func:`centring_pivot` (the
     others replaced by 0).  Scratch: a float64 copy of a chunk and its boolean mask of non-finite
     values (see ``DEVICE_SCRATCH_SHARE``).  ``chunk`` overrides the chunk size (tests run this
-    path on the CPU).
+    path on the CPU).  Values so large that their sums overflow (near 1.8e308) take a second
+    pass scaled by a power of two (``scale``), and a second sync.
     """
     n = flat.numel()
     device = flat.device
@@ -62,6 +63,7 @@ def device_float_stats(flat: torch.Tensor, chunk: int | None = None) -> ValueSta
     scratch = torch.empty(size, dtype=torch.float64, device=device)
     mask = torch.empty(size, dtype=torch.bool, device=device)
     pivot = centring_pivot(flat)
+    centre = pivot * scale  # exact: scale is a power of two
     # per chunk: sum, sum of squares, zeros, NaN, +inf, -inf, finite min, finite max
     table = torch.empty(count, 8, dtype=torch.float64, device=device)
     inf = math.inf
@@ -76,7 +78,10 @@ def device_float_stats(flat: torch.Tensor, chunk: int | None = None) -> ValueSta
         torch.sum(torch.ne(part, part, out=d), dim=0, out=row[3])  # NaN != NaN
         torch.amin(d.copy_(part).masked_fill_(bad, inf), dim=0, out=row[6])
         torch.amax(d.copy_(part).masked_fill_(bad, -inf), dim=0, out=row[7])
-        d.copy_(part).sub_(pivot).masked_fill_(bad, 0.0)
+        d.copy_(part)
+        if scale != 1.0:
+            d.mul_(scale)
+        d.sub_(centre).masked_fill_(bad, 0.0)
         torch.sum(d, dim=0, out=row[0])
         torch.dot(d, d, out=row[1])
     total = table[:, :6].sum(0)
@@ -85,7 +90,9 @@ def device_float_stats(flat: torch.Tensor, chunk: int | None = None) -> ValueSta
     n_nan, n_pos, n_neg = int(n_nan), int(n_pos), int(n_neg)
     n_fin = n - n_nan - n_pos - n_neg
     mn, mx = (lo_v, hi_v) if n_fin else (None, None)
-    mean, std = mean_std(piv, s1, s2, n_fin)
+    if n_fin and scale == 1.0 and not (math.isfinite(s1) and math.isfinite(s2)):  # huge values
+        return device_float_stats(flat, chunk, math.ldexp(1.0, -math.frexp(max(abs(lo_v), abs(hi_v)))[1]))
+    mean, std = mean_std(piv, s1, s2, n_fin, scale)
     return ValueStats(mn, mx, mean, std, n_nan, n_pos, n_neg, int(n_zero), True, None, n, "values")
 
 
@@ -111,6 +118,8 @@ def device_stats(device: torch.device, chunks: Iterable[torch.Tensor], kind: str
     ilo = torch.tensor(2**63 - 1, **i64)
     ihi = torch.tensor(-(2**63), **i64)
     pivot: torch.Tensor | None = None
+    exponent = torch.zeros((), **i64)  # sums of values scaled by 2**-exponent (0 unless huge)
+    one = torch.ones((), **f64)
     is_int = kind in ("int", "uint64", "bool")
     for chunk in chunks:
         chunk = chunk.reshape(-1)
@@ -141,9 +150,19 @@ def device_stats(device: torch.device, chunks: Iterable[torch.Tensor], kind: str
             finite_n += finite.sum()
             fin_v = torch.where(finite, v, 0.0)
             zeros += (v == 0).sum()
+        if not is_int:  # branch-free rescaling for huge values (see values.scale_exponent)
+            magnitude = fin_v.abs().max()
+            grown = torch.where(magnitude >= HUGE, torch.frexp(magnitude).exponent.to(torch.int64), 0)
+            grown = torch.maximum(exponent, grown)
+            factor = torch.ldexp(one, exponent - grown)
+            s1 *= factor
+            s2 *= factor * factor
+            exponent = grown
+        scale = torch.ldexp(one, -exponent)
+        fin_v = fin_v * scale
         if pivot is None:
-            pivot = (fin_v.sum() / torch.clamp(finite_n, min=1)).to(torch.float64)
-        shifted = fin_v - pivot
+            pivot = (fin_v.sum() / torch.clamp(finite_n, min=1) / scale).to(torch.float64)
+        shifted = fin_v - pivot * scale
         if finite is not None:
             shifted = torch.where(finite, shifted, 0.0)
         s1 += shifted.sum()
@@ -153,10 +172,10 @@ def device_stats(device: torch.device, chunks: Iterable[torch.Tensor], kind: str
             hi = torch.maximum(hi, torch.where(finite, v, -inf).max())
     if pivot is None:
         pivot = torch.zeros((), **f64)
-    parts = [lo, hi, s1, s2, pivot, nan, posinf, neginf, zeros, finite_n, ilo, ihi]
+    parts = [lo, hi, s1, s2, pivot, nan, posinf, neginf, zeros, finite_n, ilo, ihi, exponent]
     got = gather(parts)
-    lo_v, hi_v, s1_v, s2_v, piv, n_nan, n_pos, n_neg, n_zero, n, ilo_v, ihi_v = got
-    mean, std = mean_std(piv, s1_v, s2_v, n)
+    lo_v, hi_v, s1_v, s2_v, piv, n_nan, n_pos, n_neg, n_zero, n, ilo_v, ihi_v, e_v = got
+    mean, std = mean_std(piv, s1_v, s2_v, n, math.ldexp(1.0, -int(e_v)))
     mn: float | int | bool | None = None
     mx: float | int | bool | None = None
     if n and is_int:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from tensormagic.engine.tensorinfo.statistics import fused
-from tensormagic.engine.tensorinfo.statistics.values import SIGN_BIT, ValueStats, as_float64, centring_pivot, mean_std
+from tensormagic.engine.tensorinfo.statistics.values import SIGN_BIT, ValueStats, as_float64, centring_pivot, mean_std, scale_exponent
 
 #: Elements per chunk of the pure float loop (its float64 scratch, 512 KiB, fits the L2 cache).
 FAST_CHUNK = 2**16
@@ -78,6 +78,7 @@ def cpu_stats(chunks: Iterable[torch.Tensor], kind: str, over: str) -> ValueStat
     hi: Any = None
     pivot: float | None = None
     s1 = s2 = 0.0
+    exponent = 0  # the sums are of values scaled by 2**-exponent (0 unless values are huge)
     for chunk in chunks:
         chunk = chunk.reshape(-1)
         m = chunk.numel()
@@ -123,14 +124,22 @@ def cpu_stats(chunks: Iterable[torch.Tensor], kind: str, over: str) -> ValueStat
         finite_n += fin
         lo = cmin if lo is None else min(lo, cmin)
         hi = cmax if hi is None else max(hi, cmax)
+        grown = scale_exponent(max(abs(float(cmin)), abs(float(cmax))))
+        if grown > exponent:  # huge values: rescale what was summed so far to the new scale
+            s1, s2 = math.ldexp(s1, exponent - grown), math.ldexp(s2, 2 * (exponent - grown))
+            exponent = grown
+        scale = math.ldexp(1.0, -exponent)
+        if exponent:
+            d.mul_(scale)  # exact: a power of two
         if pivot is None:
-            pivot = float(d.masked_fill(bad, 0.0).sum()) / fin if bad is not None else float(d.mean())
+            first = d.masked_fill(bad, 0.0).sum() if bad is not None else d.sum()
+            pivot = float(first) / fin / scale
         if bad is not None:
-            d.masked_fill_(bad, pivot)  # contributes 0 to both sums below
-        d.sub_(pivot)  # d is always this function's own float64 copy
+            d.masked_fill_(bad, pivot * scale)  # contributes 0 to both sums below
+        d.sub_(pivot * scale)  # d is always this function's own float64 copy
         s1 += float(d.sum())
         s2 += float(torch.dot(d, d))
-    mean, std = mean_std(pivot if pivot is not None else 0.0, s1, s2, finite_n)
+    mean, std = mean_std(pivot if pivot is not None else 0.0, s1, s2, finite_n, math.ldexp(1.0, -exponent))
     if kind == "bool" and lo is not None:
         lo, hi = bool(lo), bool(hi)
     return ValueStats(lo, hi, mean, std, n_nan, n_pos, n_neg, zeros, True, None, total, over)

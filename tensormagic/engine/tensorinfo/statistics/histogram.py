@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
 import torch
 
 from tensormagic.engine.tensorinfo.statistics.chunks import sample_values
-from tensormagic.engine.tensorinfo.statistics.values import SIGN_BIT, as_float64
+from tensormagic.engine.tensorinfo.statistics.values import SIGN_BIT, as_float64, scale_exponent
 
 #: Elements a histogram is drawn from at most (a sample above it).
 HIST_SAMPLE = 2**16
@@ -67,6 +68,13 @@ def value_histogram(t: torch.Tensor, lo: float | int | bool | None, hi: float | 
         flo, fhi = float(lo), float(hi)
         if fhi <= flo:
             return Histogram([flo, fhi], [int(torch.isfinite(v).sum())], sampled)
+        exponent = scale_exponent(max(abs(flo), abs(fhi)))
+        if exponent:  # huge values: bin them scaled by a power of two (fhi - flo would overflow)
+            scale = math.ldexp(1.0, -exponent)
+            v = v.to(torch.float64) * scale  # a copy of the (at most HIST_SAMPLE) values drawn
+            counts = torch.histc(v, bins=bins, min=flo * scale, max=fhi * scale).to(torch.int64).tolist()
+            step = (fhi * scale - flo * scale) / bins
+            return Histogram([(flo * scale + i * step) / scale for i in range(bins + 1)], counts, sampled)
         counts = torch.histc(v, bins=bins, min=flo, max=fhi).to(torch.int64).tolist()
         step = (fhi - flo) / bins
         return Histogram([flo + i * step for i in range(bins + 1)], counts, sampled)

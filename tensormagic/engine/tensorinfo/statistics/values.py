@@ -41,6 +41,7 @@ class ValueStats:
     sample_size: int | None
     count: int
     over: str
+    masked: int | None = None  # values a NumPy masked array leaves out (None: not a masked array)
 
 
 #: Flipping the sign bit maps uint64's order onto int64's (exact min/max with int64 kernels).
@@ -69,13 +70,33 @@ def finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def mean_std(pivot: float, s1: float, s2: float, n: int) -> tuple[float | None, float | None]:
-    """Mean and sample std (ddof=1) of ``n`` values from the sums of ``x - pivot`` (``s1``) and of
-    its square (``s2``); None where there are too few values."""
+#: Magnitude from which values are scaled by a power of two before their sums are taken: the
+#: squares of values above ~1.3e154 overflow float64, and so do sums of many values near 1.8e308.
+HUGE = 2.0**480
+#: The centring pivot's sample is summed scaled by this (exact) power of two, so that the sum
+#: of PIVOT_SAMPLE values near the float64 maximum cannot overflow.
+PIVOT_SCALE = 2.0**-12
+
+
+def scale_exponent(magnitude: float) -> int:
+    """``E`` such that ``magnitude * 2**-E < 1`` when ``magnitude`` is huge (>= ``HUGE``); 0 when
+    values that small need no scaling."""
+    if not math.isfinite(magnitude) or magnitude < HUGE:
+        return 0
+    return math.frexp(magnitude)[1]
+
+
+def mean_std(pivot: float, s1: float, s2: float, n: int, scale: float = 1.0) -> tuple[float | None, float | None]:
+    """Mean and sample std (ddof=1) of ``n`` values ``x`` from the sums of ``(x - pivot) * scale``
+    (``s1``) and of its square (``s2``); None where there are too few values.
+
+    ``scale`` is a power of two (exact): huge values are summed scaled down, so nothing
+    overflows, and the results are scaled back (a std beyond float64's range is inf).
+    """
     if n <= 0:
         return None, None
-    std = math.sqrt(max((s2 - s1 * s1 / n) / (n - 1), 0.0)) if n > 1 else None
-    return pivot + s1 / n, std
+    std = math.sqrt(max((s2 - s1 * s1 / n) / (n - 1), 0.0)) / scale if n > 1 else None
+    return pivot + s1 / n / scale, std
 
 
 def centring_pivot(flat: torch.Tensor) -> torch.Tensor:
@@ -87,4 +108,5 @@ def centring_pivot(flat: torch.Tensor) -> torch.Tensor:
     """
     sample = flat[:: max(1, flat.numel() // PIVOT_SAMPLE)][:PIVOT_SAMPLE].to(torch.float64)
     finite = torch.isfinite(sample)
-    return torch.where(finite, sample, 0.0).sum() / finite.sum().clamp(min=1)
+    scaled_sum = torch.where(finite, sample, 0.0).mul_(PIVOT_SCALE).sum()  # never overflows
+    return scaled_sum / finite.sum().clamp(min=1) / PIVOT_SCALE
