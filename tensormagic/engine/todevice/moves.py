@@ -37,7 +37,7 @@ from tensormagic.engine.naming import describe_exception, first_line, format_byt
 from tensormagic.engine.todevice.consequences import MAX_SCAN, Leaf, Scan, aliasing_warnings, collect_leaves, optimizer_warnings, references, related_pairs
 from tensormagic.engine.todevice.devices import DeviceError, device_names, devices_here, parse_device, parse_dtype, synchronize
 from tensormagic.engine.todevice.mover import Install, Mover, ObjectFailure, Plan, compute_plan
-from tensormagic.engine.todevice.placement import device_of, has_leaves, is_container, is_movable, leaves, nbytes_of
+from tensormagic.engine.todevice.placement import MAX_DEPTH, device_of, has_leaves, is_container, is_movable, leaves, nbytes_of
 from tensormagic.engine.todevice.report import TodeviceReport, move_report
 
 #: A test hook: called as ``hook(phase, name)`` before each object is computed (phase
@@ -83,7 +83,9 @@ def resolve_names(namespace: Mapping[str, Any], names: Sequence[str], hidden: fr
         except Exception as exc:  # noqa: BLE001 - a container whose items raise
             raise MoveError(f"nothing moved: {unreadable(name, obj, exc)}") from None
         if not movable:
-            if is_container(obj):
+            if is_container(obj) and _holds_deeper(obj, name):
+                why = f"is a {type(obj).__name__} whose tensors or arrays sit more than {MAX_DEPTH} levels of containers deep; move the inner containers by name"
+            elif is_container(obj):
                 why = f"is a {type(obj).__name__} with no tensors, arrays or modules inside"
             else:
                 why = describe_non_array(obj)
@@ -92,6 +94,14 @@ def resolve_names(namespace: Mapping[str, Any], names: Sequence[str], hidden: fr
     if not out:
         raise MoveError("nothing moved: name what to move, as in %todevice x model cuda")
     return out
+
+
+def _holds_deeper(obj: Any, name: str) -> bool:
+    """True when a container holds a tensor or array at any depth (beyond what moves)."""
+    try:
+        return next(iter(references(obj, name, Scan())), None) is not None
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def movable_names(namespace: Mapping[str, Any], hidden: frozenset[str] | set[str] = frozenset(), skipped: list[str] | None = None) -> tuple[list[str], list[str]]:
