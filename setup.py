@@ -13,8 +13,11 @@ setup(
         Extension(
             "tensormagic.engine.tensorinfo.statistics._fused",
             ["tensormagic/engine/tensorinfo/statistics/_fused.c"],
-            extra_compile_args=["-O3", "-pthread"],
-            extra_link_args=["-pthread"],
+            depends=[f"tensormagic/engine/tensorinfo/statistics/fused_{part}.h" for part in ("common", "float64", "narrow", "int")],
+            # No -ffast-math and no FMA contraction: the same IEEE operations on every machine.
+            # OpenMP: the threads of the runtime torch already loaded (libgomp), not new ones.
+            extra_compile_args=["-O3", "-pthread", "-fopenmp", "-ffp-contract=off", "-fno-fast-math"],
+            extra_link_args=["-pthread", "-fopenmp"],
             optional=True,
         )
     ]

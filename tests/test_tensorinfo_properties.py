@@ -574,7 +574,10 @@ def test_the_c_helper_is_built():
     if not fused.available() and not os.environ.get("CI"):
         pytest.skip("tensormagic/engine/tensorinfo/statistics/_fused.c is not built here: run scripts/setup.sh (needs gcc and Python headers)")
     assert fused.available(), "tensormagic.engine.tensorinfo.statistics._fused did not build: see pip's output in scripts/setup.sh"
-    assert fused._fused.moments(np.array([1.0, 0.0, 3.0], dtype=np.float32), 1.0, 2) == (0.0, 3.0, 1.0, 5.0, 1)
+    a = np.array([1.0, 0.0, 3.0, np.nan, np.inf], dtype=np.float32)
+    lo, hi, s1, s2, zeros, nan, posinf, neginf, centre = fused._fused.stats(a.ctypes.data, "float32", [5], [4], 1.0, 2)
+    assert (lo, hi, zeros, nan, posinf, neginf) == (0.0, 3.0, 1, 1, 1, 0)
+    assert centre == pytest.approx(4 / 3) and s1 == pytest.approx(0.0, abs=1e-15) and s2 == pytest.approx(42 / 9)
 
 
 def test_sampled_counts_are_labelled_as_the_samples():

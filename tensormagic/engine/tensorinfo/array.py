@@ -17,7 +17,7 @@ from tensormagic.engine.tensorinfo.conversions import array_conversions
 from tensormagic.engine.tensorinfo.dtypes import dtype_table, numpy_dtype_name, torch_twin_of_numpy
 from tensormagic.engine.tensorinfo.guard import guarded, safe_stats
 from tensormagic.engine.tensorinfo.reports import Conversion, TensorInfo
-from tensormagic.engine.tensorinfo.statistics import DEFAULT_BUDGET, masked_histogram_values, masked_stats, numpy_stats, value_histogram
+from tensormagic.engine.tensorinfo.statistics import DEFAULT_BUDGET, masked_histogram_values, masked_stats, numpy_stats_and_sample, value_histogram
 from tensormagic.engine.tensorinfo.statistics.masked import masked_count
 
 def _numpy_memory_format(a: np.ndarray) -> str:
@@ -98,7 +98,8 @@ def inspect_array(name: str, a: np.ndarray | np.generic, namespace: Mapping[str,
     twin = torch_twin_of_numpy(arr.dtype)
     details: dict[str, Any] = {"writeable": bool(arr.flags.writeable), "byte_order": arr.dtype.byteorder}
     kind_notes = _kind_notes(a, details)
-    stats, stats_note = safe_stats(lambda: masked_stats(a, budget) if masked else numpy_stats(arr, budget))
+    got, stats_note = safe_stats(lambda: (masked_stats(a, budget), None) if masked else numpy_stats_and_sample(arr, budget))
+    stats, sample = got if got is not None else (None, None)
     histogram = None
     if stats is not None and arr.dtype.kind in "biuf" and arr.dtype.itemsize <= 8:
         if masked:
@@ -108,7 +109,7 @@ def inspect_array(name: str, a: np.ndarray | np.generic, namespace: Mapping[str,
                 histogram.sampled = histogram.sampled or sampled
         elif arr.dtype.isnative:
             flipped = arr[tuple(slice(None, None, -1) if s < 0 else slice(None) for s in arr.strides)]
-            histogram, _ = safe_stats(lambda: value_histogram(torch.from_numpy(flipped), stats.min, stats.max))
+            histogram, _ = safe_stats(lambda: value_histogram(torch.from_numpy(flipped), stats.min, stats.max, sample=sample, stats=stats))
     if stats is None and stats_note is None:
         stats_note = f"no statistics for dtype {arr.dtype} (not numeric)"
     itemsize = arr.itemsize

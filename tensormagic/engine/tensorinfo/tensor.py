@@ -14,7 +14,7 @@ from tensormagic.engine.tensorinfo.conversions import tensor_conversions
 from tensormagic.engine.tensorinfo.dtypes import DtypeTwin, dtype_table, numpy_twin_of_torch
 from tensormagic.engine.tensorinfo.guard import guarded, safe_stats
 from tensormagic.engine.tensorinfo.reports import TensorInfo
-from tensormagic.engine.tensorinfo.statistics import CPU_CHUNK, DEFAULT_BUDGET, Histogram, ValueStats, chunks_stats, iter_chunks, pieces, tensor_stats, value_histogram
+from tensormagic.engine.tensorinfo.statistics import CPU_CHUNK, DEFAULT_BUDGET, Histogram, ValueStats, chunks_stats, iter_chunks, pieces, stats_and_sample, tensor_stats, value_histogram
 
 #: Stored values of an uncoalesced COO tensor up to which it is coalesced (a copy) for statistics.
 MAX_COALESCE = 2**22
@@ -214,9 +214,10 @@ def inspect_tensor(name: str, t: torch.Tensor, namespace: Mapping[str, Any] | No
     elif t.is_quantized:
         stats, stats_note, storage_nbytes = _quantized_facts(t, details)
     else:
-        stats, stats_note = safe_stats(lambda: tensor_stats(t, budget))
+        got, stats_note = safe_stats(lambda: stats_and_sample(t, budget))
+        stats, sample = got if got is not None else (None, None)
         if stats is not None:
-            histogram, _ = safe_stats(lambda: value_histogram(t, stats.min, stats.max))
+            histogram, _ = safe_stats(lambda: value_histogram(t, stats.min, stats.max, sample=sample, stats=stats))
     if nested:
         layout = "nested (" + layout + ")"
     if strided and storage_nbytes is None:

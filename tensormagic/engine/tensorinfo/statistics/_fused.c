@@ -1,198 +1,274 @@
-/* One fused pass over a dense float32/float64 buffer: min, max, the sums of (x - pivot) and
- * (x - pivot)**2 accumulated in float64, and the count of zeros.
+/* One fused pass over a strided CPU buffer of any common dtype: the statistics of %tensorinfo.
  *
- * This is the CPU fast path of tensormagic.engine.tensorinfo.statistics: the pure torch/NumPy path needs five or
- * six passes (each cache-sized chunk copied to float64, centred, summed, squared, searched for
- * zeros); here every element is read once, on several threads, so the whole thing runs at memory
- * speed.  The extension is optional: when it is not built, statistics/cpu.py takes the pure path.
+ * stats(address, kind, shape, strides, scale, threads[, sample_address, sample_count])
+ *     -> (lo, hi, s1, s2, zeros, nan, posinf, neginf, centre)
  *
- * NaN and inf are not special-cased: a NaN makes the sums NaN and an inf makes a bound infinite,
- * and the caller then falls back to its masked pass.  Nothing is allocated but the threads.
+ * Every element is read once, on up to `threads` threads: the min and max of the finite values
+ * (exact: integers are compared as integers), the counts of zeros, NaN, +inf and -inf, and the
+ * sums of d = x * scale - centre and of d * d over the finite values, accumulated in float64.
+ * `centre` is the mean of an evenly spaced sample of at most PIVOT_SAMPLE finite values (times
+ * `scale`): centring keeps the sum of squares accurate for data far from zero.  `scale` is a
+ * power of two (1 unless the values are so large that their squares overflow).  Optionally it
+ * also copies a fixed-seed stratified random sample of the elements (for the histogram).
+ *
+ * Kinds: float32 float64 float16 bfloat16 int8 int16 int32 int64 uint8 uint16 uint32 uint64
+ * bool.  `shape` and `strides` (in bytes, >= 0) describe the elements in the order they are
+ * summed; the caller has merged what it could, so the last dimension is the inner loop.
+ *
+ * The result does not depend on the machine: elements are summed in fixed blocks of BLOCK
+ * logical elements, each over 16 lanes fixed by the element's offset in its block (whatever
+ * the vector width the compiler picked), the lanes of a block are added in a fixed order, and
+ * the blocks in block order, whatever thread computed them.  No -ffast-math and no FMA
+ * contraction (the pragma below): every lane does the same IEEE operations on every machine.
+ *
+ * This is the CPU fast path of tensormagic.engine.tensorinfo.statistics; the extension is
+ * optional: when it is not built, statistics/cpu.py takes the pure torch path.  It allocates
+ * one Part per block (96 bytes per 65536 elements), and runs on the OpenMP threads torch
+ * already has (POSIX threads without OpenMP).
+ *
+ * Files: fused_common.h (kinds, vector types, conversions, walking a block, the histogram's
+ * sample), fused_float64.h, fused_narrow.h (float32, float16, bfloat16), fused_int.h (integers,
+ * bool), and this one (the threads, the centring pivot and the Python binding).
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <pthread.h>
-#include <stdint.h>
-#include <string.h>
+/* The kernels live in headers by kind; this file is the pass itself and its Python binding. */
+#include "fused_common.h"
+#include "fused_float64.h"
+#include "fused_narrow.h"
+#include "fused_int.h"
 
-#define MAX_THREADS 64
+/* ---- the pass ----------------------------------------------------------------------------- */
 
-typedef struct {
-    const void *data;
-    Py_ssize_t start, stop;
-    int is_double;
-    double pivot;
-    double lo, hi, s1, s2;
-    int64_t zeros;
-} Part;
-
-/* GCC vector types: eight lanes, two independent accumulators each, so the loop is vectorised
- * without reassociating any floating-point sum (no -ffast-math).  The clones pick AVX-512, AVX2
- * or the baseline at load time, by what the processor has. */
-typedef double vd __attribute__((vector_size(64)));
-typedef long long vl __attribute__((vector_size(64)));
-typedef float vf __attribute__((vector_size(32)));
-
-#define STEP(V, LO, HI, S1, S2, Z)                                  \
-    do {                                                            \
-        vd d_ = (V) - c;                                            \
-        vl lt_ = (V) < LO;                                          \
-        LO = (vd)(((vl)(V) & lt_) | ((vl)LO & ~lt_));               \
-        vl gt_ = (V) > HI;                                          \
-        HI = (vd)(((vl)(V) & gt_) | ((vl)HI & ~gt_));               \
-        S1 += d_;                                                   \
-        S2 += d_ * d_;                                              \
-        Z -= ((V) == zero); /* a true lane is -1 */                 \
-    } while (0)
-
-#if defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
-#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CLONES /* elsewhere: the compiler's baseline vector width */
-#endif
-
-#define FUSED_KERNEL(NAME, T, LOAD)                                                            \
-    CLONES static void NAME(Part *p) {                                                         \
-        const T *x = (const T *)p->data;                                                       \
-        const vd c = {p->pivot, p->pivot, p->pivot, p->pivot, p->pivot, p->pivot, p->pivot, p->pivot}; \
-        const vd zero = {0, 0, 0, 0, 0, 0, 0, 0};                                              \
-        const double inf = __builtin_inf();                                                    \
-        vd lo0 = {inf, inf, inf, inf, inf, inf, inf, inf}, lo1 = lo0;                          \
-        vd hi0 = -lo0, hi1 = -lo0;                                                             \
-        vd a0 = zero, a1 = zero, q0 = zero, q1 = zero;                                         \
-        vl z0 = {0, 0, 0, 0, 0, 0, 0, 0}, z1 = z0;                                             \
-        Py_ssize_t i = p->start;                                                               \
-        for (; i + 16 <= p->stop; i += 16) {                                                   \
-            vd v0 = LOAD(x + i), v1 = LOAD(x + i + 8);                                         \
-            STEP(v0, lo0, hi0, a0, q0, z0);                                                    \
-            STEP(v1, lo1, hi1, a1, q1, z1);                                                    \
-        }                                                                                      \
-        double lo = inf, hi = -inf, s1 = 0.0, s2 = 0.0;                                        \
-        int64_t zeros = 0;                                                                     \
-        for (int j = 0; j < 8; j++) {                                                          \
-            lo = lo0[j] < lo ? lo0[j] : lo;                                                    \
-            lo = lo1[j] < lo ? lo1[j] : lo;                                                    \
-            hi = hi0[j] > hi ? hi0[j] : hi;                                                    \
-            hi = hi1[j] > hi ? hi1[j] : hi;                                                    \
-            s1 += a0[j] + a1[j];                                                               \
-            s2 += q0[j] + q1[j];                                                               \
-            zeros += z0[j] + z1[j];                                                            \
-        }                                                                                      \
-        for (; i < p->stop; i++) {                                                             \
-            double v = (double)x[i], d = v - p->pivot;                                         \
-            lo = v < lo ? v : lo;                                                              \
-            hi = v > hi ? v : hi;                                                              \
-            s1 += d;                                                                           \
-            s2 += d * d;                                                                       \
-            zeros += (v == 0.0);                                                               \
-        }                                                                                      \
-        p->lo = lo;                                                                            \
-        p->hi = hi;                                                                            \
-        p->s1 = s1;                                                                            \
-        p->s2 = s2;                                                                            \
-        p->zeros = zeros;                                                                      \
+static void *run_job(void *arg) {
+    Job *job = (Job *)arg;
+    switch (job->kind) {
+    case K_F32: f32_blocks(job); break;
+    case K_F64: f64_blocks(job); break;
+    case K_F16: f16_blocks(job); break;
+    case K_BF16: bf16_blocks(job); break;
+    case K_I8: i8_blocks(job); break;
+    case K_I16: i16_blocks(job); break;
+    case K_I32: i32_blocks(job); break;
+    case K_I64: i64_blocks(job); break;
+    case K_U8: u8_blocks(job); break;
+    case K_U16: u16_blocks(job); break;
+    case K_U32: u32_blocks(job); break;
+    case K_U64: u64_blocks(job); break;
+    default: bool_blocks(job); break;
     }
-
-static inline __attribute__((always_inline)) vd load_float(const float *x) {
-    vf f;
-    memcpy(&f, x, sizeof f);
-    return __builtin_convertvector(f, vd);
-}
-
-static inline __attribute__((always_inline)) vd load_double(const double *x) {
-    vd v;
-    memcpy(&v, x, sizeof v);
-    return v;
-}
-
-FUSED_KERNEL(fused_float, float, load_float)
-FUSED_KERNEL(fused_double, double, load_double)
-
-static void *run_part(void *arg) {
-    Part *p = (Part *)arg;
-    if (p->is_double)
-        fused_double(p);
-    else
-        fused_float(p);
     return NULL;
 }
 
-PyDoc_STRVAR(moments_doc,
-             "moments(buffer, pivot, threads) -> (min, max, sum_centred, sum_squares_centred, zeros)\n\n"
-             "One pass over a C-contiguous float32 ('f') or float64 ('d') buffer on up to `threads`\n"
-             "threads; sums are of (x - pivot) and (x - pivot)**2 in float64.");
-
-static PyObject *moments(PyObject *self, PyObject *args) {
-    PyObject *obj;
-    Py_buffer view;
-    double pivot;
-    int threads;
-    if (!PyArg_ParseTuple(args, "Odi", &obj, &pivot, &threads))
-        return NULL;
-    if (PyObject_GetBuffer(obj, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0)
-        return NULL; /* not a buffer, or not C-contiguous: the exception says which */
-    const char *fmt = view.format ? view.format : "B";
-    if (fmt[0] == '@' || fmt[0] == '=' || fmt[0] == '<')
-        fmt++;
-    int is_double;
-    if (strcmp(fmt, "d") == 0 && view.itemsize == 8)
-        is_double = 1;
-    else if (strcmp(fmt, "f") == 0 && view.itemsize == 4)
-        is_double = 0;
-    else {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_TypeError, "moments() takes a float32 or float64 buffer");
-        return NULL;
+/* Thread t of T takes blocks [blocks * t / T, blocks * (t + 1) / T): the result does not depend
+ * on how many there are.  Built with OpenMP (as setup.py does), the threads are those of the
+ * OpenMP runtime already loaded, torch's own: its workers, which may still be spinning after
+ * the user's last torch operation, take the work instead of competing with new threads for
+ * the cores.  Without OpenMP: POSIX threads. */
+static void run_parallel(const Job *job, Py_ssize_t blocks, int threads) {
+    if (threads <= 1) {
+        Job one = *job;
+        one.first = 0;
+        one.last = blocks;
+        run_job(&one);
+        return;
     }
-    Py_ssize_t n = view.len / view.itemsize;
-    if (threads < 1)
-        threads = 1;
-    if (threads > MAX_THREADS)
-        threads = MAX_THREADS;
-    if (threads > n / 65536 + 1)
-        threads = (int)(n / 65536 + 1); /* a thread per 64K elements at most: starting one costs */
-    Part parts[MAX_THREADS];
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+    {
+        int t = omp_get_thread_num(), count = omp_get_num_threads();
+        Job mine = *job;
+        mine.first = blocks * t / count;
+        mine.last = blocks * (t + 1) / count;
+        run_job(&mine);
+    }
+#else
+    Job jobs[MAX_THREADS];
     pthread_t ids[MAX_THREADS];
     int started[MAX_THREADS];
     for (int t = 0; t < threads; t++) {
-        Py_ssize_t lo = n * t / threads, hi = n * (t + 1) / threads;
-        /* Part boundaries on 64-byte lines, so that no two threads share a cache line. */
-        lo -= lo % 16;
-        hi = (t == threads - 1) ? n : hi - hi % 16;
-        parts[t] = (Part){view.buf, lo, hi, is_double, pivot, 0.0, 0.0, 0.0, 0.0, 0};
+        jobs[t] = *job;
+        jobs[t].first = blocks * t / threads;
+        jobs[t].last = blocks * (t + 1) / threads;
         started[t] = 0;
     }
-    Py_BEGIN_ALLOW_THREADS;
     for (int t = 1; t < threads; t++)
-        started[t] = pthread_create(&ids[t], NULL, run_part, &parts[t]) == 0;
-    run_part(&parts[0]);
+        started[t] = pthread_create(&ids[t], NULL, run_job, &jobs[t]) == 0;
+    run_job(&jobs[0]);
     for (int t = 1; t < threads; t++) {
         if (started[t])
             pthread_join(ids[t], NULL);
         else
-            run_part(&parts[t]); /* no thread to be had: do its part here */
+            run_job(&jobs[t]); /* no thread to be had: do its part here */
     }
+#endif
+}
+
+static double value_as_double(const Job *job, const char *p) {
+    switch (job->kind) {
+    case K_F32: return get_f32(p);
+    case K_F64: return get_f64(p);
+    case K_F16: return get_f16(p);
+    case K_BF16: return get_bf16(p);
+    case K_I8: return (double)get_i8(p);
+    case K_I16: return (double)get_i16(p);
+    case K_I32: return (double)get_i32(p);
+    case K_I64: return (double)get_i64(p);
+    case K_U8: return (double)get_u8(p);
+    case K_U16: return (double)get_u16(p);
+    case K_U32: return (double)get_u32(p);
+    case K_U64: return (double)(unsigned long long)get_u64(p);
+    default: return *p != 0;
+    }
+}
+
+/* The mean of the finite values (times scale) of an evenly spaced sample: every step-th logical
+ * element, step = max(1, n / PIVOT_SAMPLE), at most PIVOT_SAMPLE of them; summed scaled by
+ * PIVOT_SCALE (exact) so that it cannot overflow.  0 when the sample has no finite value. */
+static double centre_of(const Job *job) {
+    Py_ssize_t step = job->n / PIVOT_SAMPLE > 1 ? job->n / PIVOT_SAMPLE : 1;
+    double sum = 0.0;
+    long long count = 0;
+    for (Py_ssize_t k = 0; k < PIVOT_SAMPLE && k * step < job->n; k++) {
+        double v = value_as_double(job, address_of(job, k * step)) * job->scale;
+        if ((v - v) == 0.0) {
+            sum += v * PIVOT_SCALE;
+            count++;
+        }
+    }
+    return count ? sum / (double)count / PIVOT_SCALE : 0.0;
+}
+
+PyDoc_STRVAR(stats_doc,
+             "stats(address, kind, shape, strides, scale, threads[, sample_address, sample_count])\n"
+             "    -> (lo, hi, s1, s2, zeros, nan, posinf, neginf, centre)\n\n"
+             "With sample_address, also writes sample_count elements, a fixed-seed stratified random\n"
+             "sample, there (raw elements of `kind`; the caller provides the room).\n"
+             "One pass over the elements at `address` (an int) of `kind` ('float32', 'int64', 'bool'...),\n"
+             "laid out by `shape` and `strides` (bytes, >= 0), on up to `threads` threads.  lo and hi are\n"
+             "the finite min and max (ints for integer kinds and bool), s1 and s2 the sums of d and d*d\n"
+             "for d = x * scale - centre over the finite values.  The caller keeps the memory alive.");
+
+static PyObject *stats(PyObject *self, PyObject *args) {
+    PyObject *address, *shape_obj, *strides_obj;
+    const char *kind_name;
+    double scale;
+    int threads;
+    PyObject *sample_address = NULL;
+    Py_ssize_t sample_count = 0;
+    if (!PyArg_ParseTuple(args, "OsOOdi|On", &address, &kind_name, &shape_obj, &strides_obj, &scale, &threads, &sample_address, &sample_count))
+        return NULL;
+    Job job;
+    memset(&job, 0, sizeof job);
+    job.kind = -1;
+    for (int k = 0; k < N_KINDS; k++)
+        if (strcmp(kind_name, KIND_NAMES[k]) == 0)
+            job.kind = k;
+    if (job.kind < 0) {
+        PyErr_Format(PyExc_TypeError, "stats() has no kernel for %s", kind_name);
+        return NULL;
+    }
+    job.base = (const char *)PyLong_AsVoidPtr(address);
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *shape = PySequence_Fast(shape_obj, "shape must be a sequence");
+    PyObject *strides = shape ? PySequence_Fast(strides_obj, "strides must be a sequence") : NULL;
+    if (!strides) {
+        Py_XDECREF(shape);
+        return NULL;
+    }
+    Py_ssize_t ndim = PySequence_Fast_GET_SIZE(shape);
+    if (ndim < 1 || ndim > MAX_DIMS || PySequence_Fast_GET_SIZE(strides) != ndim) {
+        Py_DECREF(shape);
+        Py_DECREF(strides);
+        PyErr_SetString(PyExc_ValueError, "stats() takes 1 to 16 dimensions, as many strides as sizes");
+        return NULL;
+    }
+    job.ndim = (int)ndim;
+    job.n = 1;
+    for (Py_ssize_t d = 0; d < ndim; d++) {
+        job.shape[d] = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(shape, d));
+        job.stride[d] = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(strides, d));
+        if ((job.shape[d] < 1 || job.stride[d] < 0) && !PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "stats() takes sizes >= 1 and strides >= 0");
+        job.n *= job.shape[d];
+    }
+    Py_DECREF(shape);
+    Py_DECREF(strides);
+    if (PyErr_Occurred())
+        return NULL;
+    job.scale = scale;
+    if (sample_count > 0 && sample_address) {
+        job.sample = (char *)PyLong_AsVoidPtr(sample_address);
+        if (PyErr_Occurred())
+            return NULL;
+        job.sample_count = sample_count;
+    }
+    Py_ssize_t blocks = (job.n + BLOCK - 1) / BLOCK;
+    if (threads < 1)
+        threads = 1;
+    if (threads > MAX_THREADS)
+        threads = MAX_THREADS;
+    if (threads > blocks)
+        threads = (int)blocks;
+    Part *parts = (Part *)malloc((size_t)blocks * sizeof(Part));
+    if (!parts)
+        return PyErr_NoMemory();
+    Py_BEGIN_ALLOW_THREADS;
+    job.centre = centre_of(&job);
+    job.parts = parts;
+    run_parallel(&job, blocks, threads);
     Py_END_ALLOW_THREADS;
-    PyBuffer_Release(&view);
-    double lo = parts[0].lo, hi = parts[0].hi, s1 = 0.0, s2 = 0.0;
-    long long zeros = 0;
-    for (int t = 0; t < threads; t++) {
-        lo = parts[t].lo < lo ? parts[t].lo : lo;
-        hi = parts[t].hi > hi ? parts[t].hi : hi;
-        s1 += parts[t].s1;
-        s2 += parts[t].s2;
-        zeros += parts[t].zeros;
+    /* The blocks in block order: the same sums whatever thread computed which block. */
+    double lo = __builtin_inf(), hi = -__builtin_inf(), s1 = 0.0, s2 = 0.0;
+    long long ilo = LLONG_MAX, ihi = LLONG_MIN, zeros = 0, nan = 0, pinf = 0, ninf = 0;
+    for (Py_ssize_t b = 0; b < blocks; b++) {
+        const Part *p = &parts[b];
+        lo = p->lo < lo ? p->lo : lo;
+        hi = p->hi > hi ? p->hi : hi;
+        ilo = p->ilo < ilo ? p->ilo : ilo;
+        ihi = p->ihi > ihi ? p->ihi : ihi;
+        s1 += p->s1;
+        s2 += p->s2;
+        zeros += p->zeros;
+        nan += p->nan;
+        pinf += p->pinf;
+        ninf += p->ninf;
     }
-    return Py_BuildValue("ddddL", lo, hi, s1, s2, zeros);
+    free(parts);
+    if (job.kind <= K_BF16)
+        return Py_BuildValue("ddddLLLLd", lo, hi, s1, s2, zeros, nan, pinf, ninf, job.centre);
+    if (job.kind == K_BOOL) /* min: False if any value is; max: True if any value is */
+        return Py_BuildValue("NNddLLLLd", PyLong_FromLongLong(job.n - zeros < job.n ? 0 : 1),
+                             PyLong_FromLongLong(job.n - zeros > 0 ? 1 : 0), 0.0, 0.0, zeros, 0LL, 0LL, 0LL, job.centre);
+    PyObject *plo, *phi;
+    if (job.kind == K_U64) {
+        plo = PyLong_FromUnsignedLongLong((unsigned long long)(ilo ^ U64_FLIP));
+        phi = PyLong_FromUnsignedLongLong((unsigned long long)(ihi ^ U64_FLIP));
+    } else {
+        plo = PyLong_FromLongLong(ilo);
+        phi = PyLong_FromLongLong(ihi);
+    }
+    return Py_BuildValue("NNddLLLLd", plo, phi, s1, s2, zeros, 0LL, 0LL, 0LL, job.centre);
 }
 
 static PyMethodDef methods[] = {
-    {"moments", moments, METH_VARARGS, moments_doc},
+    {"stats", stats, METH_VARARGS, stats_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_fused", "One fused statistics pass over float buffers (optional C helper).", -1, methods,
+    PyModuleDef_HEAD_INIT, "_fused", "One fused statistics pass over strided CPU buffers (optional C helper).", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__fused(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__fused(void) {
+#if defined(HAVE_FLOAT16) && defined(__linux__) && !defined(__clang__)
+    __builtin_cpu_init();
+    use_f16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddIntConstant(m, "f16c", use_f16c) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
+

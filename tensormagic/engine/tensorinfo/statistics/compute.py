@@ -16,7 +16,9 @@ import torch
 
 from tensormagic.engine.tensorinfo.statistics.accelerator import device_float_stats, device_stats
 from tensormagic.engine.tensorinfo.statistics.chunks import chunk_size, dense_flat, iter_chunks, numpy_pieces, sample_values
-from tensormagic.engine.tensorinfo.statistics.cpu import cpu_float_stats, cpu_stats
+from tensormagic.engine.tensorinfo.statistics import fused
+from tensormagic.engine.tensorinfo.statistics.cpu import cpu_stats, pure_float_stats
+from tensormagic.engine.tensorinfo.statistics.histogram import HIST_SAMPLE, histogram_sample_size
 from tensormagic.engine.tensorinfo.statistics.values import CPU_CHUNK, DEFAULT_BUDGET, SAMPLE_SIZE, ValueStats, value_kind
 
 def chunked_stats(t: torch.Tensor, over: str, chunks: Iterable[torch.Tensor] | None = None, kind: str | None = None) -> ValueStats:
@@ -34,6 +36,30 @@ def chunked_stats(t: torch.Tensor, over: str, chunks: Iterable[torch.Tensor] | N
     return device_stats(t.device, chunks, kind, over)
 
 
+def stats_and_sample(t: torch.Tensor, budget: int = DEFAULT_BUDGET) -> tuple[ValueStats, torch.Tensor | None]:
+    """:func:`tensor_stats`, and the histogram sample the C pass drew while it read ``t`` (None
+    where it did not: a small tensor, a sampled one, another path)."""
+    n = t.numel()
+    if fused.available() and HIST_SAMPLE < n <= budget and t.device.type == "cpu" and t.dtype in fused.TORCH_KINDS:
+        sample = torch.empty(histogram_sample_size(n), dtype=t.dtype)
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            stats = fused.tensor_stats(t.detach(), "values (True = 1)" if t.dtype == torch.bool else "values", sample)
+        if stats is not None:
+            return stats, sample
+    return tensor_stats(t, budget), None
+
+
+def numpy_stats_and_sample(a: np.ndarray, budget: int = DEFAULT_BUDGET) -> tuple[ValueStats | None, torch.Tensor | None]:
+    """:func:`numpy_stats`, and the histogram sample the C pass drew (as a tensor), as above."""
+    if fused.available() and HIST_SAMPLE < a.size <= budget and a.dtype in fused.NUMPY_KINDS and a.dtype.isnative:
+        sample = np.empty(histogram_sample_size(a.size), dtype=a.dtype)
+        stats = fused.array_stats(a, "values (True = 1)" if a.dtype.kind == "b" else "values", sample)
+        if stats is not None:
+            return stats, torch.from_numpy(sample)
+    return numpy_stats(a, budget), None
+
+
 def tensor_stats(t: torch.Tensor, budget: int = DEFAULT_BUDGET, over: str = "values") -> ValueStats:
     """Statistics of a dense strided tensor's values (|z| for complex), exact up to ``budget``."""
     with warnings.catch_warnings(), torch.no_grad():
@@ -46,17 +72,21 @@ def tensor_stats(t: torch.Tensor, budget: int = DEFAULT_BUDGET, over: str = "val
         n = t.numel()
         if n > budget:
             sample = sample_values(t, min(SAMPLE_SIZE, budget))
-            s = chunked_stats(sample, over)
+            s = fused.tensor_stats(sample, over) or chunked_stats(sample, over)
             s.exact = False
             s.sample_size = sample.numel()
             s.count = n
             return s
         on_cpu = t.device.type == "cpu"
+        if on_cpu:
+            fast = fused.tensor_stats(t, over)  # any common dtype and layout, one pass
+            if fast is not None:
+                return fast
         fast_dtypes = (torch.float32, torch.float64) if on_cpu else (torch.float16, torch.bfloat16, torch.float32, torch.float64)
         if t.dtype in fast_dtypes and n > 0 and t.layout == torch.strided:
             flat = dense_flat(t)
             if flat is not None:  # whole-tensor reductions copy a non-contiguous input: only flat
-                fast = cpu_float_stats(flat) if on_cpu else device_float_stats(flat)
+                fast = pure_float_stats(flat) if on_cpu else device_float_stats(flat)
                 if fast is not None:
                     return fast
         return chunked_stats(t, over)
@@ -85,7 +115,8 @@ def numpy_target(dtype: np.dtype) -> np.dtype | None:
 
 
 def numpy_stats(a: np.ndarray, budget: int = DEFAULT_BUDGET) -> ValueStats | None:
-    """Statistics of a NumPy array's values, through a zero-copy torch view where possible.
+    """Statistics of a NumPy array's values: in place through the C pass, else through a
+    zero-copy torch view where possible.
 
     Returns None for arrays with no numeric meaning (object, strings, datetimes).  Arrays torch
     cannot view (foreign byte order, longdouble, strides that are not whole elements) are
@@ -93,6 +124,10 @@ def numpy_stats(a: np.ndarray, budget: int = DEFAULT_BUDGET) -> ValueStats | Non
     """
     if a.dtype.kind not in "biufc":
         return None
+    if a.size <= budget:  # the C pass reads any byte strides in place
+        fast = fused.array_stats(a, "values (True = 1)" if a.dtype.kind == "b" else "values")
+        if fast is not None:
+            return fast
     view = a
     for axis in range(a.ndim):
         if a.strides[axis] < 0:  # order does not matter to statistics: flip to a view

@@ -1,8 +1,10 @@
-"""Statistics on the CPU, where a host read costs nothing: the fast float path and the general loop.
+"""Statistics on the CPU without the C helper (or where it has no kernel): pure torch.
 
-Dense float32/float64 take one pass of the C helper (:mod:`.fused`) or, without it, the same
-arithmetic in torch over cache-sized chunks; everything else (integers, bool, half types,
-complex, non-finite values) takes :func:`cpu_stats`, a few passes over each small chunk.
+With the C helper (:mod:`.fused`) every common dtype and layout takes its one pass; these are
+the paths without it: dense float32/float64 take :func:`pure_float_stats` (the C pass's
+arithmetic in torch over cache-sized chunks), everything else (integers, bool, half types,
+complex, non-finite values, other layouts) takes :func:`cpu_stats`, a few passes over each
+small chunk.
 """
 
 from __future__ import annotations
@@ -13,23 +15,10 @@ from typing import Any
 
 import torch
 
-from tensormagic.engine.tensorinfo.statistics import fused
 from tensormagic.engine.tensorinfo.statistics.values import SIGN_BIT, ValueStats, as_float64, centring_pivot, mean_std, scale_exponent
 
 #: Elements per chunk of the pure float loop (its float64 scratch, 512 KiB, fits the L2 cache).
 FAST_CHUNK = 2**16
-
-
-def cpu_float_stats(flat: torch.Tensor) -> ValueStats | None:
-    """float32/float64 on the CPU, over a dense 1-D view: None if non-finite values exist.
-
-    With the C helper: :func:`.fused.fused_float_stats`.  Without it, :func:`pure_float_stats`, the
-    same arithmetic in torch: every sum is accumulated in float64 around the same pivot, so
-    both paths agree to float64 rounding whatever the CPU's vector kernels.
-    """
-    if fused.available() and flat.is_contiguous():
-        return fused.fused_float_stats(flat)
-    return pure_float_stats(flat)
 
 
 def pure_float_stats(flat: torch.Tensor) -> ValueStats | None:
