@@ -6,7 +6,8 @@ job each:
 - :mod:`.dispatch`: which report an object gets (:func:`inspect_object`).
 - :mod:`.tensor`, :mod:`.array`, :mod:`.module`: the report of a tensor, a NumPy array, a module.
 - :mod:`.overview`: every array, tensor and module of a namespace, grouped by shared memory.
-- :mod:`.aliases`: which other variables share an object's memory.
+- :mod:`.aliases`: which other variables share an object's memory; :mod:`.alias_index`: the
+  index that keeps that fast in a namespace of 100,000 arrays.
 - :mod:`.memory`: where an array's bytes live, and exact overlap checks.
 - :mod:`.dtypes`: NumPy <-> Torch dtype twins.
 - :mod:`.conversions`: what ``.numpy()``, ``torch.from_numpy``... would do.
