@@ -64,7 +64,7 @@ exec(sys.argv[4])
 case, n = sys.argv[1], int(float(sys.argv[2]))
 ip = InteractiveShell.instance()
 ip.run_line_magic("load_ext", "tensormagic")
-ip.user_ns["x"] = make(case, 5000)      # warm up imports, caches and code paths on a small tensor
+ip.user_ns["x"] = make(case, 2 * 10**6)  # warm up imports, caches and code paths on a small tensor
 ip.run_line_magic("tensorinfo", "--exact x")
 ip.user_ns["x"] = x = make(case, n)     # the big tensor is resident before the reading
 torch.ones(2**22).sum()                 # start torch's worker threads (their stacks are not ours)

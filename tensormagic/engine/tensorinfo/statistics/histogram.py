@@ -13,6 +13,8 @@ from tensormagic.engine.tensorinfo.statistics.values import SIGN_BIT, ValueStats
 
 #: Elements a histogram is drawn from at most (a sample above it).
 HIST_SAMPLE = 2**16
+#: Values binned at a time on the CPU.
+BIN_CHUNK = 2**13
 
 
 @dataclass
@@ -40,10 +42,14 @@ def bin_counts(v: torch.Tensor, lo: float, hi: float, bins: int) -> list[int]:
     if v.device.type != "cpu":
         kept = v.reshape(-1).to(v.dtype if v.dtype in (torch.float32, torch.float64) else torch.float32)
         return torch.histc(kept, bins=bins, min=lo, max=hi).to(torch.int64).tolist()
-    v = v.reshape(-1).to(torch.float64)
-    kept = v[(v >= lo) & (v <= hi)]
-    index = (kept - lo).mul_(bins / (hi - lo)).floor_().to(torch.int64).clamp_(0, bins - 1)
-    return torch.bincount(index, minlength=bins)[:bins].tolist()
+    v = v.reshape(-1)
+    counts = torch.zeros(bins, dtype=torch.int64)
+    for start in range(0, v.numel(), BIN_CHUNK):  # in pieces: a few hundred KiB at most
+        part = v[start : start + BIN_CHUNK].to(torch.float64)
+        kept = part[(part >= lo) & (part <= hi)]
+        index = (kept - lo).mul_(bins / (hi - lo)).floor_().to(torch.int64).clamp_(0, bins - 1)
+        counts += torch.bincount(index, minlength=bins)[:bins]
+    return counts.tolist()
 
 
 def value_histogram(
