@@ -10,7 +10,7 @@ Modules, one job each:
 - :mod:`.values`: :class:`ValueStats` and the shared arithmetic (mean/std from centred sums).
 - :mod:`.chunks`: small pieces of a tensor or array, and fixed-seed samples.
 - :mod:`.fused`: the optional C helper (``_fused.c``).
-- :mod:`.cpu`: the CPU paths (the C pass or its pure torch twin; the general chunk loop).
+- :mod:`.cpu`: the CPU paths without the C helper (its pure torch twin; the general chunk loop).
 - :mod:`.accelerator`: the GPU paths (no host read until one gather).
 - :mod:`.compute`: which path a tensor, array or stream of pieces takes.
 - :mod:`.histogram`: the histogram of the finite values.
