@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 stamp=.venv/.tensormagic-setup
-want="$(cat requirements-dev.txt pyproject.toml setup.py tensormagic/engine/_fused.c | sha1sum | cut -d' ' -f1)"
+want="$(cat requirements-dev.txt pyproject.toml setup.py tensormagic/engine/tensorinfo/statistics/_fused.c tensormagic/engine/tensorinfo/statistics/fused_*.h | sha1sum | cut -d' ' -f1)"
 if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv with $($PY --version)"
     "$PY" -m venv .venv

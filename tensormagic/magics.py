@@ -18,11 +18,11 @@ from traitlets import CaselessStrEnum, observe
 
 from tensormagic.engine import autograd as autograd_engine
 from tensormagic.engine.autograd import keeper
-from tensormagic.engine import move as move_engine
 from tensormagic.engine import tensorinfo as tensorinfo_engine
 from tensormagic.engine.namespace import describe_non_array, is_inspectable, suggest
-from tensormagic.engine.stats import DEFAULT_BUDGET
-from tensormagic.engine.todevice_report import placement_report
+from tensormagic.engine.tensorinfo import DEFAULT_BUDGET
+from tensormagic.engine.todevice import moves as move_engine
+from tensormagic.engine.todevice import placement_report
 from tensormagic.render.display import DISPLAY_MODES, set_display_mode
 
 def compile_cell(tree: Any, filename: str, compile_fn: Any = compile) -> tuple[Any, Any]:
@@ -163,7 +163,10 @@ class TensorMagics(Magics):
         obj = self.resolve(expr)
         if not is_inspectable(obj):
             raise UsageError(f"{expr} {describe_non_array(obj)}")
-        return tensorinfo_engine.inspect_object(expr, obj, self.shell.user_ns, budget, self._hidden)
+        try:
+            return tensorinfo_engine.inspect_object(expr, obj, self.shell.user_ns, budget, self._hidden)
+        except tensorinfo_engine.UninspectableError as exc:
+            raise UsageError(str(exc)) from None
 
     # -- %%autograd ---------------------------------------------------------------------------
 
@@ -306,9 +309,10 @@ class TensorMagics(Magics):
         """Move ``names`` (None: what --all moves) to ``device``, rebind them, return the report."""
         ns = self.shell.user_ns
         left: list[str] = []
+        skipped: list[str] = []
         everything = names is None
         if names is None:
-            names, left = move_engine.movable_names(ns, self._hidden)
+            names, left = move_engine.movable_names(ns, self._hidden, skipped)
             if not names:
                 raise UsageError("nothing to move: no tensors, modules or optimizers in the namespace")
         try:
@@ -319,6 +323,7 @@ class TensorMagics(Magics):
         report = outcome.report
         if left:
             report.notes.insert(0, f"NumPy arrays left as they are: {', '.join(left)} (name them to make tensors of them)")
+        report.notes[:0] = [f"left as it is: {why}" for why in skipped]
         chosen = None if everything else report.names
         report.on_move = lambda target: self._todevice_move(chosen, target, options)
         return report

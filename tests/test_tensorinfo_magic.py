@@ -182,20 +182,20 @@ def test_builtin_names_are_evaluated_not_called_unknown(shell):
 @pytest.mark.parametrize("path", ["fused C pass", "pure torch"])
 @pytest.mark.parametrize("layout", ["contiguous", "transposed"])
 def test_large_float_statistics_are_exact_in_float64(monkeypatch, layout, path):
-    """Tensors above the fast-loop size: exact mean (float64 sum), std to float32 rounding, zeros."""
-    from tensormagic.engine import stats
-    from tensormagic.engine.stats import FAST_LOOP_MIN, tensor_stats
+    """Tensors of several chunks of the pure loop: exact mean (float64 sum), accurate std, zeros."""
+    from tensormagic.engine.tensorinfo.statistics import fused, tensor_stats
+    from tensormagic.engine.tensorinfo.statistics.cpu import FAST_CHUNK
 
-    if path == "fused C pass" and stats._fused is None:
+    if path == "fused C pass" and not fused.available():
         pytest.skip("the C helper is not built here")
     if path == "pure torch":
-        monkeypatch.setattr(stats, "_fused", None)
+        monkeypatch.setattr(fused, "_fused", None)
 
     g = torch.Generator().manual_seed(1)
-    t = torch.randn(2 * FAST_LOOP_MIN + 7, generator=g) * 1e-3 + 1e4
+    t = torch.randn(2 * FAST_CHUNK + 7, generator=g) * 1e-3 + 1e4
     t[::1000] = 0.0
     if layout == "transposed":
-        t = t[: 2 * FAST_LOOP_MIN].reshape(2048, -1).t()
+        t = t[: 2 * FAST_CHUNK].reshape(2048, -1).t()
     s = tensor_stats(t)
     d = t.double()
     assert s.mean == pytest.approx(float(d.mean()), rel=1e-12)

@@ -11,8 +11,7 @@ import pytest
 import torch
 from IPython.core.error import UsageError
 
-from tensormagic.engine.devices import auto_device, available_devices, parse_device
-from tensormagic.engine.move import MoveError, move
+from tensormagic.engine.todevice import MoveError, auto_device, available_devices, move, parse_device
 from tests.conftest import run
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

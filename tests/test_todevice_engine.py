@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from tensormagic.engine import devices
-from tensormagic.engine.move import MoveError, movable_names, move
-from tensormagic.engine.placement import placement
-from tensormagic.engine.todevice_report import placement_report
+from tensormagic.engine.todevice import devices
+from tensormagic.engine.todevice import MoveError, movable_names, move, placement, placement_report
 
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the messages of a machine without CUDA")
 

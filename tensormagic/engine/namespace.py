@@ -1,4 +1,9 @@
-"""Finding the arrays, tensors and modules in a namespace."""
+"""Finding the arrays, tensors and modules in a namespace.
+
+Objects are classified by their true type (see :mod:`tensormagic.engine.naming`), and one object
+that raises while it is read (a hostile ``__getattr__``, a module whose ``named_parameters``
+fails) is skipped and named in ``problems``, never an error for the whole namespace.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +12,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import torch
+from tensormagic.engine.naming import claimed_class, describe_exception, has_attribute, is_array, is_module, is_optimizer, short_type_name, type_name
 
 #: Names a notebook namespace holds that are never the user's data.
 HIDDEN_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython", "open"})
 
 
-def is_array_like(obj: Any) -> bool:
-    """True for what ``%tensorinfo`` inspects as an array: tensors, ndarrays, NumPy scalars."""
-    return isinstance(obj, (torch.Tensor, np.ndarray, np.generic))
-
-
 def is_inspectable(obj: Any) -> bool:
     """Arrays, tensors and ``torch.nn.Module`` instances."""
-    return is_array_like(obj) or isinstance(obj, torch.nn.Module)
+    return is_array(obj) or is_module(obj)
 
 
 def user_names(namespace: Mapping[str, Any], hidden: frozenset[str] | set[str] = frozenset()) -> Iterator[str]:
@@ -41,20 +40,36 @@ class NamedObject:
     owner: str | None = None  # the module a parameter or buffer belongs to
 
 
-def named_arrays(namespace: Mapping[str, Any], hidden: frozenset[str] | set[str] = frozenset(), include_module_tensors: bool = True) -> list[NamedObject]:
-    """Every array and tensor in ``namespace``; module parameters and buffers as ``model.fc.weight``."""
+def named_arrays(
+    namespace: Mapping[str, Any],
+    hidden: frozenset[str] | set[str] = frozenset(),
+    include_module_tensors: bool = True,
+    problems: list[str] | None = None,
+) -> list[NamedObject]:
+    """Every array and tensor in ``namespace``; module parameters and buffers as ``model.fc.weight``.
+
+    A module whose parameters cannot be listed is skipped and described in ``problems``.
+    """
     found: list[NamedObject] = []
     for name in user_names(namespace, hidden):
         obj = namespace[name]
-        if is_array_like(obj):
+        if is_array(obj):
             found.append(NamedObject(name, obj))
-        elif include_module_tensors and isinstance(obj, torch.nn.Module):
-            for pname, p in obj.named_parameters(remove_duplicate=False):
-                found.append(NamedObject(f"{name}.{pname}", p, name))
-            for bname, buf in obj.named_buffers(remove_duplicate=False):
-                if buf is not None:
-                    found.append(NamedObject(f"{name}.{bname}", buf, name))
+        elif include_module_tensors and is_module(obj):
+            try:
+                inner = [NamedObject(f"{name}.{pname}", p, name) for pname, p in obj.named_parameters(remove_duplicate=False)]
+                inner += [NamedObject(f"{name}.{bname}", b, name) for bname, b in obj.named_buffers(remove_duplicate=False) if b is not None]
+            except Exception as exc:  # noqa: BLE001 - one broken module never hides the others
+                if problems is not None:
+                    problems.append(unreadable(name, obj, exc))
+                continue
+            found += inner
     return found
+
+
+def unreadable(name: str, obj: Any, exc: BaseException) -> str:
+    """The note for an object that raised while it was read: ``name (type): Error: message``."""
+    return f"{name} ({type_name(obj)}) could not be read: {describe_exception(exc)}"
 
 
 def suggest(name: str, namespace: Mapping[str, Any], hidden: frozenset[str] | set[str] = frozenset()) -> list[str]:
@@ -65,19 +80,25 @@ def suggest(name: str, namespace: Mapping[str, Any], hidden: frozenset[str] | se
 
 
 def describe_non_array(obj: Any) -> str:
-    """What an object is and how to make an array or tensor of it (for error messages)."""
-    kind = type(obj)
-    qual = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    """What an object is and how to make an array or tensor of it (for error messages).
+
+    Never raises: only the object's true type and plain attribute lookups are consulted (an
+    object's ``__array__`` is never called: it may be slow or raise).
+    """
+    qual = short_type_name(obj)
+    claimed = claimed_class(obj)
+    if claimed is not None:
+        return f"is a {qual} that claims to be a {claimed.__module__}.{claimed.__qualname__} (its __class__ says so), not a real array, tensor or torch.nn.Module"
     if obj is None:
         return "is None, not an array or tensor"
-    if isinstance(obj, (list, tuple)):
+    if issubclass(type(obj), (list, tuple)):
         return f"is a {qual}, not an array or tensor; convert it with np.asarray(...) or torch.tensor(...)"
-    if isinstance(obj, (bool, int, float, complex)):
+    if issubclass(type(obj), (bool, int, float, complex)):
         return f"is a Python {qual}, not an array or tensor; wrap it with torch.tensor(...) or np.asarray(...)"
-    if hasattr(obj, "to_numpy"):
-        return f"is a {qual}, not an array or tensor; convert it with .to_numpy()"
-    if hasattr(obj, "__array__"):
-        return f"is a {qual}, not an array or tensor; convert it with np.asarray(...)"
-    if isinstance(obj, torch.optim.Optimizer):
+    if is_optimizer(obj):
         return f"is a {qual} (an optimizer); inspect its model or its state tensors instead"
+    if has_attribute(obj, "to_numpy"):
+        return f"is a {qual}, not an array or tensor; convert it with .to_numpy()"
+    if has_attribute(obj, "__array__"):
+        return f"is a {qual}, not an array or tensor; convert it with np.asarray(...)"
     return f"is a {qual}, not an array, tensor or torch.nn.Module"

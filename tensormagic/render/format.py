@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from tensormagic.engine.naming import format_bytes
+
 
 def fmt_bytes(n: int | None, exact: bool = True) -> str:
     """``1.5 MiB (1,572,864 B)`` style sizes; ``exact=False`` drops the byte count (for tables)."""
-    if n is None:
-        return "-"
-    if n < 1024:
-        return f"{n:,} B"
-    size = float(n)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        size /= 1024
-        if size < 1024 or unit == "TiB":
-            return f"{size:,.1f} {unit} ({n:,} B)" if exact else f"{size:,.1f} {unit}"
-    return f"{n:,} B"  # pragma: no cover
+    return "-" if n is None else format_bytes(n, exact=exact)
 
 
 def short_type(name: str) -> str:

@@ -44,7 +44,7 @@ def _summary(info: TensorInfo) -> Section:
         rows.append(("requires_grad", yes_no(info.requires_grad)))
     blocks: list = [KeyValues(rows)]
     blocks += [Note(n, "warning" if "NaN" in n else "info") for n in info.notes if "stride of 0" in n]
-    for key in ("sparse", "quantized", "nested"):
+    for key in ("sparse", "quantized", "nested", "masked", "file"):
         if key in info.details:
             blocks.append(KeyValues([(f"{key}: {k}", truncate(str(v), 100)) for k, v in info.details[key].items()]))
     return Section("Summary", blocks)
@@ -83,6 +83,8 @@ def _values(info: TensorInfo) -> Section:
         ("-inf", fmt_number(s.neginf)),
         ("zeros", fmt_number(s.zeros)),
     ]
+    if s.masked is not None:
+        rows.append(("masked (left out)", fmt_number(s.masked)))
     if not s.exact:  # counts are the sample's, not the tensor's
         rows = [(k + " (in the sample)", v) if k in ("NaN", "+inf", "-inf", "zeros") else (k, v) for k, v in rows]
     blocks: list = [KeyValues(rows), Note(f"over {s.over}; {how}")]
@@ -162,7 +164,7 @@ def module_panel(info: ModuleInfo) -> Panel:
             ("devices", ", ".join(f"{k} ({v} tensors)" for k, v in info.devices.items()) or "-"),
         ]
     )
-    rows = [[r.name, r.kind, fmt_shape(r.shape), r.dtype, r.device, fmt_number(r.numel), yes_no(r.trainable)] for r in info.rows[:MAX_ROWS]]
+    rows = [[r.name, r.kind, fmt_shape(r.shape) if r.shape is not None else "? (uninitialized)", r.dtype, r.device, fmt_number(r.numel), yes_no(r.trainable)] for r in info.rows[:MAX_ROWS]]
     table = Table(["name", "kind", "shape", "dtype", "device", "elements", "trainable"], rows, total_rows=len(info.rows))
     shared: list = [Note("no tied or shared parameters")] if not info.shared else [
         Table(["names", "relation", "detail"], [[" & ".join(s["names"]), s["relation"], s["detail"]] for s in info.shared[:MAX_ROWS]], total_rows=len(info.shared))

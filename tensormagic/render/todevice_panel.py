@@ -7,7 +7,7 @@ same move as the magic and returns the updated panel; text and HTML show the mag
 
 from __future__ import annotations
 
-from tensormagic.engine.todevice_report import FAILED, MOVED, TodeviceReport
+from tensormagic.engine.todevice.report import FAILED, MOVED, TodeviceReport
 from tensormagic.render.document import Action, KeyValues, Note, Panel, Section, Table
 from tensormagic.render.format import fmt_bytes, fmt_shape, short_type, truncate
 

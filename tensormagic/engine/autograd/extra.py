@@ -29,6 +29,7 @@ from tensormagic.engine.autograd.recorder import CallRecord, Recorder, leaf_node
 from tensormagic.engine.autograd.report import NotComputed
 from tensormagic.engine.autograd.summary import local_shard, summarise
 from tensormagic.engine.autograd.walk import Walk, walk_graph
+from tensormagic.engine.naming import describe_exception
 
 
 class ExtraWork:
@@ -129,7 +130,7 @@ class ExtraWork:
                 record.seconds = time.perf_counter() - t0
                 self.pass_s = record.seconds if self.pass_s is None else min(self.pass_s, record.seconds)
             except Exception as exc:  # noqa: BLE001 - a graph the magic cannot differentiate
-                self.skip(f"the gradients of {name}", f"the magic's backward pass failed: {type(exc).__name__}: {_first_line(exc)}")
+                self.skip(f"the gradients of {name}", f"the magic's backward pass failed: {describe_exception(exc)}")
             finally:
                 self.timed(t0)
             if any(s is not None and (s.plain()["nan"] or s.plain()["inf"]) for s in record.grads.values()):
@@ -155,7 +156,7 @@ class ExtraWork:
                 record.grads[k] = summarise(g)
             return len(extra)
         except Exception as exc:  # noqa: BLE001 - the user's own call reports its own errors
-            self.skip("gradients torch.autograd.grad was not asked for", f"{type(exc).__name__}: {_first_line(exc)}")
+            self.skip("gradients torch.autograd.grad was not asked for", describe_exception(exc))
             return 0
         finally:
             rec.busy = was
@@ -194,11 +195,6 @@ class ExtraWork:
             return None
         node = nodes[first[0]]
         return (node.id, node.op, node.line)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _seconds(s: float) -> str:

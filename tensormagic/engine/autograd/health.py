@@ -15,7 +15,7 @@ from tensormagic.engine.autograd.report import GradientRow, HealthRow, Status
 from tensormagic.engine.autograd.source import CellSource
 from tensormagic.engine.autograd.summary import local_shard
 from tensormagic.engine.autograd.walk import GraphInfo
-from tensormagic.engine.stats import cpu_moments
+from tensormagic.engine.tensorinfo.statistics import cpu_moments
 
 #: A gradient norm below this (or below VANISHING_RELATIVE x the largest) is flagged as vanishing.
 VANISHING = 1e-7

@@ -19,6 +19,7 @@ import torch
 from tensormagic.engine.autograd.extra import ExtraWork
 from tensormagic.engine.autograd.report import JacobianInfo
 from tensormagic.engine.autograd.walk import Walk
+from tensormagic.engine.naming import describe_exception, format_bytes
 
 #: Jacobians up to this many entries keep their values in the report; bigger ones a summary.
 JACOBIAN_VALUES = 4_096
@@ -38,16 +39,6 @@ def free_bytes(device: torch.device) -> int | None:
     return None
 
 
-def fmt_bytes(n: float) -> str:
-    """``12.0 MiB``: a size for a note."""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{int(size):,} B" if unit == "B" else f"{size:,.1f} {unit}"
-        size /= 1024
-    return f"{n:,} B"
-
-
 class _TooSlow(Exception):
     def __init__(self, projected: float, done: float) -> None:
         self.projected = projected
@@ -64,12 +55,12 @@ def jacobian(name: str, output: torch.Tensor, inputs: list[tuple[str, torch.Tens
     entries = m * n
     wrt = ", ".join(n for n, _ in inputs[:4]) + ("…" if len(inputs) > 4 else "")
     if entries > budget_entries:
-        extra.skip(what, f"with respect to {wrt} it would have {entries:,} entries ({m:,} outputs x {n:,} inputs, {fmt_bytes(entries * output.element_size())}), above the budget of {budget_entries:,}; the gradients shown are vector-Jacobian products with ones", "jacobian_budget")
+        extra.skip(what, f"with respect to {wrt} it would have {entries:,} entries ({m:,} outputs x {n:,} inputs, {format_bytes(entries * output.element_size())}), above the budget of {budget_entries:,}; the gradients shown are vector-Jacobian products with ones", "jacobian_budget")
         return []
     need = entries * max(output.element_size(), 8) * 2  # the Jacobian and its float64 copy
     free = free_bytes(output.device)
     if free is not None and need > free // 2:
-        extra.skip(what, f"it would have {entries:,} entries and need {fmt_bytes(need)}, but only {fmt_bytes(free)} of {output.device.type} memory is free; the gradients shown are vector-Jacobian products with ones")
+        extra.skip(what, f"it would have {entries:,} entries and need {format_bytes(need)}, but only {format_bytes(free)} of {output.device.type} memory is free; the gradients shown are vector-Jacobian products with ones")
         return []
     forward = n < m  # columns are fewer than rows
     count = n if forward else m
@@ -95,7 +86,7 @@ def jacobian(name: str, output: torch.Tensor, inputs: list[tuple[str, torch.Tens
         extra.skip(what, f"it would take about {slow.projected:.1f} s ({slow.done:.0%} was done when it stopped, over the magic's budget of {extra.budget_s:g} s)", "extra_seconds", slow.projected)
         return []
     except Exception as exc:  # noqa: BLE001
-        extra.skip(what, f"computing it failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+        extra.skip(what, f"computing it failed: {describe_exception(exc)}")
         return []
     finally:
         extra.timed(t0)

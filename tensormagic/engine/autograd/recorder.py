@@ -27,6 +27,7 @@ from tensormagic.engine.autograd.naming import CellNames, Names
 from tensormagic.engine.autograd.source import CellSource
 from tensormagic.engine.autograd.summary import GradSummary, summarise
 from tensormagic.engine.autograd.walk import GraphInfo, Walk, light_walk, walk_graph
+from tensormagic.engine.naming import describe_exception
 
 CallKind = Literal["backward", "grad", "computed"]
 
@@ -270,7 +271,7 @@ class Recorder:
             result = original(t_outputs, *args, **kwargs)
         except BaseException as exc:
             if record is not None:
-                record.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")
+                record.error = describe_exception(exc)
             raise
         else:
             if record is not None and kind == "grad":

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from tensormagic.engine.stats import cpu_moments
+from tensormagic.engine.tensorinfo.statistics import cpu_moments
 
 #: Tensors up to this many elements have their gradient kept as values; bigger ones as statistics.
 SMALL_GRAD = 64

@@ -7,14 +7,19 @@ plain attribute, not a dataclass field, so it never reaches ``to_dict()``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from tensormagic.engine.devices import DeviceInfo, auto_device, available_devices
-from tensormagic.engine.placement import PlacementRow, placement
+import torch
+
+from tensormagic.engine.naming import is_array, short_type_name
 from tensormagic.engine.report import Report
+from tensormagic.engine.todevice.devices import DeviceInfo, auto_device, available_devices
+from tensormagic.engine.todevice.placement import PlacementRow, dtype_of, leaves, placement
 
+if TYPE_CHECKING:
+    from tensormagic.engine.todevice.mover import Plan
 
 @dataclass
 class MoveRow:
@@ -69,8 +74,10 @@ class TodeviceReport(Report):
 
     def summary(self) -> str:
         if self.action == "placement":
-            devices = sorted({d.split(" (")[0] for row in self.placement for d in row.device.split(", ") if d != "-"})
-            return f"{len(self.placement)} objects on {', '.join(devices) or 'no device'}; auto would choose {self.auto}"
+            devices = sorted({d.split(" (")[0] for row in self.placement for d in row.device.split(", ") if d not in ("-", "?")})
+            unreadable = sum(row.kind == "unreadable" for row in self.placement)
+            odd = f" ({unreadable} could not be read)" if unreadable else ""
+            return f"{len(self.placement)} objects on {', '.join(devices) or 'no device'}{odd}; auto would choose {self.auto}"
         if self.error:
             return f"nothing moved: {self.error}"
         moved = [m.name for m in self.moves if m.status == MOVED]
@@ -87,4 +94,69 @@ def placement_report(namespace: Mapping[str, Any], hidden: frozenset[str] | set[
     return TodeviceReport(
         action="placement", requested=None, target=None, dtype=None, non_blocking=False, pin_memory=False,
         names=[], moves=[], placement=rows, devices=available_devices(), auto=str(auto_device()), notes=notes,
+    )
+
+
+def _dtype_change(old: Any, new: Any) -> str:
+    if is_array(old):
+        before = dtype_of(old)
+        after = dtype_of(new) if is_array(new) else before
+        return before if before == after else f"{before} -> {after}"
+    if isinstance(old, torch.nn.Module):
+        return ", ".join(dict.fromkeys(dtype_of(leaf) for _, leaf in leaves(old, ""))) or "-"
+    return "-"
+
+
+def move_report(
+    namespace: Mapping[str, Any],
+    hidden: frozenset[str] | set[str],
+    chosen: list[str],
+    target: torch.device,
+    requested: str,
+    dtype: torch.dtype | None,
+    non_blocking: bool,
+    pin_memory: bool,
+    before: dict[str, str],
+    sizes: dict[str, int],
+    plans: dict[str, Plan],
+    failed: str | None = None,
+    reason: str = "",
+    warnings: list[str] | None = None,
+    notes: list[str] | None = None,
+    seconds: float | None = None,
+    attempted: Sequence[str] = (),
+) -> TodeviceReport:
+    rows = []
+    for name in chosen:
+        obj = namespace.get(name)
+        plan = plans.get(name)
+        if failed is not None:
+            status = FAILED if name == failed else (ROLLED_BACK if name in attempted else NOT_ATTEMPTED)
+            new_type, row_notes, secs = None, [reason] if name == failed else [], None
+            dtype_text = _dtype_change(obj, obj)
+        else:
+            assert plan is not None
+            obj = plan.old
+            status = MOVED if plan.changed else UNCHANGED
+            new_type = short_type_name(plan.new) if type(plan.new) is not type(plan.old) else None
+            row_notes, secs = plan.notes, plan.seconds
+            dtype_text = _dtype_change(plan.old, plan.new)
+        rows.append(MoveRow(name, short_type_name(obj), before[name], str(target), sizes[name], secs, status, dtype_text, new_type, row_notes))
+    placed, placement_notes = placement(namespace, hidden)
+    return TodeviceReport(
+        action="move",
+        requested=requested,
+        target=str(target),
+        dtype=str(dtype) if dtype is not None else None,
+        non_blocking=non_blocking,
+        pin_memory=pin_memory,
+        names=list(chosen),
+        moves=rows,
+        placement=placed,
+        devices=available_devices(),
+        auto=str(auto_device()),
+        warnings=warnings or [],
+        notes=(notes or []) + placement_notes,
+        seconds=seconds,
+        error=f"{failed}: {reason}" if failed else None,
     )

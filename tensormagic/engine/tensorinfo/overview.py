@@ -1,0 +1,133 @@
+"""``%tensorinfo`` with no argument: every array, tensor and module, grouped by shared memory."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from tensormagic.engine.namespace import NamedObject, named_arrays, unreadable, user_names
+from tensormagic.engine.naming import UNINITIALIZED, is_module, is_tensor, is_uninitialized, type_name
+from tensormagic.engine.tensorinfo import memory
+from tensormagic.engine.tensorinfo.aliases import EXACT_TIME_BUDGET
+from tensormagic.engine.tensorinfo.dtypes import numpy_dtype_name
+from tensormagic.engine.tensorinfo.module import inspect_module
+from tensormagic.engine.tensorinfo.reports import NamespaceEntry, NamespaceInfo
+
+#: Notes about objects that could not be read (or are uninitialized) listed at most.
+MAX_READ_NOTES = 20
+#: Exact overlap checks at most when grouping a whole namespace (then ranges decide).
+MAX_EXACT_CHECKS = 20_000
+
+#: Overlapping pairs examined at most when grouping a namespace; past it, whole clusters of
+#: overlapping byte ranges are grouped at once (many views of one buffer make n^2 pairs).
+MAX_PAIRS = 100_000
+
+
+def _entry_of(item: NamedObject, notes: list[str]) -> NamespaceEntry:
+    """The row of one array or tensor; one that cannot be read gets a row of unknowns and a note."""
+    try:
+        return _facts_of(item, notes)
+    except Exception as exc:  # noqa: BLE001 - one broken object never breaks the table
+        notes.append(unreadable(item.name, item.obj, exc))
+        return NamespaceEntry(item.name, type_name(item.obj), "?", None, "?", 0, None, None)
+
+
+def _facts_of(item: NamedObject, notes: list[str]) -> NamespaceEntry:
+    obj = item.obj
+    if is_uninitialized(obj):
+        notes.append(f"{item.name}: {UNINITIALIZED} (a lazy module's parameter or buffer)")
+        return NamespaceEntry(item.name, type_name(obj), str(obj.dtype), None, str(obj.device), 0, None, None)
+    if is_tensor(obj):
+        nested = bool(getattr(obj, "is_nested", False))
+        shape = None if nested else list(obj.shape)
+        numel = sum(c.numel() for c in obj.unbind()) if nested else obj.numel()
+        return NamespaceEntry(item.name, type_name(obj), str(obj.dtype), shape, str(obj.device), numel * obj.element_size(), None, None)
+    arr = np.asarray(obj)
+    return NamespaceEntry(item.name, type_name(obj), numpy_dtype_name(arr.dtype), list(arr.shape), "cpu", int(arr.nbytes), None, None)
+
+
+def _module_entry(name: str, module: torch.nn.Module, notes: list[str]) -> NamespaceEntry:
+    try:
+        info = inspect_module(name, module, max_rows=0)
+    except Exception as exc:  # noqa: BLE001 - one broken module never breaks the table
+        notes.append(unreadable(name, module, exc))
+        return NamespaceEntry(name, type_name(module), "?", None, "?", 0, None, None)
+    notes += [f"{name}: {n}" for n in info.notes if UNINITIALIZED in n]
+    return NamespaceEntry(name, info.type, ", ".join(info.dtypes) or "-", None, ", ".join(info.devices) or "-", info.parameter_bytes + info.buffer_bytes, None, None)
+
+
+def inspect_namespace(namespace: Mapping[str, Any], hidden: frozenset[str] | set[str] = frozenset()) -> NamespaceInfo:
+    """One table of every array, tensor and module, grouped by what shares memory."""
+    items = named_arrays(namespace, hidden, include_module_tensors=False)
+    read_notes: list[str] = []
+    entries = [_entry_of(item, read_notes) for item in items]
+    for name in user_names(namespace, hidden):
+        obj = namespace[name]
+        if is_module(obj):
+            entries.append(_module_entry(name, obj, read_notes))
+    regions = [memory.memory_region(item.obj) for item in items]
+    parent = list(range(len(items)))
+    relations: dict[int, str] = {}
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    checks = 0
+    by_object: dict[int, int] = {}
+    for i, item in enumerate(items):
+        j = by_object.setdefault(id(item.obj), i)
+        if j != i:
+            parent[find(i)] = find(j)
+            relations[i] = memory.SAME_OBJECT
+    notes: list[str] = read_notes[:MAX_READ_NOTES] + ([f"... and {len(read_notes) - MAX_READ_NOTES} more"] if len(read_notes) > MAX_READ_NOTES else [])
+    deadline = time.perf_counter() + EXACT_TIME_BUDGET
+    pairs = 0
+    cut_short = unchecked = False
+    for i, j in memory.overlapping_pairs(regions):
+        pairs += 1
+        if pairs > MAX_PAIRS:
+            cut_short = True
+            break
+        if find(i) == find(j):
+            continue
+        exact = checks < MAX_EXACT_CHECKS and time.perf_counter() < deadline
+        checks += exact
+        rel = memory.relation(items[i].obj, items[j].obj, regions[i], regions[j], exact=exact)
+        if rel is None:
+            continue
+        unchecked |= rel[1] == memory.UNCHECKED
+        parent[find(j)] = find(i)
+        relations.setdefault(j, rel[0])
+    if cut_short:
+        # Union whole clusters of overlapping byte ranges (a sweep: n log n, no pairs).
+        order = sorted((i for i, r in enumerate(regions) if r is not None), key=lambda i: (regions[i].space, regions[i].lo))
+        head, space, reach = None, None, -1
+        for i in order:
+            r = regions[i]
+            if r.space != space or r.lo >= reach:
+                head, space, reach = i, r.space, r.hi
+                continue
+            reach = max(reach, r.hi)
+            if find(i) != find(head):
+                parent[find(i)] = find(head)
+                relations.setdefault(i, memory.MAY_SHARE)
+        notes.append(f"more than {MAX_PAIRS:,} overlapping pairs: the rest are grouped by byte ranges (may share memory)")
+    elif unchecked:
+        notes.append("some overlaps were decided by byte ranges alone (may share memory): exact checks took too long")
+    members: dict[int, list[int]] = {}
+    for i in range(len(items)):
+        members.setdefault(find(i), []).append(i)
+    groups = [idx for idx in members.values() if len(idx) > 1]
+    for number, idx in enumerate(groups, start=1):
+        for i in idx:
+            entries[i].group = number
+            entries[i].relation = relations.get(i)
+    total = sum(e.nbytes for e in entries[: len(items)])
+    return NamespaceInfo(entries=entries, groups=[[items[i].name for i in idx] for idx in groups], total_bytes=total, notes=notes)

@@ -1,0 +1,140 @@
+"""The reports ``%tensorinfo`` returns: plain values only (never tensors, so no memory is pinned)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from tensormagic.engine.report import Report
+from tensormagic.engine.tensorinfo.dtypes import DtypeTwin
+from tensormagic.engine.tensorinfo.statistics import Histogram, ValueStats
+
+@dataclass
+class Alias:
+    """Another variable whose memory overlaps the inspected object's."""
+
+    name: str
+    relation: str
+    detail: str
+
+
+@dataclass
+class Conversion:
+    """What one NumPy <-> Torch conversion would do with the object."""
+
+    call: str
+    result: str  # "shares memory" | "copies" | "fails" | "not applicable" | "same object"
+    detail: str
+
+
+@dataclass(repr=False)
+class TensorInfo(Report):
+    """Everything about one array or tensor (see ``%tensorinfo?``)."""
+
+    name: str
+    type: str
+    dtype: str
+    equivalent_dtype: str | None
+    equivalent_note: str | None
+    shape: list[int] | None
+    ndim: int
+    numel: int
+    itemsize: int
+    strides: list[int] | None
+    byte_strides: list[int] | None
+    contiguous: bool | None
+    memory_format: str
+    storage_offset: int | None
+    nbytes: int
+    storage_nbytes: int | None
+    device: str
+    layout: str
+    requires_grad: bool | None
+    is_leaf: bool | None
+    grad_fn: str | None
+    grad: str | None
+    version: int | None
+    stats: ValueStats | None
+    stats_note: str | None
+    aliases: list[Alias]
+    conversion: list[Conversion]
+    dtype_table: list[DtypeTwin]
+    histogram: Histogram | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    PANEL: ClassVar[str] = "tensormagic.render.tensorinfo_panel:tensor_panel"
+
+    def summary(self) -> str:
+        shape = "x".join(map(str, self.shape)) if self.shape else ("scalar" if self.shape == [] else "?")
+        return f"{self.name}: {self.type} {self.dtype} [{shape}] on {self.device}"
+
+
+@dataclass
+class ParameterRow:
+    """One parameter or buffer of a module."""
+
+    name: str
+    kind: str  # "parameter" | "buffer"
+    shape: list[int] | None  # None: uninitialized (a lazy module's)
+    dtype: str
+    device: str
+    numel: int
+    nbytes: int
+    trainable: bool
+    note: str | None = None
+
+
+@dataclass(repr=False)
+class ModuleInfo(Report):
+    """Summary of a ``torch.nn.Module``'s parameters and buffers."""
+
+    name: str
+    type: str
+    parameters: int
+    trainable_parameters: int
+    parameter_bytes: int
+    buffers: int
+    buffer_bytes: int
+    dtypes: dict[str, int]
+    devices: dict[str, int]
+    rows: list[ParameterRow]
+    shared: list[dict[str, Any]]
+    structure: str
+    notes: list[str] = field(default_factory=list)
+    uninitialized: int = 0  # parameters and buffers of a lazy module not created yet
+
+    PANEL: ClassVar[str] = "tensormagic.render.tensorinfo_panel:module_panel"
+
+    def summary(self) -> str:
+        lazy = f" (and {self.uninitialized} uninitialized)" if self.uninitialized else ""
+        return f"{self.name}: {self.type}, {self.parameters:,} parameters{lazy} on {', '.join(self.devices) or 'no device'}"
+
+
+@dataclass
+class NamespaceEntry:
+    """One row of the whole-namespace table."""
+
+    name: str
+    type: str
+    dtype: str
+    shape: list[int] | None
+    device: str
+    nbytes: int
+    group: int | None  # entries sharing memory have the same group number
+    relation: str | None
+
+
+@dataclass(repr=False)
+class NamespaceInfo(Report):
+    """Every array, tensor and module in the namespace, grouped by shared memory."""
+
+    entries: list[NamespaceEntry]
+    groups: list[list[str]]
+    total_bytes: int
+    notes: list[str] = field(default_factory=list)
+
+    PANEL: ClassVar[str] = "tensormagic.render.tensorinfo_panel:namespace_panel"
+
+    def summary(self) -> str:
+        return f"{len(self.entries)} arrays, tensors and modules, {len(self.groups)} groups sharing memory"

@@ -1,0 +1,159 @@
+/* The C pass (see _fused.c): kinds, jobs, vector types, element conversions, walking, sampling. */
+#ifndef FUSED_COMMON_H
+#define FUSED_COMMON_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#pragma GCC optimize("fp-contract=off")
+
+#define MAX_THREADS 64
+#define MAX_DIMS 16
+#define BLOCK 65536
+#define PIVOT_SAMPLE 4096
+#define PIVOT_SCALE 0x1p-12
+
+enum { K_F32, K_F64, K_F16, K_BF16, K_I8, K_I16, K_I32, K_I64, K_U8, K_U16, K_U32, K_U64, K_BOOL };
+static const char *KIND_NAMES[] = {"float32", "float64", "float16", "bfloat16", "int8", "int16", "int32",
+                                   "int64", "uint8", "uint16", "uint32", "uint64", "bool"};
+static const int KIND_SIZES[] = {4, 8, 2, 2, 1, 2, 4, 8, 1, 2, 4, 8, 1};
+#define N_KINDS 13
+
+typedef struct {
+    double lo, hi, s1, s2;
+    long long ilo, ihi; /* integer kinds: exact bounds (uint64 kept as its bits) */
+    long long zeros, nan, pinf, ninf;
+} Part;
+
+typedef struct {
+    const char *base;
+    int kind, ndim;
+    Py_ssize_t shape[MAX_DIMS], stride[MAX_DIMS]; /* bytes; the last dimension is the inner loop */
+    Py_ssize_t n;
+    double scale, centre;
+    Part *parts;
+    Py_ssize_t first, last; /* this thread's blocks */
+    char *sample;            /* optional: where the random sample goes (raw elements) */
+    Py_ssize_t sample_count;
+} Job;
+
+/* GCC vector types: eight lanes of 64 bits, two vectors per step (16 lanes). */
+typedef double vd __attribute__((vector_size(64)));
+typedef long long vl __attribute__((vector_size(64)));
+typedef unsigned long long vu __attribute__((vector_size(64)));
+typedef float vf __attribute__((vector_size(32)));
+typedef int vi32 __attribute__((vector_size(32)));
+typedef unsigned int vu32 __attribute__((vector_size(32)));
+typedef short vi16 __attribute__((vector_size(16)));
+typedef unsigned short vu16 __attribute__((vector_size(16)));
+typedef signed char vi8 __attribute__((vector_size(8)));
+typedef unsigned char vu8 __attribute__((vector_size(8)));
+
+/* One clone per x86-64 level, picked at load time; -DTENSORMAGIC_ONE_TARGET builds for the
+ * compiler's own target only (how the tests check that AVX2 and baseline builds give the same
+ * numbers as AVX-512 ones, on one machine). */
+#if defined(__x86_64__) && defined(__linux__) && !defined(__clang__) && !defined(TENSORMAGIC_ONE_TARGET)
+#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CLONES /* elsewhere: the compiler's baseline vector width */
+#endif
+#define INLINE static inline __attribute__((always_inline))
+
+/* ---- element conversions (scalar and 8 contiguous elements) ------------------------------ */
+
+INLINE float half_to_float(uint16_t h) {
+    uint32_t em = h & 0x7fffu, bits = em << 13;
+    float f;
+    if (em >= 0x7c00u) {
+        bits |= 0x7f800000u; /* inf and NaN */
+        memcpy(&f, &bits, 4);
+    } else {
+        memcpy(&f, &bits, 4);
+        f *= 0x1p112f; /* exact, subnormals included */
+    }
+    return (h & 0x8000u) ? -f : f;
+}
+
+
+INLINE float bf16_to_float(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+INLINE double get_f32(const char *p) { float v; memcpy(&v, p, 4); return v; }
+INLINE double get_f64(const char *p) { double v; memcpy(&v, p, 8); return v; }
+INLINE double get_f16(const char *p) { uint16_t v; memcpy(&v, p, 2); return half_to_float(v); }
+INLINE double get_bf16(const char *p) { uint16_t v; memcpy(&v, p, 2); return bf16_to_float(v); }
+
+INLINE vd load_f64(const char *p) { vd v; memcpy(&v, p, sizeof v); return v; }
+
+#define INT_GETTERS(NAME, T, VT)                                                                 \
+    INLINE long long get_##NAME(const char *p) { T v; memcpy(&v, p, sizeof v); return (long long)v; } \
+    INLINE vl load_##NAME(const char *p) { VT v; memcpy(&v, p, sizeof v); return __builtin_convertvector(v, vl); }
+INT_GETTERS(i8, int8_t, vi8)
+INT_GETTERS(i16, int16_t, vi16)
+INT_GETTERS(i32, int32_t, vi32)
+INT_GETTERS(u8, uint8_t, vu8)
+INT_GETTERS(u16, uint16_t, vu16)
+INT_GETTERS(u32, uint32_t, vu32)
+INLINE long long get_i64(const char *p) { long long v; memcpy(&v, p, 8); return v; }
+INLINE vl load_i64(const char *p) { vl v; memcpy(&v, p, sizeof v); return v; }
+INLINE long long get_u64(const char *p) { long long v; memcpy(&v, p, 8); return v; }
+INLINE vl load_u64(const char *p) { vl v; memcpy(&v, p, sizeof v); return v; }
+
+/* ---- walking a block: rows of the inner dimension ----------------------------------------- */
+
+/* The address of logical element i (row-major over shape). */
+static const char *address_of(const Job *job, Py_ssize_t i) {
+    const char *p = job->base;
+    for (int d = job->ndim - 1; d >= 0; d--) {
+        Py_ssize_t size = job->shape[d];
+        p += (i % size) * job->stride[d];
+        i /= size;
+    }
+    return p;
+}
+
+/* ---- the histogram's sample ----------------------------------------------------------------- */
+
+/* splitmix64: a fixed-seed stream of random numbers, one per sample index. */
+INLINE uint64_t mix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+/* Sample i of k is the element at floor((i + u_i) * n / k), u_i uniform in [0, 1) from the fixed
+ * seed: one random element of each of k equal strata (a stratified random sample, the same on
+ * every machine).  Called after each block, while it is in the cache: the samples in it. */
+INLINE void block_samples(const Job *job, Py_ssize_t start, Py_ssize_t stop) {
+    if (!job->sample_count)
+        return;
+    const double per = (double)job->n / (double)job->sample_count; /* elements per stratum */
+    const Py_ssize_t size = KIND_SIZES[job->kind];
+    Py_ssize_t i = (Py_ssize_t)((double)start / per) - 1;
+    for (i = i < 0 ? 0 : i; i < job->sample_count; i++) {
+        double u = (double)(mix64((uint64_t)i) >> 11) * 0x1p-53;
+        Py_ssize_t pos = (Py_ssize_t)(((double)i + u) * per);
+        if (pos >= job->n)
+            pos = job->n - 1;
+        if (pos >= stop)
+            break;
+        if (pos >= start)
+            memcpy(job->sample + i * size, address_of(job, pos), (size_t)size);
+    }
+}
+
+#endif /* FUSED_COMMON_H */
