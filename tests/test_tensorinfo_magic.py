@@ -167,11 +167,11 @@ def test_package_and_every_engine_module_import_neither_ipython_nor_ipywidgets()
         "import importlib, pkgutil, sys, tensormagic, tensormagic.engine as e\n"
         "names = [m.name for m in pkgutil.walk_packages(e.__path__, 'tensormagic.engine.')]\n"
         "for name in names: importlib.import_module(name)\n"
-        "print(len(names), 'IPython' in sys.modules, 'ipywidgets' in sys.modules)"
+        "print(len(names), 'IPython' in sys.modules, 'ipywidgets' in sys.modules, 'tensormagic.render' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    count, ipython, widgets = out.split()
-    assert int(count) >= 30 and (ipython, widgets) == ("False", "False")
+    count, ipython, widgets, render = out.split()
+    assert int(count) >= 30 and (ipython, widgets, render) == ("False", "False", "False")
 
 
 def test_builtin_names_are_evaluated_not_called_unknown(shell):
@@ -182,20 +182,20 @@ def test_builtin_names_are_evaluated_not_called_unknown(shell):
 @pytest.mark.parametrize("path", ["fused C pass", "pure torch"])
 @pytest.mark.parametrize("layout", ["contiguous", "transposed"])
 def test_large_float_statistics_are_exact_in_float64(monkeypatch, layout, path):
-    """Tensors of several chunks of the pure loop: exact mean (float64 sum), accurate std, zeros."""
-    from tensormagic.engine.tensorinfo.statistics import fused, tensor_stats
-    from tensormagic.engine.tensorinfo.statistics.cpu import FAST_CHUNK
+    """Tensors above the fast-loop size: exact mean (float64 sum), std to float32 rounding, zeros."""
+    from tensormagic.engine import stats
+    from tensormagic.engine.stats import FAST_LOOP_MIN, tensor_stats
 
-    if path == "fused C pass" and not fused.available():
+    if path == "fused C pass" and stats._fused is None:
         pytest.skip("the C helper is not built here")
     if path == "pure torch":
-        monkeypatch.setattr(fused, "_fused", None)
+        monkeypatch.setattr(stats, "_fused", None)
 
     g = torch.Generator().manual_seed(1)
-    t = torch.randn(2 * FAST_CHUNK + 7, generator=g) * 1e-3 + 1e4
+    t = torch.randn(2 * FAST_LOOP_MIN + 7, generator=g) * 1e-3 + 1e4
     t[::1000] = 0.0
     if layout == "transposed":
-        t = t[: 2 * FAST_CHUNK].reshape(2048, -1).t()
+        t = t[: 2 * FAST_LOOP_MIN].reshape(2048, -1).t()
     s = tensor_stats(t)
     d = t.double()
     assert s.mean == pytest.approx(float(d.mean()), rel=1e-12)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tensormagic.engine.autograd_graph import GraphInfo, GraphNode
-from tensormagic.engine.autograd_report import AutogradReport, GradientRow
+from tensormagic.engine.autograd.walk import GraphInfo, GraphNode
+from tensormagic.engine.autograd.report import AutogradReport, GradientRow
 from tensormagic.render.document import Bars, KeyValues, Note, Panel, Preformatted, Section, Table
 from tensormagic.render.format import fmt_bytes, fmt_number, fmt_shape, truncate
 
@@ -15,6 +15,18 @@ MAX_ROWS = 40
 MAX_GRAPH_LINES = 120
 MAX_BARS = 60
 MAX_CHANGES = 8
+
+#: How to ask for what the magic left out, by the engine option that asks for it.
+ASK = {
+    "jacobian_budget": "raise the budget with --jacobian-budget N",
+    "extra_seconds": "allow it with --extra-time SECONDS",
+    "locate_nan": "run the cell with --nan to find it during the cell's own backward",
+}
+
+
+def wrt_label(row: GradientRow) -> str:
+    """``w`` or, for a tensor with several names, ``w (= w2, p)``."""
+    return row.wrt if not row.aliases else f"{row.wrt} (= {', '.join(row.aliases[:3])}{'…' if len(row.aliases) > 3 else ''})"
 
 
 def fmt_value(value: Any, limit: int = 60) -> str:
@@ -80,9 +92,18 @@ def _gradients(report: AutogradReport) -> Section:
         return Section("Gradients", [Note(report.message, "warning")])
     rows = []
     for g in report.gradients[:MAX_ROWS]:
-        rows.append([truncate(g.wrt, 40), truncate(g.of, 30), g.status, fmt_value(g.grad), fmt_shape(g.shape), fmt_number(g.norm), g.label if g.label != "gradient" and g.grad is not None else ""])
+        rows.append([truncate(wrt_label(g), 40), truncate(g.of, 30), str(g.status), fmt_value(g.grad), fmt_shape(g.shape), fmt_number(g.norm), g.label if g.label != "gradient" and g.grad is not None else ""])
     blocks: list = []
-    outs = [[o.name, fmt_shape(o.shape), o.dtype, fmt_number(o.value) if o.value is not None else "-", o.source + (f" (line {o.line})" if o.line else "")] for o in report.outputs]
+    outs = []
+    for o in report.outputs:
+        chosen = o.source + (f" (line {o.line})" if o.line else "")
+        if o.calls > 1:
+            chosen += f", last of {o.calls:,} calls"
+        if o.seed:
+            chosen += f", starting from the gradient {o.seed}"
+        if o.error:
+            chosen += f"; it raised {o.error}"
+        outs.append([o.name, fmt_shape(o.shape), o.dtype, fmt_number(o.value) if o.value is not None else "-", chosen])
     blocks.append(Table(["output", "shape", "dtype", "value", "chosen as"], outs, caption="outputs"))
     blocks.append(Table(["wrt", "of", "status", "gradient", "shape", "norm", "note"], rows, caption="one row per tensor involved (reasons and fixes below)", total_rows=len(report.gradients)))
     changes = [g.change for g in report.gradients if g.change]
@@ -91,13 +112,15 @@ def _gradients(report: AutogradReport) -> Section:
     if len(changes) > MAX_CHANGES:
         blocks.append(Note(f"… and {len(changes) - MAX_CHANGES:,} more .grad changes (in to_dict()['gradients'][i]['change'])", "ok"))
     for g in report.gradients:
-        if g.status not in ("ok",) and g.reason:
-            level = "error" if g.status == "non_finite" else ("info" if g.status in ("non_leaf", "no_requires_grad") else "warning")
-            blocks.append(Note(f"{g.wrt} ({g.status}): {g.reason}. Fix: {g.fix}", level))
+        if g.status != "ok" and g.reason:
+            blocks.append(Note(f"{wrt_label(g)} ({g.status}): {g.reason}. Fix: {g.fix}", g.status.severity))
             if len(blocks) > MAX_ROWS:
                 break
     for note in report.notes:
         blocks.append(Note(note))
+    for nc in report.not_computed:
+        ask = f"; {ASK[nc.option]}" if nc.option in ASK else ""
+        blocks.append(Note(f"not computed: {nc.what}: {nc.why}{ask}", "info"))
     return Section("Gradients", blocks)
 
 
@@ -180,9 +203,9 @@ def _cost(report: AutogradReport) -> Section:
         ("forward (cell) time", _secs(c.forward_s)),
         ("backward time", _secs(c.backward_s) + f" ({c.backward_source})"),
         ("backward / forward", f"{c.ratio:.2f}×" if c.ratio is not None else "-"),
-        ("saved for backward", fmt_bytes(c.saved_bytes)),
+        ("saved for backward", fmt_bytes(c.saved_bytes) + (f" (and {c.saved_under_hooks:,} tensors packed by saved-tensor hooks, not counted)" if c.saved_under_hooks else "")),
         ("backward calls", f"{c.backward_calls:,} backward, {c.grad_calls:,} torch.autograd.grad"),
-        ("magic's own time", f"{_secs(c.magic_s)} in the cell, {_secs(c.report_s)} building the report"),
+        ("magic's own time", f"{_secs(c.magic_s)} in the cell, {_secs(c.report_s)} building the report" + (f" ({_secs(c.extra_s)} of it in its own computations)" if c.extra_s else "")),
     ]
     if c.flops_forward is not None:
         rows.append(("FLOPs forward", fmt_number(c.flops_forward)))
@@ -212,7 +235,8 @@ def _health(report: AutogradReport) -> Section:
             what = f"the {'value' if where == 'forward' else 'gradient'} first turns NaN/inf in {where}: {nf['op']}" + (f" ({nf['name']})" if nf.get("name") else "") + line
             blocks.append(Note(what, "error"))
         else:
-            blocks.append(Note("NaN/inf gradients; " + nf.get("hint", "the op could not be found"), "error"))
+            hint = ASK.get(nf.get("ask") or "", "the op could not be found")
+            blocks.append(Note(f"NaN/inf gradients; {hint}", "error"))
     if not report.health:
         blocks.append(Note("no parameter gradients to chart"))
         return Section("Health", blocks)

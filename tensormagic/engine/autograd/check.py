@@ -1,26 +1,32 @@
 """``--check``: ``torch.autograd.gradcheck`` in float64 on copies of the cell's small inputs.
 
-Pure (torch only).  With ``--check`` the op recorder also keeps a tape of the torch calls the cell
-made (function, arguments, result).  :func:`check_gradients` replays the part of the tape that
-depends on the inputs, on float64 copies of them, as the function gradcheck differentiates; the
-replay is first compared with what the cell computed, so a cell the tape cannot reproduce (Python
-arithmetic on ``.item()``, random ops on the inputs' path...) is reported as not checked instead of
-as wrong.  The tape holds the cell's tensors until the check is done: it is only kept with
-``--check``, meant for small inputs.
+With ``--check`` a :class:`TapeMode` keeps a tape of the torch calls the cell made (function,
+arguments, result; a custom ``autograd.Function`` as one call).  :func:`check_gradients` replays
+the part of the tape that depends on the inputs, on float64 copies of them, as the function
+gradcheck differentiates.  Every other tensor a replayed call touches is copied once per replay
+too, so in-place ops (an accumulator, BatchNorm's running statistics) change the copies, never
+the user's data.  The replay is first compared with what the cell computed, so a cell the tape
+cannot reproduce (Python arithmetic on ``.item()``, randomness...) is reported as not checked
+instead of as wrong.  The tape is bounded (:data:`CHECK_MAX_OPS` calls, :data:`CHECK_MAX_BYTES`
+of results) and dropped after the check.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 #: Input elements gradcheck perturbs at most (all inputs together): one forward replay each, twice.
 CHECK_MAX_ELEMENTS = 256
-#: Tape entries replayed at most.
+#: Tape entries recorded at most.
 CHECK_MAX_OPS = 20_000
+#: Bytes of results the tape keeps alive at most (a training loop would keep every step's tensors).
+CHECK_MAX_BYTES = 64 * 2**20
 
 _SKIP_NAMES = {
     "backward",
@@ -51,6 +57,84 @@ class TapeEntry:
     grad_enabled: bool = True  # made under no_grad (initialisation, a no_grad block): a constant
 
 
+class TapeMode(TorchFunctionMode):
+    """Records the torch calls of the cell (``--check`` only), within the tape's bounds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tape: list[TapeEntry] = []
+        self.paused = False
+        self.full: str | None = None  # why recording stopped
+        self._bytes = 0
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        __tracebackhide__ = True
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        if not self.paused:
+            self.record(TapeEntry(func, args, kwargs, result, torch.is_grad_enabled()))
+        return result
+
+    def record(self, entry: TapeEntry) -> None:
+        if self.full is not None:
+            return
+        for t in _walk(entry.result):
+            try:
+                self._bytes += t.numel() * t.element_size()
+            except Exception:  # noqa: BLE001
+                pass
+        if len(self.tape) >= CHECK_MAX_OPS:
+            self.stop(f"the cell made more than {CHECK_MAX_OPS:,} torch calls")
+        elif self._bytes > CHECK_MAX_BYTES:
+            self.stop(f"the cell's results add up to more than {CHECK_MAX_BYTES // 2**20} MiB")
+        else:
+            self.tape.append(entry)
+
+    def stop(self, why: str) -> None:
+        self.full = why
+        self.tape.clear()  # what it held is freed now, not at the end of the cell
+
+
+@contextmanager
+def custom_functions_as_one_call(mode: TapeMode) -> Iterator[None]:
+    """``autograd.Function.apply`` records one tape entry per call (the replay runs the
+    Function itself, forward and backward, not the ops inside its forward)."""
+    original = torch.autograd.Function.__dict__["apply"]
+    func = original.__func__
+
+    def apply(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        if mode.paused:
+            return func(cls, *args, **kwargs)
+        mode.paused = True
+        try:
+            result = func(cls, *args, **kwargs)
+        finally:
+            mode.paused = False
+        mode.record(TapeEntry(_BoundApply(func, cls), args, kwargs, result, torch.is_grad_enabled()))
+        return result
+
+    replacement = classmethod(apply)
+    torch.autograd.Function.apply = replacement  # type: ignore[method-assign, assignment]
+    try:
+        yield
+    finally:
+        if torch.autograd.Function.__dict__.get("apply") is replacement:
+            torch.autograd.Function.apply = original  # type: ignore[method-assign]
+
+
+class _BoundApply:
+    """``MyFunction.apply`` as a plain callable, for the replay."""
+
+    def __init__(self, func: Callable[..., Any], cls: Any) -> None:
+        self.func = func
+        self.cls = cls
+        self.__name__ = f"{cls.__name__}.apply"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(self.cls, *args, **kwargs)
+
+
 def _name(func: Any) -> str:
     return getattr(func, "__name__", "") or ""
 
@@ -71,20 +155,25 @@ def _walk(value: Any) -> list[torch.Tensor]:
     return []
 
 
-def _substitute(value: Any, env: dict[int, torch.Tensor]) -> Any:
+def _substitute(value: Any, env: dict[int, torch.Tensor], copies: dict[int, torch.Tensor]) -> Any:
     if isinstance(value, torch.Tensor):
         new = env.get(id(value))
         if new is not None:
             return new
-        if value.is_floating_point() and value.dtype != torch.float64:
-            return value.detach().double()
-        return value
+        copy = copies.get(id(value))
+        if copy is None:  # a tensor from outside the replay: a copy, so in-place ops change only it
+            with torch.no_grad():
+                copy = value.detach().to(torch.float64) if value.is_floating_point() else value.detach().clone()
+                if copy.data_ptr() == value.data_ptr():
+                    copy = copy.clone()
+            copies[id(value)] = copy
+        return copy
     if isinstance(value, tuple):
-        return tuple(_substitute(v, env) for v in value)
+        return tuple(_substitute(v, env, copies) for v in value)
     if isinstance(value, list):
-        return [_substitute(v, env) for v in value]
+        return [_substitute(v, env, copies) for v in value]
     if isinstance(value, dict):
-        return {k: _substitute(v, env) for k, v in value.items()}
+        return {k: _substitute(v, env, copies) for k, v in value.items()}
     if isinstance(value, torch.dtype) and value in (torch.float32, torch.float16, torch.bfloat16):
         return torch.float64
     return value
@@ -93,6 +182,7 @@ def _substitute(value: Any, env: dict[int, torch.Tensor]) -> Any:
 def replay(tape: Sequence[TapeEntry], inputs: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor], new_inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """Recompute ``outputs`` from ``new_inputs`` in place of ``inputs`` by replaying the tape."""
     env: dict[int, torch.Tensor] = {id(t): n for t, n in zip(inputs, new_inputs)}
+    copies: dict[int, torch.Tensor] = {}
     depends: set[int] = set(env)
     leaves = set(env)
     for entry in tape:
@@ -102,7 +192,7 @@ def replay(tape: Sequence[TapeEntry], inputs: Sequence[torch.Tensor], outputs: S
         name = _name(entry.func)
         if name.endswith("_") and not name.endswith("__") and used and id(used[0]) in leaves:
             continue  # an in-place change of an input leaf (initialisation): autograd allows it only under no_grad
-        result = entry.func(*_substitute(entry.args, env), **_substitute(entry.kwargs, env))
+        result = entry.func(*_substitute(entry.args, env, copies), **_substitute(entry.kwargs, env, copies))
         originals = _walk(entry.result)
         news = _walk(result)
         for o, n in zip(originals, news):
@@ -154,4 +244,4 @@ def check_gradients(tape: Sequence[TapeEntry], inputs: Sequence[tuple[str, torch
     return bool(ok), f"gradcheck passed in float64 for {names} ({total:,} elements): analytical gradients match finite differences"
 
 
-__all__ = ["CHECK_MAX_ELEMENTS", "TapeEntry", "check_gradients", "replay"]
+__all__ = ["CHECK_MAX_BYTES", "CHECK_MAX_ELEMENTS", "CHECK_MAX_OPS", "TapeEntry", "TapeMode", "check_gradients", "custom_functions_as_one_call", "replay"]

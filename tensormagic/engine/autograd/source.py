@@ -44,6 +44,7 @@ class CellSource:
     loaded: set[str] = field(default_factory=set)
     statements: list[Statement] = field(default_factory=list)
     cuts: dict[str, Cut] = field(default_factory=dict)
+    loop_targets: set[str] = field(default_factory=set)  # names bound by a for loop (last item: an alias)
     last_expression: str | None = None
     parse_error: str | None = None
 
@@ -119,14 +120,16 @@ def _cut_kind(value: ast.AST) -> str | None:
 _SIMPLE = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.Return, ast.Delete)
 
 
-def analyse_source(source: str) -> CellSource:
-    """Parse the (transformed) cell; a syntax error leaves an almost empty result."""
+def analyse_source(source: str, tree: ast.Module | None = None) -> CellSource:
+    """Analyse the (transformed) cell, parsed here unless its ``tree`` is given; a syntax error
+    leaves an almost empty result."""
     info = CellSource(lines=source.splitlines())
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as exc:
-        info.parse_error = str(exc)
-        return info
+    if tree is None:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError as exc:
+            info.parse_error = str(exc)
+            return info
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         info.last_expression = ast.get_source_segment(source, tree.body[-1].value)
     # (node, inside a no_grad block?) - iterative, so deep nesting cannot overflow the stack
@@ -151,6 +154,7 @@ def analyse_source(source: str) -> CellSource:
             info.loaded |= loads
             for name in stores:
                 info.assigned[name] = node.lineno
+                info.loop_targets.discard(name)
             value = getattr(node, "value", None)
             if stores and value is not None:
                 how = _cut_kind(value)
@@ -174,6 +178,7 @@ def analyse_source(source: str) -> CellSource:
         if isinstance(node, (ast.For, ast.AsyncFor)):
             for name in _names(node.target, ast.Store):
                 info.assigned[name] = node.lineno
+                info.loop_targets.add(name)
             info.statements.append(Statement(node.lineno, _names(node.iter, ast.Load), _names(node.target, ast.Store)))
             info.loaded |= _names(node.iter, ast.Load)
         elif isinstance(node, (ast.If, ast.While)):

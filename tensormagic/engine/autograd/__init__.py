@@ -1,0 +1,40 @@
+"""``%%autograd``'s engine: observe what a cell does with autograd, then explain every derivative.
+
+Pure (torch only).  The modules, in the order a run uses them:
+
+* :mod:`.source` - what the cell's source says (assignments, uses, ``.detach()``/``no_grad`` cuts);
+* :mod:`.guards` - context managers, each changing and restoring one piece of global state;
+* :mod:`.lines` - which cell line made which graph node;
+* :mod:`.recorder` - every backward / ``torch.autograd.grad`` call of the cell, observed;
+* :mod:`.walk` and :mod:`.keeper` - the graph as plain data, and its safe teardown;
+* :mod:`.naming` - tensor -> names, from what the cell mentions;
+* :mod:`.summary` - gradients summarised without keeping them;
+* :mod:`.extra`, :mod:`.jacobian`, :mod:`.check` - the magic's own computations: side-effect
+  free, bounded, labelled, never over user code;
+* :mod:`.outputs`, :mod:`.rows`, :mod:`.changes`, :mod:`.wrt`, :mod:`.health`,
+  :mod:`.summaries` - the report's parts;
+* :mod:`.report` - the report dataclasses; :mod:`.session` - one run, orchestrated.
+"""
+
+from tensormagic.engine.autograd.options import DEFAULT_EXTRA_SECONDS, DEFAULT_JACOBIAN_BUDGET, AutogradOptions, AutogradUsageError, check_expressions, split_names
+from tensormagic.engine.autograd.report import AutogradReport, CheckInfo, CostInfo, GradientRow, HealthRow, JacobianInfo, NotComputed, OutputInfo, Status
+from tensormagic.engine.autograd.session import AutogradSession
+
+__all__ = [
+    "DEFAULT_EXTRA_SECONDS",
+    "DEFAULT_JACOBIAN_BUDGET",
+    "AutogradOptions",
+    "AutogradReport",
+    "AutogradSession",
+    "AutogradUsageError",
+    "CheckInfo",
+    "CostInfo",
+    "GradientRow",
+    "HealthRow",
+    "JacobianInfo",
+    "NotComputed",
+    "OutputInfo",
+    "Status",
+    "check_expressions",
+    "split_names",
+]

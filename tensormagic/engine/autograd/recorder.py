@@ -1,0 +1,505 @@
+"""What the cell does with autograd: every backward and ``torch.autograd.grad`` call, observed.
+
+:class:`Recorder` sees each gradient computation through ``torch.autograd._engine_run_backward``
+(see :func:`~tensormagic.engine.autograd.guards.engine_calls`).  Before the cell's own call runs
+it walks the graph and puts removable hooks on the tensors whose gradient the report gives, so
+the gradients of *that* call are captured as it runs: no second pass, ``.grad`` ends exactly as
+without the magic, and no user hook or saved-tensor hook runs more often.  Calls it cannot
+analyse (inside ``torch.func`` transforms, batched, from another thread, on ``GradientEdge``s)
+run untouched and are counted.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from tensormagic.engine.autograd import keeper
+from tensormagic.engine.autograd.lines import Lines, cell_line
+from tensormagic.engine.autograd.naming import CellNames, Names
+from tensormagic.engine.autograd.source import CellSource
+from tensormagic.engine.autograd.summary import GradSummary, summarise
+from tensormagic.engine.autograd.walk import GraphInfo, Walk, light_walk, walk_graph
+
+CallKind = Literal["backward", "grad", "computed"]
+
+_BACKWARD_CODE = torch.autograd.backward.__code__
+_GRAD_CODE = torch.autograd.grad.__code__
+
+
+@dataclass(slots=True, kw_only=True)
+class RootInfo:
+    """One tensor a gradient computation started from."""
+
+    key: int  # id() while the record lives
+    name: str | None
+    shape: list[int] | None
+    dtype: str
+    value: Any  # a number for one-element tensors
+    seeded: bool = False  # the call was given the gradient to start from (a vector-Jacobian product)
+    seed_key: int | None = None  # id() of that gradient tensor
+    ref: Any = None  # weakref to the output (--check replays it)
+
+
+@dataclass(slots=True, kw_only=True)
+class Target:
+    """A tensor the report gives a gradient for: a graph leaf or a named intermediate."""
+
+    key: int
+    name: str | None
+    kind: Literal["leaf", "intermediate"]
+    ref: Any  # weakref to the tensor
+    node: int  # its node id in the call's graph (the leaf's AccumulateGrad, or its grad_fn)
+    retains_grad: bool = False
+
+
+@dataclass(kw_only=True)
+class CallRecord:
+    """One gradient computation: a ``backward``/``grad`` call of the cell, or the magic's own."""
+
+    index: int
+    kind: CallKind
+    roots: list[RootInfo]
+    graph: GraphInfo
+    targets: dict[int, Target]
+    line: int | None = None  # the cell line of the call
+    function: str | None = None  # the function the cell defined that made the call (None: the cell itself)
+    grads: dict[int, GradSummary | None] = field(default_factory=dict)
+    seconds: float = 0.0
+    flops: int | None = None
+    inputs_only: bool = False  # backward(inputs=...) / grad(inputs): only those were computed
+    asked: set[int] = field(default_factory=set)
+    retain_graph: bool = False
+    non_finite_at: tuple[int, str, int | None] | None = None  # node id, op, line where a NaN/inf first appears
+    error: str | None = None  # the call raised this
+    user_code: list[str] = field(default_factory=list)  # user code in the graph (custom Functions, hooks)
+    source: str | None = None  # for the magic's own computations: why it made them
+    ones: bool = False  # the magic used ones as the gradient of a non-scalar output
+    handles: list[Any] = field(default_factory=list)  # removable hooks (empty once the call is over)
+    group: tuple[Any, ...] = ()  # calls of one group differentiate the same output (a training loop)
+    was_none: set[int] = field(default_factory=set)  # leaves whose .grad was None when the call started
+    graph_from: int = 0  # the call whose walk gave the graph (a training loop reuses the first)
+    pending: dict[int, tuple[Any, int]] = field(default_factory=dict)  # leaf -> (weakref to its .grad, version) to read later
+    taken_from: dict[int, int] = field(default_factory=dict)  # leaf -> the earlier call whose gradient is shown
+
+    def read_pending(self) -> list[int]:
+        """Summarise the gradients left to read after the cell; the leaves whose ``.grad`` was
+        set to None or changed in place since the call (their gradient is gone)."""
+        lost = []
+        for key, (ref, version) in self.pending.items():
+            g = ref()
+            if g is not None and g._version == version:
+                self.grads[key] = summarise(g)
+            else:
+                lost.append(key)
+        self.pending = {}
+        return lost
+    nan_first: list[tuple[int, str, int | None]] = field(default_factory=list)
+
+
+@dataclass(slots=True, kw_only=True)
+class LeafTrack:
+    """One leaf's ``.grad`` across the cell's backward calls."""
+
+    name: str | None
+    ref: Any
+    before: GradSummary | None  # .grad when a call of the cell first touched it
+    had_grad: bool
+    calls: int = 0
+    state: tuple[int, int] | None = None  # (id, version) of .grad after the last call
+    reset: int = 0  # times .grad was set to None between calls (zero_grad)
+    changed: int = 0  # times .grad was changed in place between calls
+
+
+def _grad_state(t: torch.Tensor) -> tuple[int, int] | None:
+    g = t.grad
+    return None if g is None else (id(g), g._version)
+
+
+def root_info(t: torch.Tensor, name: str | None, seed: Any) -> RootInfo:
+    """The output of a call; a one-element output's value is read at once on the CPU (a device
+    would have to sync: it is read after the cell, see :func:`root_value`)."""
+    value = None
+    shape: list[int] | None
+    try:
+        shape = list(t.shape)
+        if type(t) is torch.Tensor and t.device.type == "cpu" and t.numel() == 1 and t.layout == torch.strided:
+            value = t.item()
+    except Exception:  # noqa: BLE001 - nested, fake or subclass outputs: no value
+        shape = None
+    seeded = isinstance(seed, torch.Tensor)
+    return RootInfo(key=id(t), name=name, shape=shape, dtype=str(t.dtype), value=value, seeded=seeded, seed_key=id(seed) if seeded else None, ref=weakref.ref(t))
+
+
+def root_value(root: RootInfo) -> Any:
+    """A one-element output's value, read after the cell (None when it is gone or not readable)."""
+    if root.value is not None or root.ref is None:
+        return root.value
+    t = root.ref()
+    try:
+        if type(t) is torch.Tensor and t.numel() == 1 and t.layout == torch.strided and t.device.type != "meta":
+            return t.item()
+    except Exception:  # noqa: BLE001
+        return None
+    return None
+
+
+def leaf_node(t: torch.Tensor) -> Any:
+    """The AccumulateGrad node of a leaf that requires grad (a backward started on a leaf)."""
+    if not t.requires_grad or t.grad_fn is not None:
+        return t.grad_fn
+    with torch.enable_grad(), torch._C.DisableTorchFunction():
+        return t.view_as(t).grad_fn.next_functions[0][0]
+
+
+def turns_non_finite(grad_inputs: Sequence[Any], grad_outputs: Sequence[Any]) -> bool:
+    """For a node's post-hook: the gradients it sends on hold NaN/inf while the ones it received
+    are finite, i.e. this op is where a non-finite gradient first appears."""
+    with torch.no_grad(), torch._C.DisableTorchFunction():
+        bad_in = any(isinstance(g, torch.Tensor) and not bool(torch.isfinite(g).all()) for g in grad_inputs)
+        return bad_in and all(not isinstance(g, torch.Tensor) or bool(torch.isfinite(g).all()) for g in grad_outputs)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _functorch_active() -> bool:
+    try:
+        return torch._C._functorch.peek_interpreter_stack() is not None
+    except Exception:  # noqa: BLE001 - an older torch
+        return False
+
+
+class Recorder:
+    """Observes the gradient computations of one cell (see the module docstring)."""
+
+    def __init__(self, filename: str, cell: CellSource, names: CellNames, lines: Lines | None, *, locate_nan: bool = False) -> None:
+        self.filename = filename
+        self.cell = cell
+        self.names = names
+        self.lines = lines
+        self.locate_nan = locate_nan
+        self.calls: list[CallRecord] = []
+        self.leaves: dict[int, LeafTrack] = {}
+        self.skipped: dict[str, int] = {}  # why -> how many calls went unanalysed
+        self.errors: list[str] = []  # the magic's own problems (the report says them)
+        self.hooks_registered = 0  # tensor hooks / retain_grad the cell registered
+        self.backward_calls = 0
+        self.grad_calls = 0
+        self.backward_seconds = 0.0
+        self.analysis_seconds = 0.0
+        self.first_seq = 0
+        self.flop_counter: Any = None
+        self.pause: Callable[[bool], None] = lambda paused: None  # the line recorder's switch
+        # called before the cell's own call runs (the graph still whole): the magic's extra work
+        self.before_call: Callable[[CallRecord, Walk, list[torch.Tensor], list[Any]], None] | None = None
+        self.busy = False  # the magic's own computations run: pass the engine through, count no hook
+        self.started = time.perf_counter()
+        self.ended: float | None = None  # set when the cell is over
+        self._thread = threading.get_ident()
+        self._inside = False
+        self._last_of_group: dict[tuple[Any, ...], CallRecord] = {}
+        self._walked: dict[tuple[Any, ...], tuple[Walk, int]] = {}  # group -> its full walk (plain part), the call it was made on
+
+    # -- the engine wrapper ---------------------------------------------------------------------
+
+    def note_hook(self, what: str) -> None:
+        if not self.busy:
+            self.hooks_registered += 1
+
+    def forward_estimate(self) -> float:
+        """Seconds the cell spent (so far) outside backward passes and the magic's analysis."""
+        end = self.ended if self.ended is not None else time.perf_counter()
+        return max(0.0, end - self.started - self.backward_seconds - self.analysis_seconds)
+
+    def run(self, original: Callable[..., Any], t_outputs: Any, *args: Any, **kwargs: Any) -> Any:
+        """Stands in for ``torch.autograd._engine_run_backward`` while the cell runs."""
+        __tracebackhide__ = True
+        if self._inside or self.busy or threading.get_ident() != self._thread:
+            return original(t_outputs, *args, **kwargs)
+        caller = sys._getframe(2)  # run <- guards.engine_calls.run <- backward / grad / vjp
+        code = caller.f_code
+        kind: CallKind | None = "backward" if code is _BACKWARD_CODE else ("grad" if code is _GRAD_CODE else None)
+        if kind == "backward":
+            self.backward_calls += 1
+        elif kind == "grad":
+            self.grad_calls += 1
+        record = self._begin(kind, caller, t_outputs, args, kwargs)
+        flops0 = self.flop_counter.get_total_flops() if self.flop_counter is not None else None
+        _sync()
+        t0 = time.perf_counter()
+        self._inside = True
+        try:
+            result = original(t_outputs, *args, **kwargs)
+        except BaseException as exc:
+            if record is not None:
+                record.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")
+            raise
+        else:
+            if record is not None and kind == "grad":
+                self._read_grad_results(record, caller, result)
+            return result
+        finally:
+            self._inside = False
+            _sync()
+            dt = time.perf_counter() - t0
+            self.backward_seconds += dt
+            if record is not None:
+                record.seconds = dt
+                if flops0 is not None:
+                    record.flops = self.flop_counter.get_total_flops() - flops0
+                self._end(record)
+
+    def _skip(self, why: str) -> None:
+        self.skipped[why] = self.skipped.get(why, 0) + 1
+
+    # -- before the call ------------------------------------------------------------------------
+
+    def _begin(self, kind: CallKind | None, caller: Any, t_outputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> CallRecord | None:
+        if kind is None:
+            self._skip("called the autograd engine directly or batched (is_grads_batched, torch.autograd.functional with vectorize=True)")
+            return None
+        if _functorch_active():
+            self._skip("ran inside a torch.func transform (grad, vjp, jacrev, vmap): its tensors are the transform's own")
+            return None
+        roots = list(t_outputs)
+        if not roots or not all(isinstance(r, torch.Tensor) for r in roots):
+            self._skip("started from GradientEdge objects, not tensors")
+            return None
+        t0 = time.perf_counter()
+        self.pause(True)
+        self.busy = True
+        try:
+            with torch._C.DisableTorchFunction():
+                return self._prepare(kind, caller, roots)
+        except Exception as exc:  # noqa: BLE001 - the report loses this call, the cell does not
+            self.errors.append(f"analysing a {kind} call: {type(exc).__name__}: {exc}")
+            return None
+        finally:
+            self.busy = False
+            self.pause(False)
+            self.analysis_seconds += time.perf_counter() - t0
+
+    def _prepare(self, kind: CallKind, caller: Any, roots: list[torch.Tensor]) -> CallRecord:
+        keeper.sweep()
+        local = caller.f_locals
+        seeds = _as_list(local.get("grad_tensors") if kind == "backward" else local.get("grad_outputs"))
+        inputs = [t for t in _as_list(local.get("inputs")) if isinstance(t, torch.Tensor)]
+        names = self.names.for_call(full=False)
+        line, function = cell_line(self.filename)
+        root_names = tuple(names.name(r) for r in roots)
+        group = (kind, root_names) if all(root_names) else (kind, root_names, line)
+        walk, graph_from = self._walk(group, roots, names)
+        record = CallRecord(
+            index=len(self.calls) + 1,
+            kind=kind,
+            roots=[root_info(r, root_names[i], seeds[i] if i < len(seeds) else None) for i, r in enumerate(roots)],
+            graph=walk.info,
+            targets={},
+            line=line,
+            function=function,
+            user_code=walk.user_code,
+            retain_graph=bool(local.get("retain_graph")),
+            group=group,
+        )
+        record.graph_from = graph_from or record.index
+        prev = self._last_of_group.get(group) if walk.reused else None
+        record.targets = self.targets_of(walk, names, {id(r) for r in roots}, was_none=record.was_none, reuse=prev.targets if prev is not None else None)
+        if inputs:
+            record.inputs_only = True
+            record.asked = {id(t) for t in inputs}
+            for t in inputs:  # an intermediate asked for by torch.autograd.grad(y, h)
+                if id(t) not in record.targets and t.grad_fn is not None:
+                    nid = walk.node_index().get(id(t.grad_fn))
+                    if nid is not None:
+                        record.targets[id(t)] = Target(key=id(t), name=names.name(t), kind="intermediate", ref=weakref.ref(t), node=nid, retains_grad=t.retains_grad)
+        self.calls.append(record)
+        if self.before_call is not None:
+            self.before_call(record, walk, roots, seeds)
+        self._hook(record, walk)
+        # a training loop calls backward on "loss" again and again: only the last call of a group
+        # keeps its graph (the report shows it); older ones keep their gradients
+        old = self._last_of_group.get(group)
+        if old is not None:
+            old.graph = GraphInfo(saved_bytes=old.graph.saved_bytes, saved_under_hooks=old.graph.saved_under_hooks)
+        self._last_of_group[group] = record
+        return record
+
+    def _walk(self, group: tuple[Any, ...], roots: list[torch.Tensor], names: Names) -> tuple[Walk, int | None]:
+        """The call's graph: walked in full the first time; a later call of the same output whose
+        graph has the same structure and leaves (a training loop) reuses that walk's plain result
+        after a light walk, and says which call it was measured on."""
+        nodes = [leaf_node(r) for r in roots]
+        prev = self._walked.get(group)
+        if prev is not None:
+            objects, leaves, shape = light_walk(nodes)
+            walk, index = prev
+            if shape == walk.shape:
+                if walk.info.depth >= keeper.KEEP_FROM:
+                    keeper.keep([objects[i] for i in walk.info.order])
+                return Walk(info=walk.info, node_objects=objects, leaves=leaves, user_code=walk.user_code, shape=shape, reused=True), index
+        full = self.names.for_call()
+        walk = walk_graph(
+            nodes, full.primary(), full.grad_fns,
+            lines=self.lines, leaf_lines=self.cell.assigned, source_lines=self.cell.lines, first_seq=self.first_seq,
+        )
+        self._walked[group] = (Walk(info=walk.info, node_objects=[], leaves={}, user_code=walk.user_code, shape=walk.shape), len(self.calls) + 1)
+        return walk, None
+
+    def group_of(self, record: CallRecord) -> tuple[Any, ...]:
+        """Calls of one group differentiate the same output: the same name, or the same line."""
+        return record.group
+
+    def targets_of(self, walk: Walk, names: Names, root_ids: set[int], track_leaves: bool = True, was_none: set[int] | None = None, reuse: dict[int, Target] | None = None) -> dict[int, Target]:
+        """The leaves of ``walk``'s graph and the cell's named intermediates in it; the leaves
+        whose ``.grad`` is None now go into ``was_none``.  A call of a loop with the graph of the
+        previous call (``reuse``) keeps its leaf targets."""
+        targets: dict[int, Target] = {}
+        tracks = self.leaves
+        for node_id, leaf in walk.leaves.items():
+            key = id(leaf)
+            g = leaf.grad
+            if g is None and was_none is not None:
+                was_none.add(key)
+            if track_leaves:
+                state = None if g is None else (id(g), g._version)
+                track = tracks.get(key)
+                if track is None:
+                    tracks[key] = LeafTrack(name=names.name(leaf), ref=weakref.ref(leaf), before=summarise(g), had_grad=g is not None, calls=1)
+                else:
+                    if track.state is not None and state != track.state:
+                        if state is None:
+                            track.reset += 1
+                        else:
+                            track.changed += 1
+                    track.calls += 1
+            old = reuse.get(key) if reuse is not None else None
+            targets[key] = old if old is not None and old.kind == "leaf" else Target(key=key, name=walk.info.nodes[node_id].name, kind="leaf", ref=weakref.ref(leaf), node=node_id, retains_grad=True)
+        if names.objects:
+            index = walk.node_index()
+            for key, t in names.objects.items():
+                if key in targets or key in root_ids or t.grad_fn is None:
+                    continue
+                nid = index.get(id(t.grad_fn))
+                if nid is not None:
+                    targets[key] = Target(key=key, name=names.name(t), kind="intermediate", ref=weakref.ref(t), node=nid, retains_grad=bool(t.retains_grad))
+        return targets
+
+    def _hook(self, record: CallRecord, walk: Walk) -> None:
+        """Removable hooks that summarise each target's gradient as the cell's backward runs."""
+        grads = record.grads
+        handles = record.handles
+        for key, target in record.targets.items():
+            if target.kind == "leaf":
+                if record.kind == "backward" and key in record.was_none:
+                    continue  # .grad is None now: after the call it holds exactly this call's gradient
+
+                def pre(grad_outputs: Any, key: int = key) -> None:
+                    grads[key] = summarise(grad_outputs[0])
+
+                handles.append(walk.node_objects[target.node].register_prehook(pre))
+            elif record.kind == "backward":  # torch.autograd.grad returns these itself
+                t = target.ref()
+                if t is None:
+                    continue
+
+                def hook(grad: torch.Tensor, key: int = key) -> None:
+                    grads[key] = summarise(grad)
+
+                handles.append(t.register_hook(hook))
+        if self.locate_nan:
+            nodes = record.graph.nodes
+            first = record.nan_first
+            for i, obj in enumerate(walk.node_objects):
+                if nodes[i].kind == "leaf":
+                    continue
+
+                def post(grad_inputs: Any, grad_outputs: Any, i: int = i) -> None:
+                    if not first and turns_non_finite(grad_inputs, grad_outputs):
+                        first.append((i, nodes[i].op, nodes[i].line))
+
+                handles.append(obj.register_hook(post))
+
+    # -- after the call -------------------------------------------------------------------------
+
+    def _read_grad_results(self, record: CallRecord, caller: Any, result: Any) -> None:
+        try:
+            inputs = _as_list(caller.f_locals.get("inputs"))
+            for t, g in zip(inputs, list(result)):
+                if isinstance(t, torch.Tensor) and id(t) in record.targets:
+                    record.grads[id(t)] = summarise(g)
+        except Exception as exc:  # noqa: BLE001
+            self.errors.append(f"reading the result of torch.autograd.grad: {exc}")
+
+    def _end(self, record: CallRecord) -> None:
+        t0 = time.perf_counter()
+        self.pause(True)
+        self.busy = True
+        try:
+            for handle in record.handles:
+                handle.remove()
+            record.handles = []
+            for key, target in record.targets.items():
+                if target.kind != "leaf":
+                    continue
+                t = target.ref()
+                if t is None:
+                    continue
+                if record.kind == "backward" and key in record.was_none and record.error is None and key not in record.grads:
+                    g = t.grad
+                    if record.graph_from == record.index or g is None:
+                        record.grads[key] = summarise(g)  # the first call of an output: at once
+                    else:  # a later call of a loop: read after the cell, if still as the call left it
+                        record.pending[key] = (weakref.ref(g), g._version)
+                track = self.leaves.get(key)
+                if track is not None:
+                    track.state = _grad_state(t)
+            if record.nan_first:
+                record.non_finite_at = record.nan_first[0]
+                record.nan_first = []
+        except Exception as exc:  # noqa: BLE001
+            self.errors.append(f"reading the gradients of call {record.index}: {type(exc).__name__}: {exc}")
+        finally:
+            self.busy = False
+            self.pause(False)
+            self.analysis_seconds += time.perf_counter() - t0
+
+    def settle(self, record: CallRecord) -> None:
+        """Read the gradients a later call of a loop left to read after the cell; where ``.grad``
+        changed since, take the most recent earlier call of the same output that has one."""
+        for key in record.read_pending():
+            for older in reversed(self.calls[: record.index - 1]):
+                if older.group == record.group and older.grads.get(key) is not None:
+                    record.grads[key] = older.grads[key]
+                    record.taken_from[key] = older.index
+                    break
+
+    def close(self) -> None:
+        """Remove every hook still in place (a cell interrupted mid-backward)."""
+        for record in self.calls:
+            for handle in record.handles:
+                try:
+                    handle.remove()
+                except Exception:  # noqa: BLE001
+                    pass
+            record.handles = []
+
+
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+__all__ = ["CallRecord", "LeafTrack", "Recorder", "RootInfo", "Target", "leaf_node", "root_info", "turns_non_finite"]

@@ -1,0 +1,247 @@
+"""One row per tensor involved in a gradient computation: its gradient, or why it has none.
+
+:class:`RowBuilder` turns the records of the cell's calls into :class:`~.report.GradientRow`\\ s:
+the leaves and named intermediates of each graph (``ok``, ``non_leaf``, ``non_finite``,
+``unused``, ``not_computed``), then the other tensors the cell uses (``no_requires_grad``,
+``detached``, ``integer_dtype``, ``unused``).  Tensors are matched by identity, so a tensor with
+several names is one row naming all of them, and a tensor the cell gave ``backward`` as the
+gradient to start from is not mistaken for an input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from tensormagic.engine.autograd.changes import grad_change, short
+from tensormagic.engine.autograd.naming import Names
+from tensormagic.engine.autograd.recorder import CallRecord, Recorder, Target
+from tensormagic.engine.autograd.report import GradientRow, Status
+from tensormagic.engine.autograd.source import CellSource
+from tensormagic.engine.autograd.summary import GradSummary
+
+#: Rows for the unused parameters of one module, at most.
+MAX_MODULE_ROWS = 200
+
+_CUT_WORDS = {"detach": "with .detach()", "data": "with .data", "no_grad": "under torch.no_grad()"}
+_CUT_FIX = {
+    "detach": "drop .detach() where the gradient should flow through {name}; keep it only for values that must not be trained",
+    "data": "use the tensor itself instead of .data (which hides the operation from autograd)",
+    "no_grad": "compute {name} outside the torch.no_grad() block if gradients should flow through it",
+}
+
+
+def grad_value(plain: dict[str, Any]) -> Any:
+    """What a row shows as the gradient: the values (small), else a summary dict."""
+    if plain.get("value") is not None:
+        return plain["value"]
+    out = {k: plain.get(k) for k in ("norm", "min", "max", "mean", "nan", "inf")}
+    shape = tuple(plain["shape"]) if plain.get("shape") is not None else "?"
+    if plain.get("note"):
+        out["summary"] = f"{plain['dtype']} {shape}: {plain['note']}"
+    else:
+        out["summary"] = f"{plain['dtype']} {shape}, norm {short(plain.get('norm'))}" + (f" ({plain['scope']})" if plain.get("scope") else "")
+    return out
+
+
+def _requires_grad(obj: Any) -> bool:
+    if isinstance(obj, torch.Tensor):
+        return bool(obj.requires_grad)
+    if isinstance(obj, torch.nn.Module):
+        try:
+            return any(p.requires_grad for p in obj.parameters())
+        except Exception:  # noqa: BLE001
+            return False
+    return False
+
+
+def _meta(t: Any) -> tuple[list[int] | None, str | None]:
+    if t is None:
+        return None, None
+    try:
+        return list(t.shape), str(t.dtype)
+    except Exception:  # noqa: BLE001 - nested tensors
+        return None, str(getattr(t, "dtype", None))
+
+
+class RowBuilder:
+    """Rows for one cell (see the module docstring)."""
+
+    def __init__(self, namespace: Mapping[str, Any], cell: CellSource, names: Names, recorder: Recorder, used_names: list[str]) -> None:
+        self.ns = namespace
+        self.cell = cell
+        self.names = names
+        self.recorder = recorder
+        self.used_names = used_names  # the names the cell binds or uses, in cell order
+
+    def of(self, record: CallRecord) -> str:
+        return ", ".join(r.name or "?" for r in record.roots)
+
+    def rows(self, record: CallRecord) -> list[GradientRow]:
+        of = self.of(record)
+        label = "gradient"
+        if any(r.seeded for r in record.roots):
+            label = "vector-Jacobian product with the gradient passed to backward"
+        elif record.ones or any(r.shape is not None and math.prod(r.shape) != 1 for r in record.roots):
+            label = "vector-Jacobian product with ones (the gradient of the sum)"
+        rows = [self._target_row(record, target, of, label) for target in record.targets.values()]
+        seen = set(record.targets) | {r.key for r in record.roots} | {r.seed_key for r in record.roots if r.seed_key is not None}
+        rows += self._other_rows(record, of, seen)
+        order = {Status.OK: 0, Status.NON_FINITE: 0, Status.NON_LEAF: 1}
+        info = record.graph
+        leaf_pos = {info.nodes[i].name: -p for p, i in enumerate(info.order) if info.nodes[i].kind == "leaf" and info.nodes[i].name}
+        rows.sort(key=lambda r: (order.get(r.status, 2), r.line if r.line is not None else 10**9, leaf_pos.get(r.wrt, 0)))
+        return rows
+
+    # -- leaves and intermediates of the graph ---------------------------------------------------
+
+    def _target_row(self, record: CallRecord, target: Target, of: str, label: str) -> GradientRow:
+        t = target.ref()
+        name = self.names.name(t) if t is not None else None
+        name = name or target.name or f"unnamed {target.kind}"
+        aliases = self.names.aliases(t) if t is not None else []
+        shape, dtype = _meta(t)
+        line = self.cell.assigned.get(name)
+        base = {"wrt": name, "of": of, "shape": shape, "dtype": dtype, "kind": target.kind, "line": line, "aliases": aliases}
+        summary: GradSummary | None = record.grads.get(target.key)
+        if summary is None:
+            return GradientRow(status=self._missing_status(record, target), **base, **self._missing(record, target, name, of))
+        plain = summary.plain()
+        change = grad_change(self.recorder, target.key, name) if target.kind == "leaf" and record.kind == "backward" else None
+        if target.key in record.taken_from:
+            label += f" of call {record.taken_from[target.key]} (.grad was set to None or changed after the last call, before the cell ended)"
+        common = {"grad": grad_value(plain), "norm": plain.get("norm"), "label": label, "nan": plain.get("nan", 0), "inf": plain.get("inf", 0), "change": change}
+        nan, inf = common["nan"], common["inf"]
+        if nan or inf:
+            return GradientRow(
+                status=Status.NON_FINITE, **base, **common,
+                reason=f"the gradient of {of} with respect to {name} holds {nan:,} NaN and {inf:,} inf value{'s' if nan + inf != 1 else ''}",
+                fix="look at the op where it first appears (below): log/sqrt/division of 0, exp overflow or a 0/0; clamp the input (x.clamp_min(1e-12)), add an epsilon, or use a stable op (torch.logsumexp, F.log_softmax)",
+            )
+        if target.kind == "intermediate" and not target.retains_grad:
+            return GradientRow(
+                status=Status.NON_LEAF, **base, **common,
+                reason=f"{name} is an intermediate result (made from other tensors), not a leaf: its gradient is shown here, but {name}.grad stays None after backward",
+                fix=f"call {name}.retain_grad() before backward to keep {name}.grad",
+            )
+        reason = f"{name}.retain_grad() was called, so {name}.grad keeps this gradient" if target.kind == "intermediate" else ""
+        if plain.get("scope"):
+            reason = f"summarised from this rank's {plain['scope']} only"
+        return GradientRow(status=Status.OK, **base, **common, reason=reason)
+
+    def _missing_status(self, record: CallRecord, target: Target) -> Status:
+        if record.error is not None or (record.inputs_only and target.key not in record.asked) or record.kind == "computed":
+            return Status.NOT_COMPUTED
+        return Status.UNUSED
+
+    def _missing(self, record: CallRecord, target: Target, name: str, of: str) -> dict[str, str]:
+        call = "backward" if record.kind == "backward" else "torch.autograd.grad"
+        where = f" at line {record.line}" if record.line else ""
+        if record.error is not None:
+            return {"reason": f"the cell's {call} call{where} raised {record.error}, so no gradient was computed for {name}", "fix": "fix the error above and run the cell again"}
+        if record.inputs_only and target.key not in record.asked:
+            return {"reason": f"the cell's {call} call{where} listed other inputs, so no gradient was computed for {name}", "fix": f"add {name} to inputs=... to get its gradient"}
+        if record.kind == "computed":
+            return {"reason": f"the magic did not compute the gradients of {of} (see below why)", "fix": f"call {of}.backward() in the cell to see them"}
+        return {"reason": f"no gradient reached {name}: {of} does not depend on it through differentiable ops (the gradient is zero or undefined)", "fix": "check that it is really used in computing the output"}
+
+    # -- other tensors the cell uses ---------------------------------------------------------------
+
+    def _graph_names(self, record: CallRecord) -> set[str]:
+        names = {t.name for t in record.targets.values() if t.name}
+        names |= {r.name for r in record.roots if r.name}
+        names |= {n.split(".")[0].split("[")[0] for n in list(names)}
+        return names
+
+    def _other_rows(self, record: CallRecord, of: str, seen: set[int]) -> list[GradientRow]:
+        """Tensors the cell uses that have no gradient: not requiring grad, detached, unused, integer."""
+        rows: list[GradientRow] = []
+        graph_names = self._graph_names(record)
+        saved = {n for node in record.graph.nodes for n in node.saved}
+        seeds = {r.seed_key for r in record.roots if r.seed_key is not None}
+        # a name is used with the graph when a statement reads it together with a graph name,
+        # except the statement that starts the backward (its argument is the gradient to start from)
+        with_graph: set[str] = set()
+        for st in self.cell.statements:
+            if (st.loads | st.stores) & graph_names:
+                with_graph |= st.loads
+        seen = set(seen)
+        for name in self.used_names:
+            obj = self.ns.get(name)
+            if isinstance(obj, torch.nn.Module):
+                rows += self._module_rows(name, obj, record, of, seen)
+                continue
+            if not isinstance(obj, torch.Tensor) or id(obj) in seen or id(obj) in seeds:
+                continue
+            seen.add(id(obj))
+            row = self._other_row(name, obj, record, of, graph_names, saved, with_graph)
+            if row is not None:
+                row.aliases = [a for a in self.names.tensors.get(id(obj), []) if a != name]
+                rows.append(row)
+        return rows
+
+    def _other_row(self, name: str, obj: torch.Tensor, record: CallRecord, of: str, graph_names: set[str], saved: set[str], with_graph: set[str]) -> GradientRow | None:
+        line = self.cell.assigned.get(name)
+        shape, dtype = _meta(obj)
+        base = {"wrt": name, "of": of, "shape": shape, "dtype": dtype, "line": line}
+        cut = self.cell.cuts.get(name)
+        used = name in saved or name in with_graph
+        if obj.requires_grad:
+            if obj.grad_fn is not None and name in graph_names:
+                return None
+            how = ""
+            for other, c in self.cell.cuts.items():
+                if name in c.sources:
+                    how = f"; it is only used through {_CUT_WORDS.get(c.how, c.how)} at line {c.line} ({other} = …)"
+                    break
+            reason = f"{name} requires grad but {of} does not depend on it: it is not used in computing {of}{how}"
+            if record.kind == "backward" and obj.is_leaf:
+                reason += f"; {name}.grad is left as it was"
+            fix = f"use {name} in computing {of}, or set {name}.requires_grad_(False) if it should not be trained"
+            return GradientRow(status=Status.UNUSED, **base, reason=reason, fix=fix, kind="leaf" if obj.is_leaf else "intermediate")
+        if cut is not None and (cut.sources & graph_names or any(_requires_grad(self.ns.get(s)) for s in cut.sources)):
+            src = ", ".join(sorted(s for s in cut.sources if _requires_grad(self.ns.get(s)) or s in graph_names)) or "its inputs"
+            reason = f"{name} was made {_CUT_WORDS.get(cut.how, cut.how)} at line {cut.line} ({cut.code}): it is cut from the graph, so no gradient flows through it back to {src}"
+            return GradientRow(status=Status.DETACHED, **base, reason=reason, fix=_CUT_FIX.get(cut.how, "").format(name=name))
+        if not used:
+            return None
+        if not (obj.is_floating_point() or obj.is_complex()):
+            reason = f"{name} has dtype {obj.dtype}: only floating-point and complex tensors can have gradients, so autograd treats it as a constant"
+            fix = f"make it floating point if you need d{of}/d{name}: {name} = {name}.float().requires_grad_() (or torch.tensor(3.0) instead of torch.tensor(3))"
+            return GradientRow(status=Status.INTEGER_DTYPE, **base, reason=reason, fix=fix)
+        use = next((st.line for st in self.cell.statements if name in st.loads and (st.loads | st.stores) & graph_names), None)
+        where = f" at line {use} ({self.cell.code(use)})" if use else ""
+        reason = f"{name} is used in computing {of}{where} but has requires_grad=False, so autograd computes no gradient for it (normal for input data and targets)"
+        fix = f"to get d{of}/d{name}, create it with requires_grad=True (e.g. {name} = torch.tensor(..., requires_grad=True)) or call {name}.requires_grad_() before using it"
+        code = self.cell.code_without_comment(line) if line else None
+        if code and "torch.tensor(" in code and "requires_grad" not in code and code.endswith(")") and code.count("(") == code.count(")"):
+            fix = f"to get d{of}/d{name}, create it with requires_grad=True: {code[:-1]}, requires_grad=True)"
+        return GradientRow(status=Status.NO_REQUIRES_GRAD, **base, reason=reason, fix=fix)
+
+    def _module_rows(self, name: str, module: torch.nn.Module, record: CallRecord, of: str, seen: set[int]) -> list[GradientRow]:
+        rows: list[GradientRow] = []
+        try:
+            params = list(module.named_parameters())
+        except Exception:  # noqa: BLE001 - a half-built module
+            return rows
+        for pname, p in params:
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            if not p.requires_grad:
+                continue
+            full = self.names.name(p) or f"{name}.{pname}"
+            reason = f"{full} requires grad but {of} does not depend on it (this part of {name} is not used in computing {of})"
+            if record.kind == "backward":
+                reason += f"; {full}.grad is left as it was"
+            shape, dtype = _meta(p)
+            rows.append(GradientRow(wrt=full, of=of, status=Status.UNUSED, shape=shape, dtype=dtype, reason=reason, fix=f"use it, or freeze it with {full}.requires_grad_(False)", kind="leaf", line=self.cell.assigned.get(name), aliases=self.names.aliases(p)))
+            if len(rows) >= MAX_MODULE_ROWS:
+                break
+        return rows
+
+
+__all__ = ["RowBuilder", "grad_value"]

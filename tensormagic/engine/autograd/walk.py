@@ -1,0 +1,564 @@
+"""The autograd graph behind some tensors, as plain data: nodes, edges, names, cell lines, bytes.
+
+:func:`walk_graph` visits the graph iteratively (no recursion, so any size works), with the
+garbage collector paused (a 100,000-node walk would otherwise trigger full collections of the
+whole heap).  It never *unpacks* a saved tensor: it reads ``SavedTensor.data`` of the
+``_raw_saved_*`` attributes, which runs no saved-tensor hook (checkpointing, offloading) and
+cannot recompute anything.  It notes what in the graph is user code (custom
+``autograd.Function`` backwards, module backward hooks, saved-tensor hooks), so that the magic
+never runs an extra pass that would run it again.  Chains deeper than
+:data:`~tensormagic.engine.autograd.keeper.KEEP_FROM` are handed to the keeper for a safe teardown.
+"""
+
+from __future__ import annotations
+
+import bisect
+import gc
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from tensormagic.engine.autograd import keeper
+from tensormagic.engine.autograd.lines import Lines
+
+#: Nodes visited at most; a bigger graph is cut there and says so.
+MAX_NODES = 200_000
+#: Saved-tensor attributes read at most per walk (each costs a few microseconds the first time:
+#: torch makes a Python object for the tensor); past that, saved bytes are a lower bound, said so.
+MAX_SAVED_READS = 4_000
+#: A repeated block is at most this many nodes long ...
+MAX_PERIOD = 16
+#: ... and is collapsed when it repeats at least this many times in a row.
+MIN_REPEATS = 3
+
+_RAW_SAVED: dict[type, tuple[str, ...]] = {}
+_CUSTOM_WORDS = {
+    "BackwardHookFunctionBackward": "module backward hooks (register_full_backward_hook)",
+    "CheckpointFunctionBackward": "torch.utils.checkpoint (re-entrant: its backward runs the forward again)",
+}
+
+
+@dataclass(slots=True)
+class GraphNode:
+    """One node: an op's backward (``MulBackward0``) or a leaf (``AccumulateGrad``)."""
+
+    id: int
+    op: str
+    kind: str  # "op" | "leaf"
+    name: str | None = None  # the variable(s) holding this node's output, or the leaf's name
+    line: int | None = None  # the cell line that made it (1-based, within the cell)
+    code: str | None = None  # that line's source
+    inputs: list[int] = field(default_factory=list)  # ids of the nodes it sends gradients to
+    shape: list[int] | None = None  # leaves only
+    saved_bytes: int = 0
+    saved: list[str] = field(default_factory=list)  # names of the cell's tensors it saved
+    custom: bool = False  # a custom autograd.Function's backward (user code)
+    before_cell: bool = False  # made before the cell ran (an earlier cell's graph)
+
+
+@dataclass(kw_only=True)
+class RepeatedBlock:
+    """``length`` consecutive nodes of :attr:`GraphInfo.order`, from ``start``, repeated ``times`` times."""
+
+    start: int
+    length: int
+    times: int
+    ops: list[str]
+
+
+@dataclass(kw_only=True)
+class GraphInfo:
+    """The graph from the outputs back to the inputs."""
+
+    nodes: list[GraphNode] = field(default_factory=list)
+    edges: list[list[int]] = field(default_factory=list)  # [consumer, input]: gradient flows consumer -> input
+    roots: list[int] = field(default_factory=list)
+    order: list[int] = field(default_factory=list)  # topological, outputs first (the order backward runs them)
+    repeats: list[RepeatedBlock] = field(default_factory=list)
+    saved_bytes: int = 0
+    saved_under_hooks: int = 0  # saved tensors packed by saved-tensor hooks (not counted in saved_bytes)
+    saved_unread: int = 0  # nodes whose saved tensors were not read (saved_bytes is then a lower bound)
+    truncated: bool = False
+    depth: int = 0  # the longest chain from an output to an input
+
+
+@dataclass(kw_only=True)
+class Walk:
+    """A walk's plain result plus the live objects the caller needs for a moment (dropped after)."""
+
+    info: GraphInfo
+    node_objects: list[Any]
+    leaves: dict[int, torch.Tensor]  # node id -> leaf tensor
+    user_code: list[str]  # what in the graph is user code an extra backward pass would run again
+    shape: tuple[Any, ...] = ()  # the graph's structure (node kinds and inputs, in visit order)
+    reused: bool = False  # a light walk that reuses an earlier full walk's plain result
+
+    def node_index(self) -> dict[int, int]:
+        """id(node object) -> node id (valid while :attr:`node_objects` is alive)."""
+        return {id(obj): i for i, obj in enumerate(self.node_objects)}
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for a moment (as it was before, afterwards)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def node_name(node: Any) -> str:
+    """``MulBackward0``, ``AccumulateGrad``, or a custom Function's backward name."""
+    name = type(node).__name__
+    return name if name != "BackwardCFunction" else str(getattr(node, "name", lambda: name)())
+
+
+def _raw_saved(node: Any) -> tuple[str, ...]:
+    kind = type(node)
+    attrs = _RAW_SAVED.get(kind)
+    if attrs is None:
+        attrs = tuple(a for a in dir(kind) if a.startswith("_raw_saved_"))
+        _RAW_SAVED[kind] = attrs
+    return attrs
+
+
+def _saved_objects(value: Any) -> Iterable[Any]:
+    if isinstance(value, (tuple, list)):
+        return value
+    return (value,)
+
+
+def _storage_key(t: torch.Tensor) -> tuple[Any, int, int] | None:
+    try:
+        s = t.untyped_storage()
+        return (t.device, s.data_ptr(), s.nbytes())
+    except Exception:  # noqa: BLE001 - sparse, nested, fake, wrapper subclasses: logical size
+        return None
+
+
+def _logical_bytes(t: torch.Tensor) -> int:
+    try:
+        return int(t.numel() * t.element_size())
+    except Exception:  # noqa: BLE001 - nested tensors and exotic subclasses
+        return 0
+
+
+def _is_custom(node: Any) -> bool:
+    return isinstance(node, torch.autograd.function.BackwardCFunction)
+
+
+def walk_graph(
+    roots: Sequence[Any],
+    names: Mapping[int, str],
+    grad_fn_names: Mapping[int, str] | None = None,
+    *,
+    lines: Lines | None = None,
+    leaf_lines: Mapping[str, int] | None = None,
+    source_lines: Sequence[str] = (),
+    saved: bool = True,
+    first_seq: int | None = None,
+    max_nodes: int = MAX_NODES,
+) -> Walk:
+    """Visit the graph from ``roots`` (grad_fn nodes), iteratively.
+
+    ``names`` maps id(tensor) -> name for the cell's tensors (leaves and saved inputs are named
+    by it); ``grad_fn_names`` maps id(grad_fn) -> name (keep those grad_fn objects alive).
+    ``lines`` gives each op's cell line, ``leaf_lines`` a name's assignment line; nodes numbered
+    below ``first_seq`` were made before the cell.
+    """
+    with gc_paused():
+        walk = _walk(roots, names, grad_fn_names or {}, lines, leaf_lines or {}, source_lines, saved, first_seq, max_nodes)
+    if walk.info.depth >= keeper.KEEP_FROM:
+        keeper.keep([walk.node_objects[i] for i in walk.info.order])
+    return walk
+
+
+@dataclass(slots=True)
+class _Kind:
+    """What the walk needs to know of one node type (computed once per type)."""
+
+    op: str
+    leaf: bool
+    custom: str | None  # the words for user code, for a custom Function's backward
+    saved: tuple[str, ...]  # its _raw_saved_* attributes
+
+
+_KINDS: dict[type, _Kind] = {}
+
+
+def _kind(obj: Any) -> _Kind:
+    kind = _KINDS.get(type(obj))
+    if kind is None:
+        op = node_name(obj)
+        custom = None
+        if _is_custom(obj):
+            custom = _CUSTOM_WORDS.get(op, f"{op} (a custom autograd.Function: its backward is your Python code)")
+        kind = _Kind(op=op, leaf=op == "AccumulateGrad", custom=custom, saved=_raw_saved(obj))
+        if not _is_custom(obj):  # a custom Function's name() can differ per instance
+            _KINDS[type(obj)] = kind
+    return kind
+
+
+_HOOKED = "saved-tensor hooks (checkpointing, offloading or your own saved_tensors_hooks)"
+
+
+def _walk(
+    roots: Sequence[Any],
+    names: Mapping[int, str],
+    grad_fn_names: Mapping[int, str],
+    lines: Lines | None,
+    leaf_lines: Mapping[str, int],
+    source_lines: Sequence[str],
+    saved: bool,
+    first_seq: int | None,
+    max_nodes: int,
+) -> Walk:
+    index: dict[int, int] = {}
+    objects: list[Any] = []
+    kinds: list[_Kind] = []
+    inputs: list[list[int]] = []
+    leaves: dict[int, torch.Tensor] = {}
+    storages: dict[Any, int] = {}
+    saved_at: dict[int, tuple[int, list[str]]] = {}  # node id -> (bytes, names of the cell's tensors)
+    loose_bytes = 0
+    hooked = 0
+    user_code: dict[str, None] = {}
+    truncated = False
+    root_ids: list[int] = []
+    stack: list[int] = []
+    known = _KINDS
+    reads_left = MAX_SAVED_READS
+    unread = 0
+    for r in roots:
+        if r is None:
+            continue
+        if id(r) not in index:
+            index[id(r)] = len(objects)
+            objects.append(r)
+            kinds.append(_kind(r))
+            inputs.append([])
+            stack.append(index[id(r)])
+        root_ids.append(index[id(r)])
+    while stack:
+        i = stack.pop()
+        obj = objects[i]
+        kind = kinds[i]
+        if kind.leaf:
+            variable = getattr(obj, "variable", None)
+            if isinstance(variable, torch.Tensor):
+                leaves[i] = variable
+        elif kind.custom is not None:
+            user_code[kind.custom] = None
+        if saved and kind.saved and reads_left <= 0:
+            unread += 1
+        elif saved and kind.saved:
+            reads_left -= len(kind.saved)
+            nbytes = 0
+            seen_names: list[str] = []
+            for attr in kind.saved:
+                try:
+                    value = getattr(obj, attr)
+                except Exception:  # noqa: BLE001 - freed, or not readable on this node
+                    continue
+                for st in value if isinstance(value, (tuple, list)) else (value,):
+                    try:
+                        if st.unpack_hook is not None:
+                            hooked += 1
+                            user_code[_HOOKED] = None
+                            continue
+                        t = st.data
+                    except Exception:  # noqa: BLE001 - not a SavedTensor after all
+                        continue
+                    if t is None:
+                        continue  # released by a backward that did not retain the graph
+                    name = names.get(id(t))
+                    if name is not None and name not in seen_names:
+                        seen_names.append(name)
+                    key = _storage_key(t)
+                    if key is None:
+                        size = _logical_bytes(t)
+                        loose_bytes += size
+                        nbytes += size
+                    elif key not in storages:
+                        storages[key] = key[2]
+                        nbytes += key[2]
+            if nbytes or seen_names:
+                saved_at[i] = (nbytes, seen_names)
+        try:
+            nexts = obj.next_functions
+        except Exception:  # noqa: BLE001
+            continue
+        ins = inputs[i]
+        for nxt, _ in nexts:
+            if nxt is None:
+                continue
+            j = index.get(id(nxt))
+            if j is None:
+                if len(objects) >= max_nodes:
+                    truncated = True
+                    continue
+                j = len(objects)
+                index[id(nxt)] = j
+                objects.append(nxt)
+                kinds.append(known.get(type(nxt)) or _kind(nxt))
+                inputs.append([])
+                stack.append(j)
+            ins.append(j)
+    nodes = _nodes(objects, kinds, inputs, leaves, saved_at, names, grad_fn_names, lines, leaf_lines, source_lines, first_seq)
+    shape = _structure(kinds, inputs, leaves)
+    order, depth = topological_order(nodes, root_ids)
+    info = GraphInfo(
+        nodes=nodes,
+        edges=[[i, j] for i, ins in enumerate(inputs) for j in ins],
+        roots=root_ids,
+        order=order,
+        repeats=find_repeats([_signature(nodes[i]) for i in order], [nodes[i].op for i in order]),
+        saved_bytes=sum(storages.values()) + loose_bytes,
+        saved_under_hooks=hooked,
+        saved_unread=unread,
+        truncated=truncated,
+        depth=depth,
+    )
+    return Walk(info=info, node_objects=objects, leaves=leaves, user_code=list(user_code), shape=shape)
+
+
+def _structure(kinds: list[Any], inputs: list[list[int]], leaves: dict[int, torch.Tensor]) -> tuple[Any, ...]:
+    """What makes two walks the same graph: node kinds, edges and leaf tensors."""
+    return (list(map(id, kinds)), inputs, [id(t) for t in leaves.values()], list(leaves))
+
+
+def light_walk(roots: Sequence[Any], max_nodes: int = MAX_NODES) -> tuple[list[Any], dict[int, torch.Tensor], tuple[Any, ...]]:
+    """Only the node objects, the leaves and the structure of the graph (no names, lines, saved
+    bytes or saved-tensor hooks): how the recorder checks that a call of a training loop has the
+    same graph as a call it walked in full, whose plain result it then reuses."""
+    index: dict[int, int] = {}
+    objects: list[Any] = []
+    kinds: list[Any] = []
+    inputs: list[list[int]] = []
+    leaves: dict[int, torch.Tensor] = {}
+    known = _KINDS
+    stack: list[int] = []
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        for r in roots:
+            if r is not None and id(r) not in index:
+                index[id(r)] = len(objects)
+                objects.append(r)
+                kinds.append(known.get(type(r)) or _kind(r))
+                inputs.append([])
+                stack.append(index[id(r)])
+        while stack:
+            i = stack.pop()
+            obj = objects[i]
+            if kinds[i].leaf:
+                variable = getattr(obj, "variable", None)
+                if isinstance(variable, torch.Tensor):
+                    leaves[i] = variable
+            try:
+                nexts = obj.next_functions
+            except Exception:  # noqa: BLE001
+                continue
+            ins = inputs[i]
+            for nxt, _ in nexts:
+                if nxt is None:
+                    continue
+                j = index.get(id(nxt))
+                if j is None:
+                    if len(objects) >= max_nodes:
+                        continue
+                    j = len(objects)
+                    index[id(nxt)] = j
+                    objects.append(nxt)
+                    kinds.append(known.get(type(nxt)) or _kind(nxt))
+                    inputs.append([])
+                    stack.append(j)
+                ins.append(j)
+    finally:
+        if was:
+            gc.enable()
+    return objects, leaves, _structure(kinds, inputs, leaves)
+
+
+def _nodes(
+    objects: list[Any],
+    kinds: list[_Kind],
+    inputs: list[list[int]],
+    leaves: dict[int, torch.Tensor],
+    saved_at: dict[int, tuple[int, list[str]]],
+    names: Mapping[int, str],
+    grad_fn_names: Mapping[int, str],
+    lines: Lines | None,
+    leaf_lines: Mapping[str, int],
+    source_lines: Sequence[str],
+    first_seq: int | None,
+) -> list[GraphNode]:
+    """The plain nodes, with names, cell lines and code (one pass after the walk)."""
+    nodes: list[GraphNode] = []
+    append = nodes.append
+    first = first_seq if first_seq is not None else -1
+    starts = getattr(lines, "starts", None)  # LineSpans: bisect inline (one call fewer per node)
+    span_lines = getattr(lines, "lines", None)
+    line_of = lines.line_of if lines is not None else None
+    n_source = len(source_lines)
+    empty: tuple[int, list[str]] = (0, [])
+    codes: dict[int, str] = {}
+    for i, obj in enumerate(objects):
+        kind = kinds[i]
+        line = None
+        before = False
+        shape = None
+        leaf = leaves.get(i)
+        if leaf is not None:
+            name = names.get(id(leaf))
+            try:
+                shape = list(leaf.shape)
+            except Exception:  # noqa: BLE001 - nested tensors have no single shape
+                shape = None
+            if name:
+                line = leaf_lines.get(name)
+        else:
+            name = grad_fn_names.get(id(obj))
+            if not kind.leaf:
+                try:
+                    seq = obj._sequence_nr()
+                except Exception:  # noqa: BLE001 - nodes without a sequence number
+                    seq = None
+                if seq is not None and seq < first:
+                    before = True
+                elif seq is not None and starts is not None:
+                    k = bisect.bisect_right(starts, seq) - 1
+                    line = span_lines[k] if k >= 0 else None  # type: ignore[index]
+                elif seq is not None and line_of is not None:
+                    line = line_of(seq)
+                if line is None and name and not before:
+                    line = leaf_lines.get(name.split(", ")[0])
+        code = None
+        if line is not None and 0 < line <= n_source:
+            code = codes.get(line)
+            if code is None:
+                code = codes[line] = source_lines[line - 1].strip()
+        nbytes, saved_names = saved_at.get(i, empty)
+        append(GraphNode(i, kind.op, "leaf" if leaf is not None else "op", name, line, code, inputs[i], shape, nbytes, list(saved_names), kind.custom is not None, before))
+    return nodes
+
+
+def topological_order(nodes: Sequence[GraphNode], roots: Sequence[int]) -> tuple[list[int], int]:
+    """An order in which every node comes after all the nodes that send it a gradient (the order
+    backward can run them), outputs first, and the depth of the graph.  Short side branches (a
+    weight's ``TBackward0``) are listed right under the op that uses them, the long chain last."""
+    n = len(nodes)
+    node_inputs = [node.inputs for node in nodes]
+    pending = [0] * n
+    for ins in node_inputs:
+        for j in ins:
+            pending[j] += 1
+    # height: the longest path down to a leaf, computed in a reverse plain Kahn order
+    plain: list[int] = []
+    todo = [r for r in dict.fromkeys(roots) if pending[r] == 0]
+    left = list(pending)
+    while todo:
+        i = todo.pop()
+        plain.append(i)
+        for j in node_inputs[i]:
+            left[j] -= 1
+            if left[j] == 0:
+                todo.append(j)
+    height = [0] * n
+    for i in reversed(plain):
+        ins = node_inputs[i]
+        if len(ins) == 1:
+            height[i] = 1 + height[ins[0]]
+        elif ins:
+            height[i] = 1 + max([height[j] for j in ins])
+    order: list[int] = []
+    ready = [r for r in dict.fromkeys(roots) if pending[r] == 0][::-1]
+    while ready:
+        i = ready.pop()
+        order.append(i)
+        ins = node_inputs[i]
+        if len(ins) == 1:
+            j = ins[0]
+            pending[j] -= 1
+            if pending[j] == 0:
+                ready.append(j)
+            continue
+        freed = []
+        for j in ins:
+            pending[j] -= 1
+            if pending[j] == 0:
+                freed.append(j)
+        # the stack pops the last pushed first: push the tallest input first, so it comes last
+        if len(freed) > 1:
+            freed.sort(key=height.__getitem__, reverse=True)
+        ready.extend(freed)
+    if len(order) < n:  # nodes not reachable from a root with pending == 0 (cannot happen): keep them
+        seen = set(order)
+        order += [i for i in range(n) if i not in seen]
+    return order, (max(height) + 1 if height else 0)
+
+
+def _signature(node: GraphNode) -> tuple[Any, ...]:
+    return (node.op, node.kind, tuple(node.shape) if node.shape is not None else None, len(node.inputs))
+
+
+def find_repeats(signatures: Sequence[Any], ops: Sequence[str], max_period: int = MAX_PERIOD, min_repeats: int = MIN_REPEATS) -> list[RepeatedBlock]:
+    """Runs where a block of ``length`` signatures repeats ``times`` times in a row (greedy, left to right)."""
+    ids: dict[Any, int] = {}
+    signatures = [ids.setdefault(sig, len(ids)) for sig in signatures]  # ints compare fastest
+    n = len(signatures)
+    found: list[RepeatedBlock] = []
+    i = 0
+    while i < n:
+        best: tuple[int, int] | None = None
+        for p in range(1, min(max_period, (n - i) // min_repeats) + 1):
+            if best is not None and p % best[1] == 0:
+                continue  # a multiple of a period that repeats already covers no more
+            times = 1
+            while i + (times + 1) * p <= n and signatures[i + times * p : i + (times + 1) * p] == signatures[i : i + p]:
+                times += 1
+            if times >= min_repeats and (best is None or times * p > best[0] * best[1] + p):
+                best = (times, p)
+        if best is None:
+            i += 1
+            continue
+        times, p = best
+        found.append(RepeatedBlock(start=i, length=p, times=times, ops=list(ops[i : i + p])))
+        i += times * p
+    return found
+
+
+def merge_graphs(infos: Sequence[GraphInfo]) -> GraphInfo:
+    """Several graphs as one (node ids shifted), for a report of several outputs."""
+    if len(infos) == 1:
+        return infos[0]
+    merged = GraphInfo()
+    for info in infos:
+        off = len(merged.nodes)
+        for n in info.nodes:
+            merged.nodes.append(
+                GraphNode(
+                    id=n.id + off, op=n.op, kind=n.kind, name=n.name, line=n.line, code=n.code,
+                    inputs=[j + off for j in n.inputs], shape=n.shape, saved_bytes=n.saved_bytes,
+                    saved=n.saved, custom=n.custom, before_cell=n.before_cell,
+                )
+            )
+        merged.edges += [[a + off, b + off] for a, b in info.edges]
+        merged.roots += [r + off for r in info.roots]
+        start = len(merged.order)
+        merged.order += [i + off for i in info.order]
+        merged.repeats += [RepeatedBlock(start=b.start + start, length=b.length, times=b.times, ops=b.ops) for b in info.repeats]
+        merged.saved_bytes += info.saved_bytes
+        merged.saved_under_hooks += info.saved_under_hooks
+        merged.truncated = merged.truncated or info.truncated
+        merged.depth = max(merged.depth, info.depth)
+    return merged
+
+
+__all__ = ["GraphInfo", "GraphNode", "RepeatedBlock", "Walk", "find_repeats", "gc_paused", "light_walk", "merge_graphs", "node_name", "topological_order", "walk_graph"]
