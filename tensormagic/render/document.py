@@ -23,12 +23,14 @@ class KeyValues:
 
 @dataclass
 class Table:
-    """A table; ``total_rows`` > ``len(rows)`` means it was truncated."""
+    """A table; ``total_rows`` > ``len(rows)`` means it was truncated.  The columns listed in
+    ``bars`` hold bars drawn with block characters (monospaced and coloured in HTML)."""
 
     headers: list[str]
     rows: list[list[str]]
     caption: str | None = None
     total_rows: int | None = None
+    bars: tuple[int, ...] = ()
 
 
 @dataclass

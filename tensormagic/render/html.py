@@ -55,7 +55,8 @@ def render_block(block: Block) -> str:
     if isinstance(block, Table):
         caption = f"<caption>{e(block.caption)}</caption>" if block.caption else ""
         head = "".join(f"<th scope=\"col\">{e(h)}</th>" for h in block.headers)
-        body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in block.rows)
+        cell = ["<td class=\"tm-bar\">" if i in block.bars else "<td>" for i in range(len(block.headers))]
+        body = "".join("<tr>" + "".join(f"{cell[i] if i < len(cell) else '<td>'}{e(c)}</td>" for i, c in enumerate(row)) + "</tr>" for row in block.rows)
         more = ""
         if block.total_rows is not None and block.total_rows > len(block.rows):
             more = f"<p><em>… {block.total_rows - len(block.rows):,} more rows not shown</em></p>"
