@@ -14,7 +14,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, output_can_be_silenced
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
-from traitlets import CaselessStrEnum, observe
+from traitlets import Bool, CaselessStrEnum, observe
 
 from tensormagic.engine import autograd as autograd_engine
 from tensormagic.engine.autograd import keeper
@@ -25,7 +25,8 @@ from tensormagic.engine.todevice import moves as move_engine
 from tensormagic.engine.todevice import placement_report
 from tensormagic.engine.layers import DEFAULT_LAYER_BUDGET
 from tensormagic.model_options import check_model, layers_report, split_model_options
-from tensormagic.render.display import DISPLAY_MODES, set_display_mode
+from tensormagic.render.display import DISPLAY_MODES, display_mode, set_display_mode
+from tensormagic.auto_display import AutoDisplay, environment_setting
 
 def compile_cell(tree: Any, filename: str, compile_fn: Any = compile) -> tuple[Any, Any]:
     """Compile a parsed cell as IPython does: the body, and its last expression apart (or None)."""
@@ -80,13 +81,29 @@ class TensorMagics(Magics):
         "'widget', 'html' (HTML and text, no widget) or 'text' (plain text only).",
     ).tag(config=True)
 
+    auto_display = Bool(
+        False,
+        help="Show every tensor, array and module a cell displays (its last expression, display(x)) as a "
+        "one-line summary, with a picture that opens the %tensorinfo panel in HTML and widgets; repr, "
+        "str and print stay as they are.  TENSORMAGIC_AUTO_DISPLAY=1 at %load_ext turns it on too.",
+    ).tag(config=True)
+
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         set_display_mode(self.display)
+        self._auto = AutoDisplay(self.shell, display_mode, lambda: self._hidden) if self.shell is not None else None
+        if self._auto is not None and self.auto_display:
+            self._auto.enable()
 
     @observe("display")
     def _display_changed(self, change: dict[str, Any]) -> None:
         set_display_mode(change["new"])
+
+    @observe("auto_display")
+    def _auto_display_changed(self, change: dict[str, Any]) -> None:
+        auto = getattr(self, "_auto", None)
+        if auto is not None:
+            auto.set(bool(change["new"]))
 
     # -- name resolution ----------------------------------------------------------------------
 
@@ -355,8 +372,12 @@ def load(shell: Any) -> None:
     """Register :class:`TensorMagics` once with ``shell``."""
     if "TensorMagics" in shell.magics_manager.registry:
         return
-    shell.register_magics(TensorMagics(shell))
+    magics = TensorMagics(shell)
+    shell.register_magics(magics)
     shell.events.register("post_run_cell", release_freed_graphs)
+    setting = environment_setting()
+    if setting is not None:
+        magics.auto_display = setting
 
 
 def unload(shell: Any) -> None:
@@ -364,6 +385,8 @@ def unload(shell: Any) -> None:
     magics = shell.magics_manager.registry.pop("TensorMagics", None)
     if magics is None:
         return
+    if getattr(magics, "_auto", None) is not None:
+        magics._auto.disable()  # the display printers that were there before come back
     if release_freed_graphs in shell.events.callbacks.get("post_run_cell", []):
         shell.events.unregister("post_run_cell", release_freed_graphs)
     keeper.sweep()
