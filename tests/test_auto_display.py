@@ -270,3 +270,28 @@ def test_html_escapes_every_user_derived_string(ns, payload):
         if tag == "img":  # the picture: an inline PNG and nothing else
             assert attrs["src"].startswith("data:image/png;base64,") and set(attrs) == {"src", "alt"}
     assert payload not in markup and html_lib.escape(payload[:20]) in markup
+
+
+def test_without_pillow_the_picture_is_a_sparkline(ns, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "PIL", None)  # import PIL now raises ImportError
+    auto(ns, True)
+    markup = shown(ns, torch.arange(100.0))["text/html"]
+    summary = markup[markup.index("<summary>") : markup.index("</summary>")]
+    assert "<img" not in summary and '<span class="tm-spark">' in summary
+    spark = summary.split('<span class="tm-spark">')[1].split("</span>")[0]
+    assert len(spark) == 12 and set(spark) <= set(" ▁▂▃▄▅▆▇█")  # one block per histogram bin
+
+
+def test_pictures_are_read_from_a_strided_view_only(ns):
+    from tensormagic.engine.preview import SIDE, tensor_preview
+
+    big = torch.zeros(4000, 3000)
+    big[0, 0] = float("nan")
+    p = tensor_preview(big)
+    assert p.kind == "heatmap" and len(p.values) <= SIDE and len(p.values[0]) <= SIDE
+    assert p.step == (84, 63) and p.values[0][0] != p.values[0][0]  # NaN kept (drawn in its own colour)
+    img = tensor_preview(torch.rand(3, 64, 64))
+    assert img.kind == "image" and len(img.values) == 32 and len(img.values[0][0]) == 3
+    assert tensor_preview(np.arange(10.0)) is None  # 1-D without a histogram: no picture

@@ -51,7 +51,7 @@ def test_layers_tab_in_all_three_views(ns):
     assert text.splitlines()[0] == "tensorinfo · model"
     assert "── Layers " in text and text.index("── Layers ") < text.index("── Summary ")
     assert "\n\u00a0\u00a00    Conv2d " in text  # indented by depth under the model's row
-    assert "6,912    ████████████" in text and "Σ 9,472" in text  # bars, and a container's sum
+    assert "6,912    ████████" in text and "Σ 9,472" in text  # bars, and a container's sum
     assert "9,472 MACs" in text.splitlines()[1] and "peak activations" in text.splitlines()[1]
     markup = render_html(r)
     assert markup.index("<summary>Layers</summary>") < markup.index("<summary>Summary</summary>")

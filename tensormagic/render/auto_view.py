@@ -18,10 +18,13 @@ ALT = {"image": "image", "heatmap": "heatmap of the values", "histogram": "histo
 STYLE = (
     "<style>"
     ".tm-auto summary{font-weight:normal;cursor:pointer;margin:0}"
-    ".tm-auto summary code{font-size:12px;white-space:pre-wrap}"
-    ".tm-auto summary img{vertical-align:middle;image-rendering:pixelated;margin-left:8px;"
+    ".tm-auto code{font-size:12px;white-space:pre-wrap}"
+    ".tm-auto img{vertical-align:middle;image-rendering:pixelated;margin-left:8px;"
     "border:1px solid rgba(128,128,128,.4)}"
     ".tm-auto .tm-spark{font-family:monospace;color:var(--tm-bar);margin-left:8px}"
+    # (in the widget: the header wraps instead of ipywidgets' one-line ellipsis)
+    ".tensormagic-auto .widget-html-content{white-space:normal;overflow:visible;line-height:1.4;min-width:0}"
+    ".tensormagic-auto .widget-html{min-width:0}"
     "</style>"
 )
 

@@ -1,7 +1,8 @@
 """The panel of ``%tensorinfo model --input x``: a Layers tab before the module panel's tabs.
 
 The Layers tab holds the totals, a table of every module call (indented by depth, with bars for
-MACs and memory), a table of activation statistics (where NaN/inf first appears is flagged)
+MACs and memory), a table of what each call returned (bytes and statistics; where NaN/inf first
+appears is flagged)
 and notes that say how each figure was measured.  Text, HTML and widget views render the same
 panel, so they show the same facts.
 """
@@ -18,7 +19,7 @@ from tensormagic.render.text import bar
 
 #: Module calls shown at most in the tables (all of them are in ``to_dict()["layers"]``).
 MAX_LAYER_ROWS = 300
-BAR_WIDTH = 12
+BAR_WIDTH = 8
 #: One level of nesting in the layer column (no-break spaces: HTML keeps them).
 INDENT = "\u00a0\u00a0"
 
@@ -108,29 +109,29 @@ def _cost_table(info: LayersInfo, t: LayerTotals) -> Table:
                 fmt_number(r.parameters) if r.parameters else "-",
                 _cost(r.macs, r.macs_inclusive, kids),
                 bar(r.macs, top_macs, BAR_WIDTH) or "",
-                _size(r.activation_bytes),
                 _cost(r.saved_bytes, r.saved_bytes_inclusive, kids, _size),
                 bar(mem, top_mem, BAR_WIDTH) or "",
                 seconds(r.time_s),
             ]
         )
-    headers = ["layer", "type", "input", "output", "params", "MACs", "MACs bar", "output bytes", "saved", "saved bar" if memory_is_saved else "output bar", "time"]
-    return Table(headers, body, caption="one row per module call, in call order (Σ: the row and everything inside it)", total_rows=len(info.layers), bars=(6, 9))
+    headers = ["layer", "type", "input", "output", "params", "MACs", "MACs bar", "saved", "saved bar" if memory_is_saved else "output bar", "time"]
+    return Table(headers, body, caption="one row per module call, in call order (Σ: the row and everything inside it)", total_rows=len(info.layers), bars=(6, 8), wide=True)
 
 
 def _stats_table(info: LayersInfo) -> Table:
     body = []
     for r in info.layers[:MAX_LAYER_ROWS]:
         s = r.stats
+        size = _size(r.activation_bytes)
         if s is None:
-            body.append([layer_label(r), "-", "-", "-", "-", "-", "-", ""])
+            body.append([layer_label(r), size, "-", "-", "-", "-", "-", "-", ""])
             continue
         approx = "" if s.exact else "≈ "
         zeros = "-" if s.zero_fraction is None else f"{approx}{s.zero_fraction:.1%}"
         bad = "-" if not (s.nan or s.inf) else f"{approx}{s.nan:,} NaN, {s.inf:,} inf"
         flag = "⚠ NaN/inf first appears here" if r.nonfinite_origin else ""
-        body.append([layer_label(r), fmt_number(s.min), fmt_number(s.max), fmt_number(s.mean), fmt_number(s.std), zeros, bad, flag])
-    return Table(["layer", "min", "max", "mean", "std", "zeros", "NaN/inf", "flag"], body, caption="what each call returned", total_rows=len(info.layers))
+        body.append([layer_label(r), size, fmt_number(s.min), fmt_number(s.max), fmt_number(s.mean), fmt_number(s.std), zeros, bad, flag])
+    return Table(["layer", "bytes", "min", "max", "mean", "std", "zeros", "NaN/inf", "flag"], body, caption="what each call returned (its output tensors)", total_rows=len(info.layers), wide=True)
 
 
 def _notes(info: LayersInfo, t: LayerTotals) -> list[Note]:

@@ -63,7 +63,7 @@ def image_of(preview: Preview) -> Any:
         return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.NEAREST)
     values = [max(0.0, v) for v in preview.values]
     top = max(values) or 1.0
-    bar_w = 4 if len(values) <= 24 else 2
+    bar_w = 6 if len(values) <= 12 else (4 if len(values) <= 24 else 2)
     img = Image.new("RGB", (len(values) * bar_w + 1, HEIGHT // 2), (255, 255, 255))
     from PIL import ImageDraw
 
