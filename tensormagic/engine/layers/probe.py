@@ -10,6 +10,7 @@ returns, and the outputs are dropped, so the forward's graph is freed.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import weakref
 from collections import Counter
@@ -24,6 +25,17 @@ from tensormagic.engine.layers.inputs import describe_shapes, shape_of
 from tensormagic.engine.layers.memory import LiveTensors, SavedTensors, storage_keys
 from tensormagic.engine.layers.report import ActivationStats, LayerRow
 from tensormagic.engine.naming import describe_exception
+
+
+def _modes_off() -> Any:
+    """The probe's own reads run below the dispatch modes (FLOP counter, memory tracker): they
+    are neither counted nor slowed by them.  (The counters also discount them, should this
+    private torch helper ever be missing.)"""
+    try:
+        from torch.utils._python_dispatch import _disable_current_modes
+    except ImportError:  # pragma: no cover
+        return contextlib.nullcontext()
+    return _disable_current_modes()
 
 
 class ForwardError(RuntimeError):
@@ -149,9 +161,10 @@ class Probe:
         if outs:
             row.dtype, row.device = str(outs[0].dtype), str(outs[0].device)
         readable = with_values(outs)
-        with torch.no_grad():
+        with torch.no_grad(), _modes_off():
             row.stats = self._cached_stats(readable)
-            if self.first_nonfinite is None and row.stats is not None and (row.stats.nan or row.stats.inf or has_nonfinite(readable)):
+            s = row.stats
+            if self.first_nonfinite is None and s is not None and (s.nan or s.inf or (not s.exact and has_nonfinite(readable))):
                 self._locate_nonfinite(call)
         self.flop_offset += flops.total_flops(self.counter) - flops_before
         self.live.paused = False
