@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import json
 import random
+import warnings
 import weakref
 
 import numpy as np
@@ -364,6 +365,11 @@ def test_meta_model_gives_shapes_and_macs_without_values():
 def test_lazy_model_and_bad_inputs_are_one_line_errors():
     with pytest.raises(LayersError, match=r"^lazy is a lazy module .*run lazy\(x\) once yourself"):
         inspect_layers("lazy", nn.LazyLinear(3), (torch.randn(2, 4),))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.script is deprecated
+        scripted = torch.jit.script(nn.Sequential(nn.Linear(2, 2)))
+    with pytest.raises(LayersError, match=r"^scripted is a TorchScript module: its forward runs outside Python"):
+        inspect_layers("scripted", scripted, (torch.ones(1, 2),))
     model = nn.Linear(3, 3)
     for kwargs, message in [
         ({"value": 3}, "--input needs a tensor, a tuple or list of arguments, or a dict of keyword arguments, not a int"),

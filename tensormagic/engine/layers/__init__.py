@@ -78,6 +78,9 @@ def inspect_layers(name: str, model: torch.nn.Module, args: tuple[Any, ...], kwa
     lazy = [n for n, p in list(model.named_parameters()) + list(model.named_buffers()) if is_uninitialized(p)]
     if lazy:
         raise LayersError(f"{name} is a lazy module ({lazy[0]} is uninitialized): a forward would create its parameters; run {name}(x) once yourself, then %tensorinfo {name} --input x")
+    scripted = [n or name for n, m in model.named_modules() if isinstance(m, torch.jit.ScriptModule)]
+    if scripted:
+        raise LayersError(f"{scripted[0]} is a TorchScript module: its forward runs outside Python, where module hooks cannot see its layers; give the Python module instead")
     base = base if base is not None else inspect_module(name, model)
     args, kw, _ = private_copies(tuple(args), dict(kwargs or {}))
     probe = Probe(model, name, budget)

@@ -206,8 +206,12 @@ class Probe:
         handles = []
         try:
             for m in model.modules():
-                handles.append(m.register_forward_pre_hook(self._pre, with_kwargs=True))
-                handles.append(m.register_forward_hook(self._post, with_kwargs=True))
+                try:
+                    handles.append(m.register_forward_pre_hook(self._pre, with_kwargs=True))
+                    handles.append(m.register_forward_hook(self._post, with_kwargs=True))
+                except Exception as exc:  # noqa: BLE001 - e.g. a TorchScript module takes no hooks
+                    label = self.names.get(id(m)) or self.root_name
+                    raise ForwardError(f"{label} ({type(m).__name__}) takes no module hooks ({describe_exception(exc)}), so it cannot be read layer by layer") from None
             start = self._now()
             with torch.enable_grad(), saved.hooks(), self.counter, self.live:
                 output = model(*args, **kwargs)
@@ -222,6 +226,8 @@ class Probe:
             if saved.outside:
                 result.notes.append(f"{saved.outside:,} B saved for backward outside any module call")
             del output
+        except ForwardError:
+            raise
         except Exception as exc:  # noqa: BLE001 - the user's forward: one line naming the layer
             raise ForwardError(self._failure(exc)) from None
         finally:
