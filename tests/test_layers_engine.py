@@ -198,14 +198,17 @@ def test_hooks_grads_and_inputs_are_exactly_as_before():
     for p in model.parameters():
         p.grad = torch.full_like(p, 0.5)
     x = torch.randn(4, 3, 8, 8, requires_grad=True)
-    hooks_before = [(dict(m._forward_hooks), dict(m._forward_pre_hooks), dict(m._backward_hooks)) for m in model.modules()]
+    def hooks_of(m):
+        return [dict(getattr(m, k)) for k in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called")]
+
+    hooks_before = [hooks_of(m) for m in model.modules()]
     version = x._version
     from torch.nn.modules import module as module_mod
 
     global_before = (dict(module_mod._global_forward_hooks), dict(module_mod._global_forward_pre_hooks))
     inspect_layers("m", model, (x,))
     assert seen == [torch.Size([4, 16, 8, 8])]  # the user's hook ran once, as in a plain forward
-    assert hooks_before == [(dict(m._forward_hooks), dict(m._forward_pre_hooks), dict(m._backward_hooks)) for m in model.modules()]
+    assert hooks_before == [hooks_of(m) for m in model.modules()]
     assert global_before == (dict(module_mod._global_forward_hooks), dict(module_mod._global_forward_pre_hooks))
     assert all(torch.equal(p.grad, torch.full_like(p, 0.5)) for p in model.parameters())
     assert x.grad is None and x._version == version and x._backward_hooks is None
