@@ -28,3 +28,5 @@ benchmark: setup
 	$(VENV)/python benchmarks/bench_tensorinfo.py
 	$(VENV)/python benchmarks/bench_autograd.py
 	$(VENV)/python benchmarks/bench_namespace.py
+	$(VENV)/python benchmarks/bench_layers.py
+	$(VENV)/python benchmarks/bench_auto_display.py

@@ -34,6 +34,22 @@ JACOBIAN = """v = torch.tensor([1., 2.], requires_grad=True)
 f = torch.stack([v[0] * v[1], v[0] + v[1] ** 2])"""
 
 
+IMAGE = """ys, xs = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
+image = torch.stack([xs, ys, 1 - xs])  # an RGB picture, 3 x 32 x 32"""
+
+CNN = """torch.manual_seed(0)
+cnn = torch.nn.Sequential(
+    torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+    torch.nn.Flatten(), torch.nn.Linear(8 * 8 * 8, 10),
+)
+batch = torch.randn(4, 3, 8, 8)"""
+
+LAYERS_DICT = """r = %tensorinfo cnn --input-size 4,3,8,8
+[(row["name"], row["type"], row["macs"]) for row in r.to_dict()["layers"]], r.to_dict()["totals"]["macs"]"""
+LAYERS_DICT_TERMINAL = """r = %tensorinfo cnn --input-size 4,3,8,8
+print(([(row["name"], row["type"], row["macs"]) for row in r.to_dict()["layers"]], r.to_dict()["totals"]["macs"]))"""
+
+
 def run_cell_magic(name: str, args: str, body: str) -> str:
     """Walkthrough code for a cell magic: ``ipython file.ipy`` runs the file as one cell, where
     ``%%magic`` cannot stand mid-file, so the walkthrough calls it and prints its report."""
@@ -46,9 +62,12 @@ CELLS: list[tuple[str, str, str | None]] = [
 
 `%load_ext tensormagic` adds three magics to IPython and Jupyter:
 
-* `%tensorinfo EXPR`: the whole truth about an array, tensor or module;
+* `%tensorinfo EXPR`: the whole truth about an array, tensor or module (and a model layer by
+  layer with `--input`);
 * `%%autograd`: every derivative in a cell, explained;
 * `%todevice`: where every tensor lives, and moving it safely.
+
+and, when you turn it on, a one-line summary for every tensor a cell shows.
 
 This notebook walks the three snippets of *PyTorch and NumPy Basics* under the magics.""", None),
     ("code", "%load_ext tensormagic", SAME),
@@ -129,6 +148,29 @@ except Exception as error:                 # a UsageError: one line, and nothing
     print(error)
 print(type(a).__name__, t.device)""", SAME),
     ("code", "%todevice a cpu", "r = %todevice a cpu\nprint(r)"),
+    ("markdown", """## 5. A model layer by layer: `%tensorinfo model --input x`
+
+One forward pass with module hooks gives a row per module call, in call order and nested by
+depth: input and output shapes, own parameters, MACs (as `torch.utils.flop_counter` counts them,
+attention included), the bytes each layer saves for backward (training memory), activation
+statistics (a dead ReLU shows as its fraction of zeros; where a NaN first appears is flagged) and
+the totals, tied parameters counted once. Nothing changes: BatchNorm's running statistics, the
+random generators, train/eval mode, hooks and `.grad` are as before, and the graph is freed.""", None),
+    ("code", CNN, SAME),
+    ("code", "%tensorinfo cnn --input batch", "r = %tensorinfo cnn --input batch\nprint(r)"),
+    ("code", LAYERS_DICT, LAYERS_DICT_TERMINAL),
+    ("markdown", """## 6. Every tensor shown truthfully: automatic display
+
+With `%config TensorMagics.auto_display = True` (or `c.TensorMagics.auto_display = True` in
+`ipython_config.py`, or `TENSORMAGIC_AUTO_DISPLAY=1` before `%load_ext`), every tensor, array and
+module a cell displays is one line (shape, dtype, device, range, mean ± std, NaN/inf, grad state)
+and a small picture; click it for the whole `%tensorinfo` panel. `print`, `repr` and `str` stay
+torch's own, and `False` (or `%unload_ext`) puts IPython's display back exactly as it was.""", None),
+    ("code", "%config TensorMagics.auto_display = True", SAME),
+    ("code", IMAGE + "\nimage", IMAGE + "\ndisplay(image)"),
+    ("code", "cnn", "display(cnn)"),
+    ("code", "print(image[0, 0, :3])  # print stays torch's own", SAME),
+    ("code", "%config TensorMagics.auto_display = False", SAME),
 ]
 
 

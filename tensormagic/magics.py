@@ -14,7 +14,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, output_can_be_silenced
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
-from traitlets import CaselessStrEnum, observe
+from traitlets import Bool, CaselessStrEnum, observe
 
 from tensormagic.engine import autograd as autograd_engine
 from tensormagic.engine.autograd import keeper
@@ -23,7 +23,10 @@ from tensormagic.engine.namespace import describe_non_array, is_inspectable, sug
 from tensormagic.engine.tensorinfo import DEFAULT_BUDGET
 from tensormagic.engine.todevice import moves as move_engine
 from tensormagic.engine.todevice import placement_report
-from tensormagic.render.display import DISPLAY_MODES, set_display_mode
+from tensormagic.engine.layers import DEFAULT_LAYER_BUDGET
+from tensormagic.model_options import check_model, layers_report, split_model_options
+from tensormagic.render.display import DISPLAY_MODES, display_mode, set_display_mode
+from tensormagic.auto_display import AutoDisplay, environment_setting
 
 def compile_cell(tree: Any, filename: str, compile_fn: Any = compile) -> tuple[Any, Any]:
     """Compile a parsed cell as IPython does: the body, and its last expression apart (or None)."""
@@ -78,13 +81,29 @@ class TensorMagics(Magics):
         "'widget', 'html' (HTML and text, no widget) or 'text' (plain text only).",
     ).tag(config=True)
 
+    auto_display = Bool(
+        False,
+        help="Show every tensor, array and module a cell displays (its last expression, display(x)) as a "
+        "one-line summary, with a picture that opens the %tensorinfo panel in HTML and widgets; repr, "
+        "str and print stay as they are.  TENSORMAGIC_AUTO_DISPLAY=1 at %load_ext turns it on too.",
+    ).tag(config=True)
+
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         set_display_mode(self.display)
+        self._auto = AutoDisplay(self.shell, display_mode, lambda: self._hidden) if self.shell is not None else None
+        if self._auto is not None and self.auto_display:
+            self._auto.enable()
 
     @observe("display")
     def _display_changed(self, change: dict[str, Any]) -> None:
         set_display_mode(change["new"])
+
+    @observe("auto_display")
+    def _auto_display_changed(self, change: dict[str, Any]) -> None:
+        auto = getattr(self, "_auto", None)
+        if auto is not None:
+            auto.set(bool(change["new"]))
 
     # -- name resolution ----------------------------------------------------------------------
 
@@ -121,6 +140,8 @@ class TensorMagics(Magics):
         help=f"compute statistics exactly up to N elements, from a sample above (default {DEFAULT_BUDGET:,})",
     )
     @argument("--exact", action="store_true", help="always compute exact statistics, however large the tensor")
+    @argument("--input", metavar="EXPR", help="a model only: run one forward pass on EXPR (a tensor, a tuple of arguments or a dict of keyword arguments) and show every layer: shapes, parameters, MACs, memory, activations (may follow the model: %%tensorinfo model --input x)")
+    @argument("--input-size", metavar="SHAPE", help="a model only: the same with a random input of this shape, e.g. 8,3,32,32 (several inputs: 2,16;2,16)")
     @argument(
         "expr",
         nargs=argparse.REMAINDER,
@@ -137,6 +158,8 @@ class TensorMagics(Magics):
             %tensorinfo model.fc.weight   # any expression
             %tensorinfo                   # every array, tensor and module, grouped by shared memory
             r = %tensorinfo x             # the report: r.to_dict() for code
+            %tensorinfo model --input x   # a model layer by layer: one row per module call
+            %tensorinfo model --input-size 8,3,32,32
 
         Statistics are computed where the data lives, exactly up to --budget elements and from a
         fixed-seed sample above it (labelled as such).
@@ -147,6 +170,8 @@ class TensorMagics(Magics):
             if "unrecognized arguments: -" in str(exc):
                 raise UsageError(f"{exc}; to inspect an expression that starts with '-', wrap it in parentheses: %tensorinfo (-x)") from None
             raise
+        args.expr, late_input, late_size = split_model_options(args.expr)
+        input_expr, input_size = args.input or late_input, args.input_size or late_size
         late = [tok for tok in args.expr if tok in ("--budget", "--exact") or tok.startswith("--budget=")]
         if late:
             raise UsageError(f"{late[0]} must come before the expression, e.g. %tensorinfo {late[0].split('=')[0]}{' N' if late[0].startswith('--budget') else ''} x")
@@ -157,16 +182,24 @@ class TensorMagics(Magics):
         budget = 2**62 if args.exact else (args.budget if args.budget is not None else DEFAULT_BUDGET)
         expr = " ".join(args.expr).strip()
         if not expr:
+            if input_expr or input_size:
+                raise UsageError(f"{'--input' if input_expr else '--input-size'} needs the model to run, e.g. %tensorinfo model {'--input x' if input_expr else '--input-size 8,3,32,32'}")
             if args.exact or args.budget is not None:
                 raise UsageError(f"{'--exact' if args.exact else '--budget'} applies to one array or tensor; give an expression, e.g. %tensorinfo {'--exact' if args.exact else '--budget N'} x")
             return tensorinfo_engine.inspect_namespace(self.shell.user_ns, self._hidden)
         obj = self.resolve(expr)
         if not is_inspectable(obj):
             raise UsageError(f"{expr} {describe_non_array(obj)}")
+        if input_expr or input_size:
+            check_model(expr, obj, input_expr, input_size)
         try:
-            return tensorinfo_engine.inspect_object(expr, obj, self.shell.user_ns, budget, self._hidden)
+            report = tensorinfo_engine.inspect_object(expr, obj, self.shell.user_ns, budget, self._hidden)
         except tensorinfo_engine.UninspectableError as exc:
             raise UsageError(str(exc)) from None
+        if input_expr or input_size:
+            layer_budget = budget if args.exact or args.budget is not None else DEFAULT_LAYER_BUDGET
+            return layers_report(expr, obj, input_expr, input_size, layer_budget, self.resolve, base=report)
+        return report
 
     # -- %%autograd ---------------------------------------------------------------------------
 
@@ -339,8 +372,12 @@ def load(shell: Any) -> None:
     """Register :class:`TensorMagics` once with ``shell``."""
     if "TensorMagics" in shell.magics_manager.registry:
         return
-    shell.register_magics(TensorMagics(shell))
+    magics = TensorMagics(shell)
+    shell.register_magics(magics)
     shell.events.register("post_run_cell", release_freed_graphs)
+    setting = environment_setting()
+    if setting is not None:
+        magics.auto_display = setting
 
 
 def unload(shell: Any) -> None:
@@ -348,6 +385,8 @@ def unload(shell: Any) -> None:
     magics = shell.magics_manager.registry.pop("TensorMagics", None)
     if magics is None:
         return
+    if getattr(magics, "_auto", None) is not None:
+        magics._auto.disable()  # the display printers that were there before come back
     if release_freed_graphs in shell.events.callbacks.get("post_run_cell", []):
         shell.events.unregister("post_run_cell", release_freed_graphs)
     keeper.sweep()

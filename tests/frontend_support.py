@@ -253,7 +253,62 @@ PANELS: list[PanelExpectation] = [
         texts=("moved a to cpu", "numpy.ndarray -> torch.Tensor", "sharing the array's memory"),
         tab_texts={"Devices": ("no data: shapes and dtypes only",)},
     ),
+    # -- a model layer by layer, from one forward pass ---------------------------------------
+    PanelExpectation(
+        name="tensorinfo_layers",
+        source="%tensorinfo cnn --input batch",
+        title="tensorinfo · cnn",
+        tabs=("Layers", "Summary", "Parameters", "Sharing", "Structure"),
+        texts=("75,776 MACs", "saved for backward", "55,296", "BatchNorm2d", "50.3%", "(4, 8, 8, 8)"),
+        tab_texts={"Summary": ("buffer elements",), "Structure": ("BatchNorm2d(8",)},
+    ),
 ]
+
+
+@dataclass(frozen=True)
+class AutoExpectation:
+    """One cell of the quickstart that automatic display shows (its last expression).
+
+    ``line``: the one line, exactly (``text/plain``, the HTML's ``<summary>``, the widget's
+    header, the terminal).  ``title`` and ``tabs``: the ``%tensorinfo`` panel it opens.
+    ``picture``: the ``alt`` text of its thumbnail.
+    """
+
+    name: str
+    source: str
+    line: str
+    title: str
+    tabs: tuple[str, ...]
+    picture: str
+
+
+MODULE_TABS = ("Summary", "Parameters", "Sharing", "Structure")
+
+#: The automatically displayed cells of the quickstart, in notebook order (after every panel).
+AUTO_DISPLAYS: list[AutoExpectation] = [
+    AutoExpectation(
+        name="auto_image",
+        source=_EXAMPLES.IMAGE + "\nimage",
+        line="tensor (3, 32, 32) float32 cpu · range [0, 1] · mean 0.5 ± 0.2979 · no NaN/inf · requires_grad=False",
+        title="tensorinfo · image",
+        tabs=TENSOR_TABS,
+        picture="image",
+    ),
+    AutoExpectation(
+        name="auto_cnn",
+        source="cnn",
+        line="torch.nn.Sequential · 5,370 parameters · 21.0 KiB · float32, int64 · cpu",
+        title="tensorinfo · cnn",
+        tabs=MODULE_TABS,
+        picture="parameters per child module",
+    ),
+]
+
+
+def page_titles() -> list[str]:
+    """The titles of every panel the executed quickstart shows, in order (the automatically
+    displayed objects' panels come last)."""
+    return [p.title for p in PANELS] + [a.title for a in AUTO_DISPLAYS]
 
 
 def panel(name: str) -> PanelExpectation:

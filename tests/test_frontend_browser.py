@@ -15,6 +15,7 @@ import pytest
 
 from frontend_support import (
     ARTIFACTS,
+    AUTO_DISPLAYS,
     PANELS,
     REPO,
     THEMES,
@@ -22,6 +23,7 @@ from frontend_support import (
     isolated_env,
     panel,
     static_quickstart,
+    AutoExpectation,
     LabPage,
     PanelExpectation,
     chromium,  # noqa: F401 - pytest fixtures
@@ -226,3 +228,54 @@ def test_missing_browser_fails_under_ci_and_skips_otherwise(tmp_path, ci: bool):
         assert proc.returncode == 1 and "CI is set and the browser tests cannot run" in out, out[-1500:]
     else:
         assert proc.returncode == 0 and "skipped" in out and "no Chromium at" in out, out[-1500:]
+
+
+# -- automatic display (frontend_support.AUTO_DISPLAYS) ---------------------------------------
+
+
+def _auto_widget(lab: LabPage, expect: AutoExpectation):
+    return lab.output(expect.source).locator(".tensormagic-auto")
+
+
+@pytest.mark.parametrize("expect", AUTO_DISPLAYS, ids=lambda a: a.name)
+def test_browser_shows_the_line_and_picture_and_opens_the_panel(quickstart_page: LabPage, expect: AutoExpectation):
+    lab = quickstart_page
+    widget = _auto_widget(lab, expect)
+    widget.wait_for(state="visible")
+    assert lab.output(expect.source).locator(".jp-RenderedHTMLCommon, .jp-RenderedText").count() == 0
+    assert widget.locator("code").first.inner_text() == expect.line
+    img = widget.locator(f'img[alt="{expect.picture}"]')
+    assert img.evaluate("i => i.complete && i.naturalWidth > 0 && i.naturalHeight > 0")
+    assert widget.locator(".tensormagic-panel").count() == 0  # nothing built until opened
+    out_dir = ARTIFACTS / "screenshots"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    widget.screenshot(path=str(out_dir / f"light-{expect.name}-closed.png"))
+    widget.get_by_text("%tensorinfo panel").click()
+    panel = widget.locator(".tensormagic-panel")
+    panel.wait_for(state="visible", timeout=30_000)
+    assert panel.inner_text().lstrip().startswith(expect.title)
+    tabs = [t.strip() for t in panel.get_by_role("tab").all_inner_texts()]
+    assert tabs == list(expect.tabs)
+    widget.screenshot(path=str(out_dir / f"light-{expect.name}-open.png"))
+
+
+@pytest.mark.parametrize("theme", list(THEMES))
+def test_browser_auto_display_reads_in_both_themes(quickstart_page: LabPage, theme: str):
+    lab = quickstart_page
+    out_dir = ARTIFACTS / "screenshots"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    problems = []
+    try:
+        lab.set_theme(theme)
+        for expect in AUTO_DISPLAYS:
+            widget = _auto_widget(lab, expect)
+            widget.scroll_into_view_if_needed()
+            widget.screenshot(path=str(out_dir / f"{theme}-{expect.name}.png"))
+            worst = widget.evaluate(JS_CONTRAST)
+            if worst and worst[0]["ratio"] < MIN_CONTRAST:
+                problems.append(f"{expect.name}: low contrast {worst[0]}")
+            box = widget.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 1280
+    finally:
+        lab.set_theme("light")
+    assert not problems, "\n".join(problems)

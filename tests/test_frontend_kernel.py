@@ -15,6 +15,7 @@ import nbformat
 import pytest
 
 from frontend_support import (
+    AUTO_DISPLAYS,
     EXAMPLES,
     PANELS,
     WIDGET_STATE,
@@ -78,9 +79,10 @@ def test_every_cell_ran_without_error(nb):
 
 
 def test_expectations_cover_every_panel_cell(nb):
-    """Every cell that shows a widget panel has an expectation in frontend_support.PANELS."""
+    """Every cell that shows a widget has an expectation in frontend_support.PANELS (a report's
+    panel) or AUTO_DISPLAYS (an automatically displayed object)."""
     with_widget = {c.source for c in code_cells(nb) if any(WIDGET_VIEW in o.get("data", {}) for o in c.outputs)}
-    assert with_widget == {p.source for p in PANELS}
+    assert with_widget == {p.source for p in PANELS} | {a.source for a in AUTO_DISPLAYS}
 
 
 @pytest.mark.parametrize("expect", PANELS, ids=lambda p: p.name)

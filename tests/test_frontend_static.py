@@ -25,6 +25,7 @@ from frontend_support import (
     github_like,
     isolated_env,
     panel,
+    page_titles,
     static_html,
     static_quickstart,
 )
@@ -70,7 +71,7 @@ def soup() -> BeautifulSoup:
 def test_fallback_replaces_widgets(soup):
     assert not soup.select(f'script[type="{WIDGET_VIEW}"]'), "widget views left in the static HTML"
     assert "widget-state+json" not in static_quickstart()
-    assert [t for t, _ in panels_in_order(soup)] == [p.title for p in PANELS]
+    assert [t for t, _ in panels_in_order(soup)] == page_titles()
 
 
 @pytest.mark.parametrize("expect", PANELS, ids=lambda p: p.name)
@@ -134,7 +135,7 @@ def test_reads_well_without_css_or_scripts():
     (ARTIFACTS / "quickstart-github-like.html").write_text(str(stripped), encoding="utf-8")
     # Titles are headings, sections are <details> with a <summary>, facts are table rows.
     headings = [h.get_text() for h in stripped.find_all("h4")]
-    assert headings == [p.title for p in PANELS]
+    assert headings == page_titles()
     for h4 in stripped.find_all("h4"):
         panel = h4.parent
         # The headline follows the title as bold text, readable on its own.
@@ -168,4 +169,4 @@ def test_make_walkthrough_writes_static_html(tmp_path):
     html = (out_dir / "quickstart.html").read_text(encoding="utf-8")
     assert "widget-state+json" not in html and "embed-amd.js" not in html
     soup = BeautifulSoup(html, "html.parser")
-    assert [t for t, _ in panels_in_order(soup)] == [p.title for p in PANELS]
+    assert [t for t, _ in panels_in_order(soup)] == page_titles()

@@ -23,12 +23,16 @@ class KeyValues:
 
 @dataclass
 class Table:
-    """A table; ``total_rows`` > ``len(rows)`` means it was truncated."""
+    """A table; ``total_rows`` > ``len(rows)`` means it was truncated.  The columns listed in
+    ``bars`` hold bars drawn with block characters (monospaced and coloured in HTML); a
+    ``wide`` table keeps its rows on one line and scrolls sideways in HTML rather than wrap."""
 
     headers: list[str]
     rows: list[list[str]]
     caption: str | None = None
     total_rows: int | None = None
+    bars: tuple[int, ...] = ()
+    wide: bool = False
 
 
 @dataclass

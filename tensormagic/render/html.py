@@ -38,6 +38,7 @@ STYLE = (
     ".tensormagic p{margin:4px 0}"
     ".tensormagic summary{font-weight:600;cursor:pointer;margin-top:4px}"
     ".tensormagic pre{font-size:12px;margin:2px 0;line-height:1.35}"
+    ".tensormagic .tm-wide{overflow-x:auto;max-width:100%}.tensormagic .tm-wide td{white-space:nowrap}"
     "</style>"
 )
 
@@ -55,11 +56,13 @@ def render_block(block: Block) -> str:
     if isinstance(block, Table):
         caption = f"<caption>{e(block.caption)}</caption>" if block.caption else ""
         head = "".join(f"<th scope=\"col\">{e(h)}</th>" for h in block.headers)
-        body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in block.rows)
+        cell = ["<td class=\"tm-bar\">" if i in block.bars else "<td>" for i in range(len(block.headers))]
+        body = "".join("<tr>" + "".join(f"{cell[i] if i < len(cell) else '<td>'}{e(c)}</td>" for i, c in enumerate(row)) + "</tr>" for row in block.rows)
         more = ""
         if block.total_rows is not None and block.total_rows > len(block.rows):
             more = f"<p><em>… {block.total_rows - len(block.rows):,} more rows not shown</em></p>"
-        return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
+        table = f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        return (f"<div class=\"tm-wide\">{table}</div>" if block.wide else table) + more
     if isinstance(block, Note):
         return f"<p class=\"tm-{e(block.level)}\">{_MARK[block.level]} {e(block.text)}</p>"
     if isinstance(block, Bars):

@@ -150,8 +150,13 @@ def tensor_panel(info: TensorInfo) -> Panel:
     )
 
 
-def module_panel(info: ModuleInfo) -> Panel:
-    """The panel of a module: counts, devices, dtypes, each parameter, sharing, structure."""
+#: What the module panel says when no forward pass was asked for.
+LAYERS_HINT = "per-layer shapes and costs (MACs, memory, activations): %tensorinfo {name} --input x, or --input-size 8,3,32,32"
+
+
+def module_panel(info: ModuleInfo, layers_hint: bool = True) -> Panel:
+    """The panel of a module: counts, devices, dtypes, each parameter, sharing, structure
+    (and, with ``layers_hint``, how to get the per-layer table)."""
     summary = KeyValues(
         [
             ("type", info.type),
@@ -174,7 +179,7 @@ def module_panel(info: ModuleInfo) -> Panel:
         title=f"tensorinfo · {truncate(info.name, 80)}",
         headline=info.summary(),
         sections=[
-            Section("Summary", [summary] + [Note(n, "warning") for n in info.notes]),
+            Section("Summary", [summary] + [Note(n, "warning") for n in info.notes] + ([Note(LAYERS_HINT.format(name=truncate(info.name, 40)))] if layers_hint else [])),
             Section("Parameters", [table]),
             Section("Sharing", shared),
             Section("Structure", [Preformatted(info.structure)]),

@@ -68,3 +68,21 @@ def render_widget(panel: Panel) -> widgets.VBox:
     box.add_class("tensormagic-panel")
     fill(box, panel)
     return box
+
+
+def summary_widget(header_html: str, panel: Panel, title: str = "%tensorinfo panel") -> widgets.VBox:
+    """Automatic display's widget: the line and picture, and a closed accordion that builds
+    the full panel's widget the first time it is opened (a displayed tensor costs no tabs
+    until someone looks)."""
+    box = widgets.VBox(layout=widgets.Layout(max_width="1000px"))
+    box.add_class("tensormagic-auto")
+    body = widgets.VBox()
+    accordion = widgets.Accordion(children=[body], titles=(title,), selected_index=None)
+
+    def opened(change: dict) -> None:
+        if change["new"] == 0 and not body.children:
+            body.children = (render_widget(panel),)
+
+    accordion.observe(opened, names="selected_index")
+    box.children = (widgets.HTML(html.STYLE + f"<div class=\"tensormagic tm-auto\">{header_html}</div>"), accordion)
+    return box
