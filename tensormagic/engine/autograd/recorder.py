@@ -23,6 +23,7 @@ import torch
 
 from tensormagic.engine.autograd import keeper
 from tensormagic.engine.autograd.lines import Lines, cell_line
+from tensormagic.engine.autograd.modules import ModuleCalls
 from tensormagic.engine.autograd.naming import CellNames, Names
 from tensormagic.engine.autograd.source import CellSource
 from tensormagic.engine.autograd.summary import GradSummary, summarise
@@ -202,6 +203,7 @@ class Recorder:
         self.analysis_seconds = 0.0
         self.first_seq = 0
         self.flop_counter: Any = None
+        self.module_calls: ModuleCalls | None = None  # which module call made which node
         self.pause: Callable[[bool], None] = lambda paused: None  # the line recorder's switch
         # called before the cell's own call runs (the graph still whole): the magic's extra work
         self.before_call: Callable[[CallRecord, Walk, list[torch.Tensor], list[Any]], None] | None = None
@@ -347,14 +349,20 @@ class Recorder:
             objects, leaves, shape = light_walk(nodes)
             walk, index = prev
             if shape == walk.shape:
+                if self.module_calls is not None:
+                    self.module_calls.pause()  # a loop repeats this graph: its modules are known already
                 if walk.info.depth >= keeper.KEEP_FROM:
                     keeper.keep([objects[i] for i in walk.info.order])
                 return Walk(info=walk.info, node_objects=objects, leaves=leaves, user_code=walk.user_code, shape=shape, reused=True), index
         full = self.names.for_call()
+        calls = self.module_calls
         walk = walk_graph(
             nodes, full.primary(), full.grad_fns,
             lines=self.lines, leaf_lines=self.cell.assigned, source_lines=self.cell.lines, first_seq=self.first_seq,
+            modules=calls.table() if calls is not None else None,
         )
+        if calls is not None:
+            calls.resume()  # a new graph: the next forward may make another
         self._walked[group] = (Walk(info=walk.info, node_objects=[], leaves={}, user_code=walk.user_code, shape=walk.shape), len(self.calls) + 1)
         return walk, None
 
