@@ -64,6 +64,7 @@ class ModuleTable:
         self.params = params  # id(parameter) -> index of the module that holds it
 
     def owner_of(self, seq: int) -> int:
+        """The module index that made node ``seq``, or OUTSIDE / UNKNOWN."""
         i = bisect.bisect_right(self.points, seq) - 1
         return self.owners[i] if i >= 0 else UNKNOWN
 
@@ -98,6 +99,7 @@ class ModuleCalls:
 
     @property
     def on(self) -> bool:
+        """The hooks are registered now."""
         return bool(self._handles)
 
     def resume(self) -> None:
@@ -178,6 +180,7 @@ class ModuleCalls:
     # -- after a forward: node -> module -------------------------------------------------------
 
     def module(self, k: int) -> Any:
+        """Module ``k`` (None once freed)."""
         ref = self.modules[k]
         return ref() if isinstance(ref, weakref.ref) else ref
 
