@@ -210,10 +210,28 @@ def draw_view(view: GraphView, timeout: float = DOT_TIMEOUT) -> Drawing:
     binary = dot_binary()
     if hint is not None or binary is None:
         return Drawing(alt=view.alt, missing=hint)
-    markup, error = _drawn(binary, dot_source(view), view.alt, tuple(_titles(view).items()), timeout)
+    key = (binary, repr((view.nodes, view.edges, view.boxes, view.alt)), timeout)  # a view's repr: ~1% of its DOT
+    got = _by_view.get(key)
+    if got is None:
+        got = _drawn(binary, dot_source(view), view.alt, tuple(_titles(view).items()), timeout)
+        if len(_by_view) >= 32:
+            _by_view.pop(next(iter(_by_view)))
+        _by_view[key] = got
+    markup, error = got
     if markup is None:
         return Drawing(alt=view.alt, missing=error)
     return Drawing(svg=markup, alt=view.alt, notes=list(view.notes))
+
+
+#: view -> (inert SVG, error): the same view drawn again (a report shown in several views, a cell
+#: run again) skips building its DOT source too.
+_by_view: dict[tuple[str, str, float], tuple[str | None, str | None]] = {}
+
+
+def clear_cache() -> None:
+    """Forget every layout (benchmarks and tests time cold drawings)."""
+    _by_view.clear()
+    _drawn.cache_clear()
 
 
 @functools.lru_cache(maxsize=32)
@@ -239,4 +257,4 @@ def draw_graph(report: AutogradReport, full_limit: int = FULL_LIMIT, module_limi
         full_limit, module_limit = min(full_limit, max(4, len(report.graph.nodes))) // 2, module_limit // 2
 
 
-__all__ = ["COLORS", "DOT_TIMEOUT", "PICTURE_BUDGET", "dot_binary", "dot_source", "draw_graph", "draw_view", "layout", "missing_tools"]
+__all__ = ["COLORS", "DOT_TIMEOUT", "PICTURE_BUDGET", "clear_cache", "dot_binary", "dot_source", "draw_graph", "draw_view", "layout", "missing_tools"]
