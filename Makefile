@@ -28,3 +28,4 @@ benchmark: setup
 	$(VENV)/python benchmarks/bench_tensorinfo.py
 	$(VENV)/python benchmarks/bench_autograd.py
 	$(VENV)/python benchmarks/bench_namespace.py
+	$(VENV)/python benchmarks/bench_graph_drawing.py
