@@ -70,6 +70,8 @@ class ModuleTable:
 
 
 _CALL_IMPL = torch.nn.Module._call_impl.__code__
+#: Inside a torch.compile trace the hooks note nothing (torch.compiler.is_compiling: torch >= 2.3).
+_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 
 
 class ModuleCalls:
@@ -133,7 +135,7 @@ class ModuleCalls:
     # -- the hooks (as cheap as they can be: they run at every module call) -----------------------
 
     def _pre(self, module: Any, args: Any) -> None:
-        if threading.get_ident() != self._thread or torch.compiler.is_compiling():
+        if threading.get_ident() != self._thread or _compiling():
             return
         k = self._key(module)
         self._stack.append(k)
