@@ -30,3 +30,4 @@ benchmark: setup
 	$(VENV)/python benchmarks/bench_namespace.py
 	$(VENV)/python benchmarks/bench_layers.py
 	$(VENV)/python benchmarks/bench_auto_display.py
+	$(VENV)/python benchmarks/bench_graph_drawing.py

@@ -33,6 +33,14 @@ loss.backward()"""
 JACOBIAN = """v = torch.tensor([1., 2.], requires_grad=True)
 f = torch.stack([v[0] * v[1], v[0] + v[1] ** 2])"""
 
+MODEL_SETUP = """import torch.nn.functional as F
+torch.manual_seed(0)
+mlp = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+batch, target = torch.randn(16, 4), torch.randn(16, 1)"""
+
+MODEL_AUTOGRAD = """loss = F.mse_loss(mlp(batch), target)
+loss.backward()"""
+
 
 IMAGE = """ys, xs = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
 image = torch.stack([xs, ys, 1 - xs])  # an RGB picture, 3 x 32 x 32"""
@@ -75,7 +83,10 @@ This notebook walks the three snippets of *PyTorch and NumPy Basics* under the m
 
 The first snippet: `y = w * x + b`, then `y.backward()`. `%%autograd` runs the cell as usual and
 shows every derivative: dy/dw = x = 3, dy/db = 1, and why `x.grad` is None (x was created without
-`requires_grad=True`), with the fix.""", None),
+`requires_grad=True`), with the fix. The Graph tab draws the backward graph (with Graphviz): each
+node coloured by what the report found (green: a gradient, grey: none, amber: unused, red:
+NaN/inf), named after the cell's variables; hover over a node for its cell line and what it saved
+for backward. The Health tab charts each parameter's gradient norm on a log scale.""", None),
     ("code", """import torch""", SAME),
     ("code", "%%autograd\n" + SEED_AUTOGRAD, run_cell_magic("autograd", "", SEED_AUTOGRAD)),
     ("markdown", """Why is my `.grad` None? An intermediate (`h`: its gradient is shown, but `.grad` stays None
@@ -159,7 +170,15 @@ random generators, train/eval mode, hooks and `.grad` are as before, and the gra
     ("code", CNN, SAME),
     ("code", "%tensorinfo cnn --input batch", "r = %tensorinfo cnn --input batch\nprint(r)"),
     ("code", LAYERS_DICT, LAYERS_DICT_TERMINAL),
-    ("markdown", """## 6. Every tensor shown truthfully: automatic display
+    ("markdown", """## 6. A model's graph, drawn by module
+
+In a model's backward graph each node sits in a box for the module call that made it (`mlp.0` is
+the first `Linear`, its weight and bias inside it), found from the cell's own module calls, not
+guessed from names; repeated blocks are drawn once, and a graph too big to draw node by node is
+drawn one node per module. The terminal shows the same graph as text, each node with its module.""", None),
+    ("code", MODEL_SETUP, SAME),
+    ("code", "%%autograd\n" + MODEL_AUTOGRAD, run_cell_magic("autograd", "", MODEL_AUTOGRAD)),
+    ("markdown", """## 7. Every tensor shown truthfully: automatic display
 
 With `%config TensorMagics.auto_display = True` (or `c.TensorMagics.auto_display = True` in
 `ipython_config.py`, or `TENSORMAGIC_AUTO_DISPLAY=1` before `%load_ext`), every tensor, array and

@@ -48,6 +48,8 @@ def _settings() -> tuple[Any, ...]:
         torch._C._autograd._top_saved_tensors_default_hooks(False) is not None,
         torch.autograd.__dict__["_engine_run_backward"],
         torch.Tensor.register_hook,
+        len(torch.nn.modules.module._global_forward_pre_hooks),
+        len(torch.nn.modules.module._global_forward_hooks),
     )
 
 

@@ -56,6 +56,7 @@ _EXAMPLES = _build_examples()
 SEED_AUTOGRAD: str = _EXAMPLES.SEED_AUTOGRAD
 WHY_NONE: str = _EXAMPLES.WHY_NONE
 JACOBIAN: str = _EXAMPLES.JACOBIAN
+MODEL_AUTOGRAD: str = _EXAMPLES.MODEL_AUTOGRAD
 EXAMPLES = REPO / "examples"
 QUICKSTART = EXAMPLES / "quickstart.ipynb"
 WALKTHROUGH = EXAMPLES / "walkthrough.ipy"
@@ -133,7 +134,9 @@ PANELS: list[PanelExpectation] = [
         tabs=AUTOGRAD_TABS,
         texts=("dy/dw = 3", "dy/db = 1", "x: no_requires_grad", "requires_grad=False, so autograd computes no gradient", "x = torch.tensor(3., requires_grad=True)"),
         tab_texts={
-            "Graph": ("AddBackward0 → y", "MulBackward0", "line 4: y = w * x + b"),
+            # drawn: the text graph's "AddBackward0 → y" is a node labelled y and AddBackward0
+            # (test_frontend_browser.py::test_the_graph_is_drawn_and_visible checks they are one node)
+            "Graph": ("AddBackward0", "MulBackward0", "line 4: y = w * x + b"),
             "Cost": ("backward / forward", "saved for backward"),
             "Health": ("gradient flow",),
         },
@@ -261,6 +264,18 @@ PANELS: list[PanelExpectation] = [
         tabs=("Layers", "Summary", "Parameters", "Sharing", "Structure"),
         texts=("75,776 MACs", "saved for backward", "55,296", "BatchNorm2d", "50.3%", "(4, 8, 8, 8)"),
         tab_texts={"Summary": ("buffer elements",), "Structure": ("BatchNorm2d(8",)},
+    ),
+    # -- a model's graph, grouped by module --
+    PanelExpectation(
+        name="autograd_model",
+        source="%%autograd\n" + MODEL_AUTOGRAD,
+        title="autograd · loss",
+        tabs=AUTOGRAD_TABS,
+        texts=("4 ok", "2 no_requires_grad"),
+        tab_texts={
+            "Graph": ("mlp.0 · Linear", "mlp.2 · Linear", "AddmmBackward0", "mlp.0.weight"),
+            "Health": ("gradient flow",),
+        },
     ),
 ]
 

@@ -380,6 +380,9 @@ def test_flops_counted(ag):
     assert r.cost.flops_forward == 2 * 16 * 32 * 8
     assert r.cost.flops_backward == 2 * 16 * 32 * 8  # only da = g @ b.T
     assert "FLOPs forward" in str(r)
+    import torch.nn.modules.module as nn_module
+
+    assert not nn_module._global_forward_pre_hooks and not nn_module._global_forward_hooks  # its module tracker's hooks are gone
 
 
 def test_lines_recorded_for_ops_inside_functions(ag):

@@ -8,6 +8,7 @@ and fail when ``CI`` is set.
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 
@@ -205,6 +206,83 @@ def test_github_like_html_reads_well(chromium):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.locator("h4").first.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "static-github-like.png"))
+    finally:
+        page.close()
+
+
+def drawn_share(png: bytes) -> float:
+    """The share of a screenshot's pixels that differ clearly from its most common colour (the
+    background): 0 for a blank picture."""
+    from PIL import Image
+
+    im = Image.open(io.BytesIO(png)).convert("RGB")
+    colors = im.getcolors(maxcolors=1 << 22) or []
+    background = max(colors)[1]
+    drawn = sum(n for n, rgb in colors if max(abs(a - b) for a, b in zip(rgb, background)) > 48)
+    return drawn / (im.width * im.height)
+
+
+def luminance(css_color: str) -> float:
+    r, g, b = (int(v) for v in css_color[css_color.index("(") + 1 : css_color.index(")")].split(",")[:3])
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
+
+
+JS_NODE_TEXTS = """svg => [...svg.querySelectorAll('g')].filter(g => g.querySelector(':scope > title'))
+  .map(g => [g.querySelector(':scope > title').textContent, [...g.querySelectorAll('text')].map(t => t.textContent)])"""
+
+
+@pytest.mark.parametrize("theme", list(THEMES))
+def test_the_graph_and_the_chart_are_drawn_and_visible(quickstart_page: LabPage, theme: str):
+    """The seed's and the model's Graph tabs show an SVG labelled "autograd graph", the Health
+    tab a chart: each with drawn (non-blank) pixels in its screenshot, its lines and labels in
+    the theme's text colour; the seed's y node is AddBackward0's, the model's nodes are boxed by
+    module.  Screenshots: artifacts/frontend/screenshots/<theme>-picture-*.png."""
+    lab = quickstart_page
+    out_dir = ARTIFACTS / "screenshots"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seed, model = panel("autograd_seed"), panel("autograd_model")
+    try:
+        lab.set_theme(theme)
+        for expect, tab_title, label in ((seed, "Graph", "autograd graph of y"), (model, "Graph", "autograd graph of loss"), (seed, "Health", "gradient flow chart")):
+            lab.select_tab(expect, tab_title)
+            svg = panel_of(lab, expect).locator(f'svg[aria-label^="{label}"]')
+            svg.wait_for(state="visible")
+            assert svg.count() == 1
+            box = svg.bounding_box()
+            assert box is not None and box["width"] > 150 and box["height"] > 60, box
+            png = svg.screenshot(path=str(out_dir / f"{theme}-picture-{expect.name}-{tab_title.lower()}.png"))
+            assert drawn_share(png) > 0.02, f"{expect.name}/{tab_title} looks blank in the {theme} theme"
+            color = svg.evaluate("el => getComputedStyle(el).color")
+            assert (luminance(color) < 0.4) if theme == "light" else (luminance(color) > 0.6), (theme, color)
+            if expect is seed and tab_title == "Graph":
+                nodes = svg.evaluate(JS_NODE_TEXTS)
+                y = [texts for title, texts in nodes if title.startswith("AddBackward0 → y")]
+                assert y and "y" in y[0] and "AddBackward0" in y[0], nodes
+                assert any(texts[:1] == ["w"] for _, texts in nodes) and any(texts[:1] == ["b"] for _, texts in nodes)
+            if expect is model and tab_title == "Graph":
+                boxes = [title for title, _ in svg.evaluate(JS_NODE_TEXTS) if title.startswith("made by ")]
+                assert "made by mlp.0 (Linear)" in boxes and "made by mlp (Sequential)" in boxes
+            tab(lab, expect, expect.tabs[0]).click()
+    finally:
+        lab.set_theme("light")
+
+
+def test_nbconverts_static_html_shows_the_graph_offline(chromium):
+    """The executed quickstart as static HTML (no widget state), opened with every request to
+    the network refused: the seed's graph is there, drawn, once its Graph section is opened."""
+    page = chromium.new_page(viewport={"width": 1012, "height": 800})
+    blocked: list[str] = []
+    page.route("**/*", lambda route: (blocked.append(route.request.url), route.abort()))
+    try:
+        page.set_content(static_quickstart(), wait_until="load")
+        seed = page.locator("h4", has_text="autograd · y").first.locator("xpath=..")
+        seed.locator("summary").get_by_text("Graph", exact=True).click()
+        svg = seed.locator('svg[aria-label^="autograd graph of y"]')
+        svg.wait_for(state="visible")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        png = svg.screenshot(path=str(ARTIFACTS / "static-graph-offline.png"))
+        assert drawn_share(png) > 0.02
+        assert page.evaluate("() => [...document.querySelectorAll('svg.tm-picture')].length") >= 4
     finally:
         page.close()
 

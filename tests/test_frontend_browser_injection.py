@@ -4,8 +4,8 @@ A small notebook, written into the session's JupyterLab root, gives the magics o
 names, reprs and source lines carry HTML payloads that set ``window.__tm_pwned`` when they run:
 a dict key used in a ``%tensorinfo`` expression, a ``torch.nn.Module`` subclass whose class name,
 ``extra_repr`` and child-module name are markup, a ``%%autograd`` cell with markup in a comment
-(the Graph tab shows the cell's lines), and ``%todevice`` / ``%tensorinfo`` listings that name
-those objects.  The notebook runs in the real browser; every tab of every panel is clicked; then
+(the Graph tab's picture and its text graph show the cell's lines), and ``%todevice`` / ``%tensorinfo`` listings that name
+those objects.  The notebook runs in the real browser; every tab of every panel is clicked (its folded parts opened); then
 ``window.__tm_pwned`` must still be undefined, the payloads must be readable as text, and no
 element the payloads describe (``img[src=x]``, ``svg[onload]``, ``script``, any ``on*``
 attribute) may exist in the outputs.  Without Chromium or Playwright these tests skip, and fail
@@ -109,6 +109,8 @@ def observe(server: JupyterLab, path: str) -> dict[str, Any]:
                     tab = tabs.nth(i)
                     tab.click()
                     page.wait_for_function("el => el.getAttribute('aria-selected') === 'true'", arg=tab.element_handle())
+                    # open the folded parts (the graph as text under its picture)
+                    panel.evaluate("p => p.querySelectorAll('details').forEach(d => d.open = true)")
                     page.wait_for_timeout(30)  # an injected image would fail to load (and fire onerror)
                     parts.append(panel.inner_text())
                 texts[source] = "\n".join(parts)

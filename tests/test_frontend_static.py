@@ -30,11 +30,13 @@ from frontend_support import (
     static_quickstart,
 )
 
-#: Tags GitHub's HTML sanitizer keeps (a subset of its allowlist) plus the panel's own <style>.
+#: Tags GitHub's HTML sanitizer keeps (a subset of its allowlist) plus the panel's own <style>,
+#: and the drawing elements of the pictures' inline SVG (render/svg.py's allowlist).
 ALLOWED_TAGS = {
     "div", "span", "p", "h4", "strong", "em", "b", "i", "code", "pre", "br", "small",
     "table", "caption", "thead", "tbody", "tr", "th", "td", "details", "summary", "style",
 }
+SVG_TAGS = {"svg", "g", "title", "defs", "clippath", "path", "polygon", "polyline", "line", "rect", "circle", "ellipse", "text", "tspan", "use"}
 MARKS = ("ℹ", "✔", "⚠", "✘")
 pytestmark = pytest.mark.kernel  # the notebook is executed by nbclient in a real kernel first
 
@@ -124,8 +126,44 @@ def test_user_data_cannot_inject_markup():
 
 def test_fallback_uses_only_sanitizer_safe_tags(soup):
     for title, div in panels_in_order(soup):
-        tags = {t.name for t in div.find_all(True)} | {div.name}
-        assert tags <= ALLOWED_TAGS, f"{title}: tags GitHub would drop: {sorted(tags - ALLOWED_TAGS)}"
+        outside = {t.name for t in div.find_all(True) if t.name != "svg" and t.find_parent("svg") is None} | {div.name}
+        assert outside <= ALLOWED_TAGS, f"{title}: tags GitHub would drop: {sorted(outside - ALLOWED_TAGS)}"
+        for svg in div.find_all("svg"):
+            assert svg.get("role") == "img" and svg.get("aria-label"), title
+            inner = {t.name for t in svg.find_all(True)}
+            assert inner <= SVG_TAGS, f"{title}: {sorted(inner - SVG_TAGS)} in a picture"
+
+
+def test_pictures_are_inline_with_alt_texts_and_no_outside_reference(soup):
+    """The seed's graph and chart: inline SVG (no file, no URL), labelled; the model's graph boxed
+    by module; the text graph is there too, folded under the picture."""
+    seed = panel_div(soup, panel("autograd_seed"))
+    graph = next(d for d in seed.find_all("details", recursive=False) if d.summary.get_text() == "Graph")
+    svg = graph.find("svg")
+    assert svg is not None and svg["aria-label"].startswith("autograd graph of y")
+    texts = [t.get_text() for t in svg.find_all("text")]
+    assert {"y", "w", "b", "AddBackward0", "MulBackward0"} <= set(texts)
+    folded = graph.find("details")
+    assert folded.summary.get_text() == "the graph as text" and "#1 AddBackward0 → y" in folded.get_text()
+    health = next(d for d in seed.find_all("details", recursive=False) if d.summary.get_text() == "Health")
+    assert health.find("svg")["aria-label"].startswith("gradient flow chart")
+    model = panel_div(soup, panel("autograd_model"))
+    texts = [t.get_text() for t in model.find("svg").find_all("text")]
+    assert "mlp.0 · Linear" in texts and "mlp · Sequential" in texts
+    for div in soup.select("div.tensormagic"):
+        for tag in div.find_all(True):
+            for name, value in tag.attrs.items():
+                value = " ".join(value) if isinstance(value, list) else str(value)
+                assert "http:" not in value and "https:" not in value, (tag.name, name, value[:80])
+                # the only data URIs: inline PNG pictures (automatic display's thumbnails)
+                assert "data:" not in value or (tag.name == "img" and name == "src" and value.startswith("data:image/png;base64,")), (tag.name, name, value[:80])
+                if name == "href":
+                    assert value.startswith("#"), value
+
+
+def test_each_reports_html_stays_under_200_kb(soup):
+    for title, div in panels_in_order(soup):
+        assert len(str(div).encode()) < 200_000, title
 
 
 def test_reads_well_without_css_or_scripts():

@@ -1,14 +1,19 @@
-"""User-derived strings never become markup in %tensorinfo's HTML or widget HTML.
+"""User-derived strings never become markup in the panels' HTML or widget HTML.
 
 Each payload reaches a panel through a different door (an expression's text, a module class
-name, an ``extra_repr``, a dtype-like string, an exception message, a parameter name).  The
-output is PARSED with ``html.parser.HTMLParser``: no ``script`` (or other active) element and no
-``on*`` attribute may exist, and the payload's text must be there, escaped.
+name, an ``extra_repr``, a dtype-like string, an exception message, a parameter name; in
+``%%autograd``'s pictures a cell line, a variable's dict key, a module's name and class, a custom
+Function's name).  The output is PARSED with ``html.parser.HTMLParser``: no ``script`` (or other
+active) element and no ``on*`` attribute may exist, and the payload's text must be there,
+escaped.  The one ``svg`` allowed is a picture the renderer made (``role="img"``, an
+``aria-label``, class ``tm-picture``), holding only drawing elements and presentation
+attributes, its only references ``#id``s inside itself.
 """
 
 from __future__ import annotations
 
 import html as html_lib
+import re
 from html.parser import HTMLParser
 
 import ipywidgets as widgets
@@ -29,34 +34,70 @@ PAYLOADS = [
     "<iframe srcdoc='<script>alert(1)</script>'>",
 ]
 ACTIVE_TAGS = {"script", "img", "svg", "iframe", "object", "embed", "link", "meta", "base", "form", "input", "a", "math", "video", "audio"}
+#: Inside a picture's <svg> (names as html.parser gives them: lower case).
+SVG_TAGS = {"g", "title", "desc", "defs", "clippath", "path", "polygon", "polyline", "line", "rect", "circle", "ellipse", "text", "tspan", "use"}
+SVG_ATTRIBUTES = {
+    "viewbox", "width", "height", "x", "y", "x1", "y1", "x2", "y2", "cx", "cy", "r", "rx", "ry", "dx", "dy", "points", "d",
+    "transform", "fill", "fill-opacity", "fill-rule", "stroke", "stroke-width", "stroke-opacity", "stroke-dasharray",
+    "stroke-dashoffset", "stroke-linecap", "stroke-linejoin", "stroke-miterlimit", "opacity", "font-family", "font-size",
+    "font-weight", "font-style", "text-anchor", "dominant-baseline", "clip-path", "preserveaspectratio", "id", "href",
+    "clippathunits", "text-decoration", "letter-spacing",
+}
 
 
 class Collector(HTMLParser):
-    """Every start tag with its attributes, and all text (entities decoded)."""
+    """Every start tag with its attributes and whether it is inside a picture's <svg>, and all
+    text (entities decoded)."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+        self.tags: list[tuple[str, list[tuple[str, str | None]], bool]] = []
         self.text: list[str] = []
+        self.svg_depth = 0
 
     def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, attrs))
+        self.tags.append((tag, attrs, self.svg_depth > 0))
+        if tag == "svg":
+            self.svg_depth += 1
+
+    def handle_endtag(self, tag):
+        if tag == "svg" and self.svg_depth:
+            self.svg_depth -= 1
 
     def handle_startendtag(self, tag, attrs):
-        self.tags.append((tag, attrs))
+        self.tags.append((tag, attrs, self.svg_depth > 0))
 
     def handle_data(self, data):
         self.text.append(data)
+
+
+def _picture_root(attrs: list[tuple[str, str | None]], inside: bool) -> bool:
+    """An <svg> the renderer made: not nested, role=img, an aria-label, class tm-picture, only sizes."""
+    a = dict(attrs)
+    return not inside and a.get("role") == "img" and bool(a.get("aria-label")) and a.get("class") == "tm-picture" and set(a) <= {"role", "aria-label", "class", "viewbox", "width", "height", "font-family", "font-size", "text-anchor"}
 
 
 def assert_inert(markup: str, payload: str | None = None) -> None:
     parser = Collector()
     parser.feed(markup)
     parser.close()
-    for tag, attrs in parser.tags:
+    for tag, attrs, in_svg in parser.tags:
+        for name, value in attrs:
+            assert not name.lower().startswith("on"), (tag, name)
+        if tag == "svg" and _picture_root(attrs, in_svg):
+            continue
+        if in_svg:
+            assert tag in SVG_TAGS, (tag, markup[:300])
+            for name, value in attrs:
+                assert name in SVG_ATTRIBUTES, (tag, name)
+                assert "javascript" not in (value or "").lower() and "<" not in (value or ""), (tag, name, value)
+                if name == "href":
+                    assert tag == "use" and re.fullmatch(r"#tm[0-9a-f]+-[\w.:-]+", value or ""), (tag, value)
+                if "url(" in (value or ""):
+                    assert re.fullmatch(r"url\(#tm[0-9a-f]+-[\w.:-]+\)", value or ""), (tag, name, value)
+            continue
         assert tag not in ACTIVE_TAGS, (tag, markup[:300])
         for name, _ in attrs:
-            assert not name.lower().startswith("on"), (tag, name)
             assert name.lower() not in ("srcdoc", "href", "src", "formaction"), (tag, name)
     if payload is not None:
         text = "".join(parser.text)
@@ -196,3 +237,53 @@ def test_quotes_survive_as_text_in_attributes_and_cells():
     box = render_widget(panel)
     for value in widget_html_values(box):
         assert_inert(value)
+
+
+AUTOGRAD_CELL = """Fn = type(PAYLOAD, (torch.autograd.Function,), {{"forward": staticmethod(lambda ctx, x: x * 2), "backward": staticmethod(lambda ctx, g: g * 2)}})
+y = Fn.apply(mods[PAYLOAD](d[PAYLOAD])).sum()  # {comment}
+y.backward()"""
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_autograd_graph_labels_module_names_and_alt_texts_are_escaped(shell, payload):
+    """Markup in a module's dict key (module and parameter names: box labels, leaf labels), its
+    class name (box labels), a custom Function's name (an op label), a tensor's dict key (a leaf
+    label, the alt text) and a cell line (captions, tooltips) stays text in the picture."""
+    run(shell, "import torch")
+    block = type(payload, (torch.nn.Module,), {"forward": lambda self, x: torch.relu(self.lin(x))})()
+    block.lin = torch.nn.Linear(2, 2)
+    shell.user_ns.update(PAYLOAD=payload, mods={payload: block}, d={payload: torch.ones(2, requires_grad=True)})
+    report = shell.run_cell_magic("autograd", "", AUTOGRAD_CELL.format(comment=payload))
+    names = [m.name for m in report.graph.modules]
+    assert f"mods[{payload!r}]" in names and f"mods[{payload!r}].lin" in names
+    assert payload in {m.type for m in report.graph.modules}
+    assert any(n.op == f"{payload}Backward" for n in report.graph.nodes)
+    out = render_html(report)
+    assert out.count("<svg") == 2, "the graph and the gradient-flow chart are drawn"
+    check_report(report, payload)
+    for text in [*names, f"{payload}Backward", f"d[{payload!r}]"]:
+        assert text not in out and html_lib.escape(text, quote=True)[:20] in out, text
+    label = re.search(r'<svg[^>]*aria-label="([^"]*)"', out).group(1)
+    assert "autograd graph" in label and html_lib.escape(f"d[{payload!r}]", quote=True)[:20] in label
+
+
+def test_svg_sanitiser_drops_active_content_from_a_hostile_svg():
+    """inert_svg itself, on an SVG no library would make: scripts, handlers, links, styles, foreign
+    content, external references and entities are gone; the drawing stays."""
+    from tensormagic.render.svg import inert_svg
+
+    hostile = (
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" onload="alert(1)" width="10" height="10">'
+        '<script>alert(2)</script><style>*{display:none}</style><foreignObject><div>x</div></foreignObject>'
+        '<a xlink:href="javascript:alert(3)"><rect width="5" height="5" fill="red" onclick="alert(4)"/></a>'
+        '<use href="https://evil.example/x.svg#a"/><use xlink:href="#ok"/><image href="http://x/y.png"/>'
+        '<rect id="ok" style="fill: url(http://evil.example/p); stroke: #010203; behavior: url(x.htc)" width="1" height="1"/>'
+        '<animate attributeName="href" to="javascript:alert(5)"/><text x="1" y="1">&lt;b&gt;keep</text></svg>'
+    )
+    out = inert_svg(hostile, 'a "label" <b>')
+    assert_inert(out)
+    for gone in ("script", "alert", "style>", "foreignObject", "evil", "javascript", "image", "animate", "onload", "onclick", "behavior"):
+        assert gone not in out, gone
+    assert 'fill="red"' in out and "&lt;b&gt;keep" in out and 'stroke="currentColor"' in out
+    assert 'aria-label="a &quot;label&quot; &lt;b&gt;"' in out
+    assert re.search(r'<use href="#tm[0-9a-f]+-ok"/>', out) and re.search(r'<rect [^>]*id="tm[0-9a-f]+-ok"', out)

@@ -7,9 +7,11 @@ from typing import Any
 
 from tensormagic.engine.autograd.walk import GraphInfo, GraphNode
 from tensormagic.engine.autograd.report import AutogradReport, GradientRow
-from tensormagic.render.document import Bars, KeyValues, Note, Panel, Preformatted, Section, Table
+from tensormagic.render.charts import gradient_flow
+from tensormagic.render.document import Bars, KeyValues, Note, Panel, Picture, Preformatted, Section, Table
 from tensormagic.render.registry import builds
 from tensormagic.render.format import fmt_bytes, fmt_number, fmt_shape, truncate
+from tensormagic.render.graph_drawing import draw_graph
 
 #: Rows shown at most in a table; graph lines at most in the text graph.
 MAX_ROWS = 40
@@ -93,7 +95,7 @@ def _gradients(report: AutogradReport) -> Section:
         return Section("Gradients", [Note(report.message, "warning")])
     rows = []
     for g in report.gradients[:MAX_ROWS]:
-        rows.append([truncate(wrt_label(g), 40), truncate(g.of, 30), str(g.status), fmt_value(g.grad), fmt_shape(g.shape), fmt_number(g.norm), g.label if g.label != "gradient" and g.grad is not None else ""])
+        rows.append([truncate(wrt_label(g), 40), truncate(g.of, 30), str(g.status), fmt_value(g.grad, 40), fmt_shape(g.shape), fmt_number(g.norm), g.label if g.label != "gradient" and g.grad is not None else ""])
     blocks: list = []
     outs = []
     for o in report.outputs:
@@ -126,8 +128,9 @@ def _gradients(report: AutogradReport) -> Section:
 
 
 def graph_text(info: GraphInfo, max_lines: int = MAX_GRAPH_LINES) -> str:
-    """The graph as text, outputs first: one line per node with the nodes it sends gradients to;
-    a block that repeats is shown once with how many times it repeats."""
+    """The graph as text, outputs first: one line per node with the nodes it sends gradients to,
+    its cell line and the module that made it; a block that repeats is shown once with how many
+    times it repeats."""
     nodes = info.nodes
     position = {node_id: pos for pos, node_id in enumerate(info.order)}
     repeats = {b.start: b for b in info.repeats}
@@ -150,6 +153,8 @@ def graph_text(info: GraphInfo, max_lines: int = MAX_GRAPH_LINES) -> str:
             head += f"  (saved {', '.join(node.saved)})"
         if node.line is not None:
             head += f"   [line {node.line}" + (f": {truncate(node.code, 60)}" if node.code else "") + "]"
+        if node.module is not None and node.module < len(info.modules):
+            head += f"  in {truncate(info.modules[node.module].name, 40)}"
         return head
 
     pos = 0
@@ -175,6 +180,13 @@ def graph_text(info: GraphInfo, max_lines: int = MAX_GRAPH_LINES) -> str:
     return "\n".join(lines)
 
 
+def _modules(info: GraphInfo) -> str:
+    """The modules that made nodes of the graph: ``mlp · Sequential, mlp.0 · Linear, …``."""
+    used = sorted({n.module for n in info.nodes if n.module is not None and n.module < len(info.modules)})
+    text = ", ".join(f"{info.modules[k].name} · {info.modules[k].type}" for k in used)
+    return truncate(f"{len(used):,}: {text}", 300)
+
+
 def _graph(report: AutogradReport) -> Section:
     info = report.graph
     if not info.nodes:
@@ -190,8 +202,16 @@ def _graph(report: AutogradReport) -> Section:
             ("ops", truncate(", ".join(f"{k} ×{v}" for k, v in sorted(ops.items(), key=lambda kv: -kv[1])[:8]), 200)),
             ("saved for backward", fmt_bytes(info.saved_bytes)),
         ]
+        + ([("modules", _modules(info))] if info.modules else [])
     )
-    blocks: list = [summary, Note("read from the outputs (top) back to the inputs: each op node sends gradients to the nodes after ←"), Preformatted(graph_text(info))]
+    as_text = [Note("read from the outputs (top) back to the inputs: each op node sends gradients to the nodes after ←"), Preformatted(graph_text(info))]
+    picture = Picture(
+        draw=lambda: draw_graph(report),
+        text=as_text,
+        caption="read from the outputs (top) down to the inputs: each arrow carries a gradient towards an input; hover over a node for its cell line, what it saved for backward and its row",
+        text_summary="the graph as text",
+    )
+    blocks: list = [summary, picture]
     if info.repeats:
         big = max(info.repeats, key=lambda b: b.times * b.length)
         blocks.append(Note(f"repeated block collapsed: {' ← '.join(big.ops)} ×{big.times:,}"))
@@ -245,7 +265,9 @@ def _health(report: AutogradReport) -> Section:
     flagged = [h for h in report.health if h.flag]
     blocks.append(Table(["parameter", "shape", "grad norm", "param norm", "grad/param", "flag"], rows, caption="per-parameter gradient norms, inputs first", total_rows=len(report.health)))
     bars = report.health if len(report.health) <= MAX_BARS else report.health[:: math.ceil(len(report.health) / MAX_BARS)]
-    blocks.append(Bars([truncate(h.name, 30) for h in bars], [h.grad_norm if math.isfinite(h.grad_norm) else 0.0 for h in bars], "gradient flow (norm per parameter, inputs first)", value_format="{:.3g}"))
+    chart = Bars([truncate(h.name, 30) for h in bars], [h.grad_norm for h in bars], "gradient flow (norm per parameter, inputs first)", value_format="{:.3g}", log=True)
+    caption = "gradient flow: the gradient norm of each parameter on a log scale, inputs first" + (f" (every {math.ceil(len(report.health) / MAX_BARS)}th of {len(report.health):,})" if len(bars) < len(report.health) else "")
+    blocks.append(Picture(draw=lambda: gradient_flow(bars), text=[chart], caption=caption))
     for flag in ("NaN/inf", "exploding", "vanishing"):
         names = [h.name for h in flagged if h.flag == flag]
         if names:

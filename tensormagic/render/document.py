@@ -45,12 +45,16 @@ class Note:
 
 @dataclass
 class Bars:
-    """A horizontal bar chart (histograms, gradient flow) drawn with characters everywhere."""
+    """A horizontal bar chart drawn with characters (the text view of a chart).
+
+    ``log``: bar lengths on a log scale (values from 1e-7 to 0.05 stay apart); zero, negative
+    and non-finite values then get no bar, and their value says what they are."""
 
     labels: list[str]
     values: list[float]
     caption: str | None = None
     value_format: str = "{:,.4g}"
+    log: bool = False
 
 
 @dataclass
@@ -74,7 +78,43 @@ class Action:
     button: str = "Run"
 
 
-Block = Union[KeyValues, Table, Note, Bars, Preformatted, Action]
+@dataclass
+class Drawing:
+    """A picture once drawn: inline SVG markup already made inert (:func:`~.svg.inert_svg`) or
+    PNG bytes, with its alt text; or ``missing``: why it could not be drawn and how to get it."""
+
+    svg: str | None = None
+    png: bytes | None = None
+    alt: str = ""
+    missing: str | None = None
+    notes: list[str] = field(default_factory=list)  # what the reader should know about it
+
+
+@dataclass
+class Picture:
+    """A picture, drawn only when a view shows one (``draw`` runs once, on first use).
+
+    The text view shows ``text`` instead (and nothing when it is empty); HTML and widgets show
+    the picture, its ``caption`` and, when ``text_summary`` is set, ``text`` collapsed under that
+    summary; where the picture cannot be drawn they show ``text`` and why."""
+
+    draw: Callable[[], Drawing]
+    text: list["Block"] = field(default_factory=list)
+    caption: str | None = None
+    text_summary: str | None = None
+    _drawing: Drawing | None = field(default=None, init=False, repr=False, compare=False)
+
+    def drawing(self) -> Drawing:
+        """The drawing (made on the first call; a failure becomes ``missing``, never an error)."""
+        if self._drawing is None:
+            try:
+                self._drawing = self.draw()
+            except Exception as exc:  # noqa: BLE001 - a picture that fails leaves the text view
+                self._drawing = Drawing(missing=f"the picture could not be drawn ({type(exc).__name__}: {str(exc)[:200]})")
+        return self._drawing
+
+
+Block = Union[KeyValues, Table, Note, Bars, Preformatted, Action, Picture]
 
 
 @dataclass

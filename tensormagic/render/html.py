@@ -7,10 +7,11 @@ is allowed.  Every string is escaped here, so user-derived names and reprs can n
 
 from __future__ import annotations
 
+import base64
 from html import escape
 
-from tensormagic.render.document import Action, Bars, Block, KeyValues, Note, Panel, Preformatted, Section, Table
-from tensormagic.render.text import bar
+from tensormagic.render.document import Action, Bars, Block, KeyValues, Note, Panel, Picture, Preformatted, Section, Table
+from tensormagic.render.text import bar, bar_lengths
 
 _MARK = {"info": "ℹ", "ok": "✔", "warning": "⚠", "error": "✘"}
 
@@ -39,6 +40,8 @@ STYLE = (
     ".tensormagic summary{font-weight:600;cursor:pointer;margin-top:4px}"
     ".tensormagic pre{font-size:12px;margin:2px 0;line-height:1.35}"
     ".tensormagic .tm-wide{overflow-x:auto;max-width:100%}.tensormagic .tm-wide td{white-space:nowrap}"
+    # Pictures: never wider than the panel (their width and height attributes are the most)
+    ".tensormagic .tm-picture{max-width:100%;height:auto;display:block;margin:4px 0}"
     "</style>"
 )
 
@@ -66,18 +69,42 @@ def render_block(block: Block) -> str:
     if isinstance(block, Note):
         return f"<p class=\"tm-{e(block.level)}\">{_MARK[block.level]} {e(block.text)}</p>"
     if isinstance(block, Bars):
-        caption = f"<caption>{e(block.caption)}</caption>" if block.caption else ""
-        top = max((abs(v) for v in block.values), default=0.0)
+        caption = f"<caption>{e(block.caption + (' (log scale)' if block.log else ''))}</caption>" if block.caption else ""
+        lengths, top = bar_lengths(block.values, block.log)
         rows = "".join(
-            f"<tr><td>{e(label)}</td><td class=\"tm-bar\">{e(bar(abs(v), top) or '▏')}</td><td>{e(block.value_format.format(v))}</td></tr>"
-            for label, v in zip(block.labels, block.values)
+            f"<tr><td>{e(label)}</td><td class=\"tm-bar\">{e(bar(length, top) or '▏')}</td><td>{e(block.value_format.format(v))}</td></tr>"
+            for label, v, length in zip(block.labels, block.values, lengths)
         )
         return f"<table>{caption}<tbody>{rows}</tbody></table>"
+    if isinstance(block, Picture):
+        return _picture(block)
     if isinstance(block, Preformatted):
         return f"<pre><code>{e(block.text)}</code></pre>"
     if isinstance(block, Action):
         return f"<p>{e(block.fallback)}</p>"
     raise TypeError(f"unknown block {type(block).__name__}")  # pragma: no cover
+
+
+def _picture(block: Picture) -> str:
+    """The picture (inline SVG, or a PNG data URI with its alt text), its caption and notes, and
+    the text version collapsed under it; where it cannot be drawn, the text version and why."""
+    drawing = block.drawing()
+    text = "".join(render_block(b) for b in block.text)
+    if drawing.svg is None and drawing.png is None:
+        why = render_block(Note(drawing.missing, "info")) if drawing.missing else ""
+        return text + why
+    if drawing.svg is not None:
+        picture = drawing.svg  # already inert: parsed, allowlisted and escaped by render.svg
+    else:
+        data = base64.b64encode(drawing.png or b"").decode("ascii")
+        picture = f"<img class=\"tm-picture\" alt=\"{e(drawing.alt)}\" src=\"data:image/png;base64,{data}\">"
+    out = [f"<div>{picture}</div>"]
+    if block.caption:
+        out.append(render_block(Note(block.caption)))
+    out += [render_block(Note(n)) for n in drawing.notes]
+    if text and block.text_summary:
+        out.append(f"<details><summary>{e(block.text_summary)}</summary>{text}</details>")
+    return "".join(out)
 
 
 def render_section(section: Section) -> str:

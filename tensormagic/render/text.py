@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tensormagic.render.document import Action, Bars, Block, KeyValues, Note, Panel, Preformatted, Table
+import math
+
+from tensormagic.render.document import Action, Bars, Block, KeyValues, Note, Panel, Picture, Preformatted, Table
 
 _MARK = {"info": "·", "ok": "✓", "warning": "!", "error": "✗"}
 BAR_WIDTH = 30
@@ -15,6 +17,21 @@ def bar(value: float, top: float, width: int = BAR_WIDTH) -> str:
     eighths = round(width * 8 * min(value / top, 1.0))
     full, part = divmod(eighths, 8)
     return "█" * full + ("" if part == 0 else " ▏▎▍▌▋▊▉"[part])
+
+
+def bar_lengths(values: list[float], log: bool) -> tuple[list[float], float]:
+    """What :func:`bar` draws for each value, and the top: the values themselves (linear), or
+    on a log scale their decades above a floor a decade below the smallest positive value, so
+    that the smallest still shows and 1e-7 never looks like 0.05.  Zero, negative and
+    non-finite values get no bar."""
+    if not log:
+        return [abs(v) if math.isfinite(v) else 0.0 for v in values], max((abs(v) for v in values if math.isfinite(v)), default=0.0)
+    positive = [v for v in values if math.isfinite(v) and v > 0]
+    if not positive:
+        return [0.0] * len(values), 0.0
+    floor = math.log10(min(positive)) - 1
+    top = math.log10(max(positive)) - floor
+    return [math.log10(v) - floor if math.isfinite(v) and v > 0 else 0.0 for v in values], top
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -42,12 +59,19 @@ def render_block(block: Block) -> list[str]:
     if isinstance(block, Note):
         return [f"{_MARK[block.level]} {block.text}"]
     if isinstance(block, Bars):
-        lines = [block.caption] if block.caption else []
-        top = max((abs(v) for v in block.values), default=0.0)
+        lines = [block.caption + (" (log scale)" if block.log else "")] if block.caption else []
+        lengths, top = bar_lengths(block.values, block.log)
         width = max((len(label) for label in block.labels), default=0)
-        for label, value in zip(block.labels, block.values):
-            lines.append(f"{label.rjust(width)} │{bar(abs(value), top).ljust(BAR_WIDTH)}│ {block.value_format.format(value)}")
+        for label, value, length in zip(block.labels, block.values, lengths):
+            lines.append(f"{label.rjust(width)} │{bar(length, top).ljust(BAR_WIDTH)}│ {block.value_format.format(value)}")
         return lines
+    if isinstance(block, Picture):
+        out: list[str] = []
+        for i, part in enumerate(block.text):
+            if i:
+                out.append("")
+            out += render_block(part)
+        return out
     if isinstance(block, Preformatted):
         return block.text.splitlines()
     if isinstance(block, Action):
@@ -60,8 +84,13 @@ def render_panel(panel: Panel) -> str:
     lines = [panel.title, f"{_MARK[panel.headline_level]} {panel.headline}"]
     for section in panel.sections:
         lines += ["", f"── {section.title} " + "─" * max(0, 60 - len(section.title))]
-        for i, block in enumerate(section.blocks):
-            if i:
+        first = True
+        for block in section.blocks:
+            got = render_block(block)
+            if not got:
+                continue  # a picture with no text version
+            if not first:
                 lines.append("")
-            lines += render_block(block)
+            lines += got
+            first = False
     return "\n".join(lines)

@@ -5,6 +5,7 @@ Pure (torch only).  The modules, in the order a run uses them:
 * :mod:`.source` - what the cell's source says (assignments, uses, ``.detach()``/``no_grad`` cuts);
 * :mod:`.guards` - context managers, each changing and restoring one piece of global state;
 * :mod:`.lines` - which cell line made which graph node;
+* :mod:`.modules` - which module call made which graph node (global module hooks, cell only);
 * :mod:`.recorder` - every backward / ``torch.autograd.grad`` call of the cell, observed;
 * :mod:`.walk` and :mod:`.keeper` - the graph as plain data, and its safe teardown;
 * :mod:`.naming` - tensor -> names, from what the cell mentions;

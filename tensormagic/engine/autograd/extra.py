@@ -101,6 +101,7 @@ class ExtraWork:
             return walk_graph(
                 [leaf_node(output)], call_names.primary(), call_names.grad_fns,
                 lines=lines, leaf_lines=cell.assigned, source_lines=cell.lines, first_seq=self.recorder.first_seq,
+                modules=self.recorder.module_calls.table() if self.recorder.module_calls is not None else None,
             )
 
     def gradients(self, name: str, output: torch.Tensor, walk: Walk, names: Any, source: str) -> CallRecord:

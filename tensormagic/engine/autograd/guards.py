@@ -139,7 +139,8 @@ def function_mode(mode: TorchFunctionMode) -> Iterator[TorchFunctionMode]:
 @contextmanager
 def flop_counter() -> Iterator[Any]:
     """``torch.utils.flop_counter.FlopCounterMode`` for the block; afterwards only its own modes are
-    removed (dispatch modes the cell pushed above it and left open stay)."""
+    removed (dispatch modes the cell pushed above it and left open stay), and the global module
+    hooks of its module tracker."""
     from torch.utils._python_dispatch import _get_current_dispatch_mode_stack, _pop_mode, _push_mode
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -164,6 +165,9 @@ def flop_counter() -> Iterator[Any]:
         for m in fn_stack:
             if not any(m is o for o in ours_fn):
                 torch._C._push_on_torch_function_stack(m)
+        tracker = getattr(counter, "mod_tracker", None)  # its global module hooks (FlopCounterMode.__exit__ would remove them)
+        if tracker is not None:
+            tracker.__exit__()
 
 
 @contextmanager

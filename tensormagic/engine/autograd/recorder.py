@@ -23,6 +23,7 @@ import torch
 
 from tensormagic.engine.autograd import keeper
 from tensormagic.engine.autograd.lines import Lines, cell_line
+from tensormagic.engine.autograd.modules import ModuleCalls
 from tensormagic.engine.autograd.naming import CellNames, Names
 from tensormagic.engine.autograd.source import CellSource
 from tensormagic.engine.autograd.summary import GradSummary, summarise
@@ -228,6 +229,7 @@ class Recorder:
         self.analysis_seconds = 0.0
         self.first_seq = 0
         self.flop_counter: Any = None
+        self.module_calls: ModuleCalls | None = None  # which module call made which node
         self.pause: Callable[[bool], None] = lambda paused: None  # the line recorder's switch
         # called before the cell's own call runs (the graph still whole): the magic's extra work
         self.before_call: Callable[[CallRecord, Walk, list[torch.Tensor], list[Any]], None] | None = None
@@ -383,17 +385,25 @@ class Recorder:
             if fast is not None and kind == "backward" and not self.locate_nan and _HAS_GRADIENT_EDGE:
                 leaves = {nid: ref() for nid, ref in fast.leaves.items()}
                 if all(t is not None for t in leaves.values()):
+                    if self.module_calls is not None:
+                        self.module_calls.pause()  # a loop repeats this graph: its modules are known already
                     return Walk(info=walk.info, node_objects=[], leaves=leaves, user_code=walk.user_code, shape=walk.shape, reused=True), index  # type: ignore[arg-type]
             objects, light_leaves, shape = light_walk(nodes)
             if shape == walk.shape:
+                if self.module_calls is not None:
+                    self.module_calls.pause()  # a loop repeats this graph: its modules are known already
                 if walk.info.depth >= keeper.KEEP_FROM:
                     keeper.keep([objects[i] for i in walk.info.order])
                 return Walk(info=walk.info, node_objects=objects, leaves=light_leaves, user_code=walk.user_code, shape=shape, reused=True), index
         full = self.names.for_call()
+        calls = self.module_calls
         walk = walk_graph(
             nodes, full.primary(), full.grad_fns,
             lines=self.lines, leaf_lines=self.cell.assigned, source_lines=self.cell.lines, first_seq=self.first_seq,
+            modules=calls.table() if calls is not None else None,
         )
+        if calls is not None:
+            calls.resume()  # a new graph: the next forward may make another
         fast = None
         if walk.leaves and all(full.name(t) for t in walk.leaves.values()) and walk.info.depth < keeper.KEEP_FROM:
             known = {id(t) for t in walk.leaves.values()}

@@ -21,6 +21,7 @@ from tensormagic.engine.autograd.extra import ExtraWork
 from tensormagic.engine.autograd.guards import builtin, engine_calls, flop_counter, function_mode, hook_registrations, line_tracer
 from tensormagic.engine.autograd.health import first_non_finite, health
 from tensormagic.engine.autograd.jacobian import jacobian
+from tensormagic.engine.autograd.modules import ModuleCalls, module_infos
 from tensormagic.engine.autograd.lines import MARKER, LineSpans, LineTracer, can_trace_lines, defines_functions, instrument, line_marker, next_sequence_nr
 from tensormagic.engine.autograd.naming import CellNames
 from tensormagic.engine.autograd.options import AutogradOptions
@@ -48,6 +49,8 @@ class AutogradSession:
         self._trace_functions = False  # set by compile(): the cell defines functions
         self.recorder = Recorder(filename, self.cell, self.names, self.lines, locate_nan=self.options.locate_nan)
         self.recorder.before_call = self._before_call
+        self.module_calls = ModuleCalls()
+        self.recorder.module_calls = self.module_calls
         self.extra = ExtraWork(self.recorder, self.options.extra_seconds)
         self.tape: TapeMode | None = TapeMode() if self.options.check else None
         self.of_records: dict[str, CallRecord] = {}
@@ -86,6 +89,8 @@ class AutogradSession:
                     tracer = stack.enter_context(line_tracer(LineTracer(rec.filename, self.lines)))
             rec.pause = _pauser(tracer, modes)
             rec.first_seq = next_sequence_nr()
+            stack.callback(self.module_calls.stop)
+            self.module_calls.resume()
             rec.started = time.perf_counter()
             try:
                 yield self
@@ -177,6 +182,8 @@ class AutogradSession:
         if self.options.wrt:
             rows = wrt_rows(self.options.wrt, rows, records, self.namespace, builder)
         graph = merge_graphs([r.graph for r in records]) if records else merge_graphs([])
+        if self.module_calls.modules and any(n.module is not None for n in graph.nodes):
+            graph.modules = module_infos(self.module_calls, self.namespace, self.names.mentioned, self.hidden)
         params = {t.name: t.ref() for r in records for t in r.targets.values() if t.kind == "leaf" and t.name}
         computed = [r for r in records if r.kind == "computed"] + [r for r in self.of_records.values() if r not in records]
         seed_name = lambda key: next((n for n in used if id(self.namespace.get(n)) == key), None)  # noqa: E731

@@ -23,6 +23,7 @@ import torch
 
 from tensormagic.engine.autograd import keeper
 from tensormagic.engine.autograd.lines import Lines
+from tensormagic.engine.autograd.modules import UNKNOWN, ModuleInfo, ModuleTable
 
 #: Nodes visited at most; a bigger graph is cut there and says so.
 MAX_NODES = 200_000
@@ -57,6 +58,7 @@ class GraphNode:
     saved: list[str] = field(default_factory=list)  # names of the cell's tensors it saved
     custom: bool = False  # a custom autograd.Function's backward (user code)
     before_cell: bool = False  # made before the cell ran (an earlier cell's graph)
+    module: int | None = None  # the innermost module call that made it (a leaf: the module holding it), in GraphInfo.modules
 
 
 @dataclass(kw_only=True)
@@ -83,6 +85,8 @@ class GraphInfo:
     saved_unread: int = 0  # nodes whose saved tensors were not read (saved_bytes is then a lower bound)
     truncated: bool = False
     depth: int = 0  # the longest chain from an output to an input
+    modules: list[ModuleInfo] = field(default_factory=list)  # the modules GraphNode.module points to (named after the cell)
+    module_unknown: int = 0  # op nodes made while module calls were not recorded (their module is not known)
 
 
 @dataclass(kw_only=True)
@@ -164,16 +168,17 @@ def walk_graph(
     saved: bool = True,
     first_seq: int | None = None,
     max_nodes: int = MAX_NODES,
+    modules: ModuleTable | None = None,
 ) -> Walk:
     """Visit the graph from ``roots`` (grad_fn nodes), iteratively.
 
     ``names`` maps id(tensor) -> name for the cell's tensors (leaves and saved inputs are named
     by it); ``grad_fn_names`` maps id(grad_fn) -> name (keep those grad_fn objects alive).
     ``lines`` gives each op's cell line, ``leaf_lines`` a name's assignment line; nodes numbered
-    below ``first_seq`` were made before the cell.
+    below ``first_seq`` were made before the cell; ``modules`` says which module call made a node.
     """
     with gc_paused():
-        walk = _walk(roots, names, grad_fn_names or {}, lines, leaf_lines or {}, source_lines, saved, first_seq, max_nodes)
+        walk = _walk(roots, names, grad_fn_names or {}, lines, leaf_lines or {}, source_lines, saved, first_seq, max_nodes, modules)
     if walk.info.depth >= keeper.KEEP_FROM:
         keeper.keep([walk.node_objects[i] for i in walk.info.order])
     return walk
@@ -218,6 +223,7 @@ def _walk(
     saved: bool,
     first_seq: int | None,
     max_nodes: int,
+    modules: ModuleTable | None = None,
 ) -> Walk:
     index: dict[int, int] = {}
     objects: list[Any] = []
@@ -310,7 +316,7 @@ def _walk(
                 inputs.append([])
                 stack.append(j)
             ins.append(j)
-    nodes = _nodes(objects, kinds, inputs, leaves, saved_at, names, grad_fn_names, lines, leaf_lines, source_lines, first_seq)
+    nodes, unknown = _nodes(objects, kinds, inputs, leaves, saved_at, names, grad_fn_names, lines, leaf_lines, source_lines, first_seq, modules)
     shape = _structure(kinds, inputs, leaves)
     order, depth = topological_order(nodes, root_ids)
     info = GraphInfo(
@@ -324,6 +330,7 @@ def _walk(
         saved_unread=unread,
         truncated=truncated,
         depth=depth,
+        module_unknown=unknown,
     )
     return Walk(info=info, node_objects=objects, leaves=leaves, user_code=list(user_code), shape=shape)
 
@@ -398,8 +405,10 @@ def _nodes(
     leaf_lines: Mapping[str, int],
     source_lines: Sequence[str],
     first_seq: int | None,
-) -> list[GraphNode]:
-    """The plain nodes, with names, cell lines and code (one pass after the walk)."""
+    modules: ModuleTable | None = None,
+) -> tuple[list[GraphNode], int]:
+    """The plain nodes, with names, cell lines, code and modules (one pass after the walk), and
+    how many op nodes were made while module calls were not recorded."""
     nodes: list[GraphNode] = []
     append = nodes.append
     first = first_seq if first_seq is not None else -1
@@ -409,13 +418,18 @@ def _nodes(
     n_source = len(source_lines)
     empty: tuple[int, list[str]] = (0, [])
     codes: dict[int, str] = {}
+    owner_of = modules.owner_of if modules is not None else None
+    params = modules.params if modules is not None else {}
+    unknown = 0
     for i, obj in enumerate(objects):
         kind = kinds[i]
         line = None
         before = False
         shape = None
+        module = None
         leaf = leaves.get(i)
         if leaf is not None:
+            module = params.get(id(leaf))
             name = names.get(id(leaf))
             try:
                 shape = list(leaf.shape)
@@ -432,10 +446,18 @@ def _nodes(
                     seq = None
                 if seq is not None and seq < first:
                     before = True
-                elif seq is not None and starts is not None:
+                elif seq is not None and owner_of is not None:
+                    owner = owner_of(seq)
+                    if owner >= 0:
+                        module = owner
+                    elif owner == UNKNOWN:
+                        unknown += 1
+                if before or seq is None:
+                    pass
+                elif starts is not None:
                     k = bisect.bisect_right(starts, seq) - 1
                     line = span_lines[k] if k >= 0 else None  # type: ignore[index]
-                elif seq is not None and line_of is not None:
+                elif line_of is not None:
                     line = line_of(seq)
                 if line is None and name and not before:
                     line = leaf_lines.get(name.split(", ")[0])
@@ -445,8 +467,8 @@ def _nodes(
             if code is None:
                 code = codes[line] = source_lines[line - 1].strip()
         nbytes, saved_names = saved_at.get(i, empty)
-        append(GraphNode(i, kind.op, "leaf" if leaf is not None else "op", name, line, code, inputs[i], shape, nbytes, list(saved_names), kind.custom is not None, before))
-    return nodes
+        append(GraphNode(i, kind.op, "leaf" if leaf is not None else "op", name, line, code, inputs[i], shape, nbytes, list(saved_names), kind.custom is not None, before, module))
+    return nodes, unknown
 
 
 def topological_order(nodes: Sequence[GraphNode], roots: Sequence[int]) -> tuple[list[int], int]:
@@ -546,7 +568,7 @@ def merge_graphs(infos: Sequence[GraphInfo]) -> GraphInfo:
                 GraphNode(
                     id=n.id + off, op=n.op, kind=n.kind, name=n.name, line=n.line, code=n.code,
                     inputs=[j + off for j in n.inputs], shape=n.shape, saved_bytes=n.saved_bytes,
-                    saved=n.saved, custom=n.custom, before_cell=n.before_cell,
+                    saved=n.saved, custom=n.custom, before_cell=n.before_cell, module=n.module,
                 )
             )
         merged.edges += [[a + off, b + off] for a, b in info.edges]
@@ -557,6 +579,8 @@ def merge_graphs(infos: Sequence[GraphInfo]) -> GraphInfo:
         merged.saved_bytes += info.saved_bytes
         merged.saved_under_hooks += info.saved_under_hooks
         merged.truncated = merged.truncated or info.truncated
+        merged.module_unknown += info.module_unknown
+        merged.modules = merged.modules or info.modules
         merged.depth = max(merged.depth, info.depth)
     return merged
 
