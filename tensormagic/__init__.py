@@ -4,6 +4,10 @@
 reports from plain Python (scripts, tests, pdb)::
 
     import tensormagic
+    tensormagic.tensorinfo(x)                # the %tensorinfo report of x (names from the caller)
+    tensormagic.tensorinfo(model, input=x)   # a model layer by layer
+    tensormagic.todevice()                   # where every tensor of the caller lives
+    moved, report = tensormagic.todevice("cuda", {"x": x, "model": model})
     with tensormagic.autograd() as run:      # observe a block as %%autograd observes a cell
         y = w * x + b
         y.backward()
@@ -14,11 +18,15 @@ Importing this package imports neither IPython nor ipywidgets (nor torch, until 
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tensormagic.engine.autograd.block import BlockRun
+    from tensormagic.engine.report import Report
+    from tensormagic.engine.todevice.report import TodeviceReport
 
 __version__ = "0.1.0"
 
@@ -51,7 +59,67 @@ def autograd(
     return observe_block(options)
 
 
-__all__ = ["__version__", "autograd", "load_ipython_extension", "unload_ipython_extension"]
+def _caller_names(depth: int = 2) -> dict[str, Any]:
+    """The names a caller sees: its globals, then its locals over them."""
+    frame = sys._getframe(depth)
+    return {**frame.f_globals, **frame.f_locals}
+
+
+def tensorinfo(
+    obj: Any = None,
+    name: str | None = None,
+    *,
+    budget: int | None = None,
+    exact: bool = False,
+    input: Any = None,
+    namespace: Mapping[str, Any] | None = None,
+) -> Report:
+    """The ``%tensorinfo`` report of an array, tensor or module (``obj``), named ``name`` (its
+    variable name in the caller when not given); with no ``obj``, of every array, tensor and
+    module of ``namespace`` (the caller's names by default).  ``input``: a model's input (a
+    tensor, a tuple of arguments or a dict of keywords): the report goes layer by layer."""
+    from tensormagic.engine.tensorinfo import DEFAULT_BUDGET, inspect_namespace, inspect_object
+
+    names = dict(namespace) if namespace is not None else _caller_names()
+    if obj is None:
+        return inspect_namespace(names)
+    if name is None:
+        name = next((n for n, v in names.items() if v is obj and not n.startswith("_")), type(obj).__name__)
+    size = 2**62 if exact else (budget if budget is not None else DEFAULT_BUDGET)
+    report = inspect_object(name, obj, names, size)
+    if input is not None:
+        from tensormagic.engine.layers import DEFAULT_LAYER_BUDGET, inspect_layers, model_inputs
+
+        args, kwargs = model_inputs(obj, input)
+        return inspect_layers(name, obj, args, kwargs, size if (exact or budget is not None) else DEFAULT_LAYER_BUDGET, base=report)  # type: ignore[arg-type]
+    return report
+
+
+def todevice(
+    device: str | None = None,
+    objects: Mapping[str, Any] | None = None,
+    *,
+    dtype: str | None = None,
+    non_blocking: bool = False,
+    pin_memory: bool = False,
+    namespace: Mapping[str, Any] | None = None,
+) -> Any:
+    """With no ``device``: the ``%todevice`` placement report of ``namespace`` (the caller's names by
+    default).  With a device: move ``objects`` (name -> tensor, array, module, optimizer or
+    container) there, all or nothing, and return ``(moved, report)``: ``moved`` maps each name to
+    its object on the device (modules move in place, as ``Module.to`` does)."""
+    from tensormagic.engine.todevice import moves, placement_report
+
+    if device is None:
+        return placement_report(dict(namespace) if namespace is not None else _caller_names())
+    if not objects:
+        raise ValueError("name the objects to move, e.g. tensormagic.todevice('cuda', {'x': x, 'model': model})")
+    outcome = moves.move(dict(objects), list(objects), device, dtype=dtype, non_blocking=non_blocking, pin_memory=pin_memory)
+    moved = {name: outcome.bindings.get(name, objects[name]) for name in objects}
+    return moved, outcome.report
+
+
+__all__ = ["__version__", "autograd", "load_ipython_extension", "tensorinfo", "todevice", "unload_ipython_extension"]
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -204,7 +204,7 @@ class OwnHTML(torch.Tensor):
 
 
 def test_per_mime_printers_reuse_the_bundle_instead_of_reading_the_tensor_again(ns, monkeypatch):
-    import tensormagic.auto_display as auto_display
+    import tensormagic.magics.auto_display as auto_display
 
     ns.display_formatter.formatters["text/plain"].for_type(torch.Tensor, lambda obj, p, cycle: p.text("theirs"))
     auto(ns, True)
@@ -236,7 +236,7 @@ def test_displayed_as_a_cell_output_and_by_display(ns, capsys):
 
 
 def test_large_tensors_use_the_budget_sample_and_say_so(ns, monkeypatch):
-    import tensormagic.auto_display as auto_display
+    import tensormagic.magics.auto_display as auto_display
 
     monkeypatch.setattr(auto_display, "DEFAULT_BUDGET", 1000)
     auto(ns, True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tensormagic.engine.layers import LayerRow, LayersInfo, LayerTotals
+from tensormagic.render.registry import builds
 from tensormagic.render.document import KeyValues, Note, Panel, Section, Table
 from tensormagic.render.format import fmt_bytes, fmt_number, fmt_shape, truncate
 from tensormagic.render.tensorinfo_panel import module_panel
@@ -162,6 +163,7 @@ def layers_section(info: LayersInfo) -> Section:
     return Section("Layers", [_totals(t), _cost_table(info, t), _stats_table(info), *_notes(info, t)])
 
 
+@builds(LayersInfo)
 def layers_panel(info: LayersInfo) -> Panel:
     """The module panel with the Layers tab first, and a headline of the totals."""
     panel = module_panel(info, layers_hint=False)

@@ -17,7 +17,12 @@ from tensormagic.render.document import Panel
 Builder = TypeVar("Builder", bound=Callable[..., Panel])
 
 #: The modules whose builders register themselves (imported on the first panel).
-PANEL_MODULES = ("tensormagic.render.autograd_panel", "tensormagic.render.tensorinfo_panel", "tensormagic.render.todevice_panel")
+PANEL_MODULES = (
+    "tensormagic.render.autograd_panel",
+    "tensormagic.render.tensorinfo_panel",
+    "tensormagic.render.layers_panel",
+    "tensormagic.render.todevice_panel",
+)
 
 _loaded = False
 
@@ -44,15 +49,7 @@ def panel_of(report: Any) -> Panel:
         for name in PANEL_MODULES:
             importlib.import_module(name)
         _loaded = True
-    try:
-        return _panel(report)
-    except TypeError:
-        target = getattr(type(report), "PANEL", None)  # a builder named by string (older panels)
-        if not target:
-            raise
-        module, _, func = target.partition(":")
-        built: Panel = getattr(importlib.import_module(module), func)(report)
-        return built
+    return _panel(report)
 
 
 __all__ = ["PANEL_MODULES", "builds", "panel_of"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tensormagic.engine.tensorinfo import ModuleInfo, NamespaceInfo, TensorInfo
+from tensormagic.render.registry import builds
 from tensormagic.render.document import Bars, KeyValues, Note, Panel, Preformatted, Section, Table
 from tensormagic.render.format import fmt_bytes, fmt_number, fmt_shape, short_type, truncate, yes_no
 
@@ -139,6 +140,7 @@ def _dtypes(info: TensorInfo) -> Section:
     return Section("Dtypes", [Note(lead, "ok" if info.equivalent_dtype else "warning"), Table(["torch dtype", "NumPy dtype", "note"], rows)])
 
 
+@builds(TensorInfo)
 def tensor_panel(info: TensorInfo) -> Panel:
     """The panel of one array or tensor."""
     bad = info.stats is not None and (info.stats.nan + info.stats.posinf + info.stats.neginf) > 0
@@ -154,6 +156,7 @@ def tensor_panel(info: TensorInfo) -> Panel:
 LAYERS_HINT = "per-layer shapes and costs (MACs, memory, activations): %tensorinfo {name} --input x, or --input-size 8,3,32,32"
 
 
+@builds(ModuleInfo)
 def module_panel(info: ModuleInfo, layers_hint: bool = True) -> Panel:
     """The panel of a module: counts, devices, dtypes, each parameter, sharing, structure
     (and, with ``layers_hint``, how to get the per-layer table)."""
@@ -194,6 +197,7 @@ def _groups(count: int) -> str:
     return "1 group shares memory" if count == 1 else f"{count} groups share memory"
 
 
+@builds(NamespaceInfo)
 def namespace_panel(info: NamespaceInfo) -> Panel:
     """The panel of every array, tensor and module in the namespace."""
     ordered = sorted(info.entries, key=lambda e: (e.group is None, e.group or 0, e.name))

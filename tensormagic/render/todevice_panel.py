@@ -1,6 +1,6 @@
 """The panel of ``%todevice``'s report: moves, placement, devices, and a Move action.
 
-When the IPython glue gave the report an ``on_move`` callable, the widget shows a device picker
+When the IPython glue offered a move for the report (render/actions.py), the widget shows a device picker
 and a Move button (an :class:`~tensormagic.render.document.Action`) whose callback performs the
 same move as the magic and returns the updated panel; text and HTML show the magic to type.
 """
@@ -8,6 +8,8 @@ same move as the magic and returns the updated panel; text and HTML show the mag
 from __future__ import annotations
 
 from tensormagic.engine.todevice.report import FAILED, MOVED, TodeviceReport
+from tensormagic.render.registry import builds
+from tensormagic.render.actions import move_of
 from tensormagic.render.document import Action, KeyValues, Note, Panel, Section, Table
 from tensormagic.render.format import fmt_bytes, fmt_shape, short_type, truncate
 
@@ -70,9 +72,9 @@ def _action(report: TodeviceReport) -> Action | None:
     choices = ["auto"] + [d.name for d in report.devices] + ["meta"]
     what = " ".join(report.names) if report.names else "--all"
     fallback = f"move with: %todevice {what} DEVICE (DEVICE: {', '.join(choices)})"
-    if report.on_move is None:
+    callback = move_of(report)
+    if callback is None:
         return None
-    callback = report.on_move
 
     def run(choice: str) -> Panel:
         return todevice_panel(callback(choice))
@@ -81,6 +83,7 @@ def _action(report: TodeviceReport) -> Action | None:
     return Action(label, choices, run, fallback, button="Move")
 
 
+@builds(TodeviceReport)
 def todevice_panel(report: TodeviceReport) -> Panel:
     """The panel of a placement or move report."""
     sections = []

@@ -93,7 +93,6 @@ class LayersInfo(ModuleInfo):
     totals: LayerTotals | None = None
     layer_notes: list[str] = field(default_factory=list)
 
-    PANEL: ClassVar[str] = "tensormagic.render.layers_panel:layers_panel"
 
     def summary(self) -> str:
         t = self.totals

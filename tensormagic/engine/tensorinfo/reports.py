@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from tensormagic.engine.report import Report
 from tensormagic.engine.tensorinfo.dtypes import DtypeTwin
@@ -63,7 +63,6 @@ class TensorInfo(Report):
     details: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    PANEL: ClassVar[str] = "tensormagic.render.tensorinfo_panel:tensor_panel"
 
     def summary(self) -> str:
         shape = "x".join(map(str, self.shape)) if self.shape else ("scalar" if self.shape == [] else "?")
@@ -104,7 +103,6 @@ class ModuleInfo(Report):
     notes: list[str] = field(default_factory=list)
     uninitialized: int = 0  # parameters and buffers of a lazy module not created yet
 
-    PANEL: ClassVar[str] = "tensormagic.render.tensorinfo_panel:module_panel"
 
     def summary(self) -> str:
         lazy = f" (and {self.uninitialized} uninitialized)" if self.uninitialized else ""
@@ -134,7 +132,6 @@ class NamespaceInfo(Report):
     total_bytes: int
     notes: list[str] = field(default_factory=list)
 
-    PANEL: ClassVar[str] = "tensormagic.render.tensorinfo_panel:namespace_panel"
 
     def summary(self) -> str:
         return f"{len(self.entries)} arrays, tensors and modules, {len(self.groups)} groups sharing memory"

@@ -1,15 +1,14 @@
 """``%todevice``'s report: the placement of a namespace, the devices, and the moves made.
 
-A report holds plain values only.  The IPython glue may give a report an ``on_move`` callable
-(a device name -> a new report) so that the widget's Move button can repeat the move; it is a
-plain attribute, not a dataclass field, so it never reaches ``to_dict()``.
+A report holds plain values only (the widget's Move button gets its action from the glue, through
+``tensormagic.render.actions``, never from the report).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -61,9 +60,6 @@ class TodeviceReport(Report):
     seconds: float | None = None
     error: str | None = None
 
-    PANEL: ClassVar[str] = "tensormagic.render.todevice_panel:todevice_panel"
-    #: Set by the IPython glue on an instance: device name -> the report of the same move there.
-    on_move: ClassVar[Callable[[str], "TodeviceReport"] | None] = None
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()

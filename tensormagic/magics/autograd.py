@@ -1,0 +1,134 @@
+"""``%%autograd``: parse the line, compile the cell, run it under the engine's observer, return
+the report."""
+
+from __future__ import annotations
+
+import keyword
+import sys
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import cell_magic, magics_class, output_can_be_silenced
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from tensormagic.engine import autograd as autograd_engine
+from tensormagic.magics.common import UserNamespace, parse_line
+
+
+def compile_cell(tree: Any, filename: str, compile_fn: Any = compile) -> tuple[Any, Any]:
+    """Compile a parsed cell as IPython does: the body, and its last expression apart (or None)."""
+    import ast
+
+    body = list(tree.body)
+    last = body.pop() if body and isinstance(body[-1], ast.Expr) else None
+    code = compile_fn(ast.Module(body=body, type_ignores=[]), filename, "exec") if body else None
+    expr = None
+    if last is not None:
+        expression = ast.Expression(body=last.value)
+        ast.copy_location(expression, last)
+        expr = compile_fn(expression, filename, "eval")
+    return code, expr
+
+
+def run_code(compiled: tuple[Any, Any], globals_: dict[str, Any], locals_: dict[str, Any]) -> Any:
+    """Execute a compiled cell and return the value of its last expression (or None); this
+    frame is hidden from IPython's tracebacks, so an error shows the user's code as usual."""
+    __tracebackhide__ = True
+    code, expr = compiled
+    if code is not None:
+        exec(code, globals_, locals_)  # noqa: S102 - the user's own cell
+    if expr is None:
+        return None
+    return eval(expr, globals_, locals_)  # noqa: S307
+
+
+@magics_class
+class AutogradMagics(UserNamespace):
+    """``%%autograd``."""
+
+    @output_can_be_silenced
+    @magic_arguments()
+    @argument("--of", action="append", default=[], metavar="NAMES", help="the outputs to differentiate (comma-separated names or expressions); default: what the cell called backward on, else its last expression, else the graph roots it assigned")
+    @argument("--wrt", action="append", default=[], metavar="NAMES", help="only these inputs (comma-separated names or expressions); default: every tensor the computation involves")
+    @argument("--check", action="store_true", help="also run torch.autograd.gradcheck in float64 on copies of small inputs")
+    @argument("--flops", action="store_true", help="count the FLOPs of the forward and backward passes (torch.utils.flop_counter)")
+    @argument("--jacobian-budget", type=int, default=autograd_engine.DEFAULT_JACOBIAN_BUDGET, metavar="N", help=f"compute the full Jacobian of a non-scalar output up to N entries (default {autograd_engine.DEFAULT_JACOBIAN_BUDGET:,})")
+    @argument("--no-jacobian", action="store_true", help="never compute Jacobians: non-scalar outputs get the vector-Jacobian product with ones")
+    @argument("--extra-time", type=float, default=autograd_engine.DEFAULT_EXTRA_SECONDS, metavar="SECONDS", help=f"time the magic's own computations (its backward pass when the cell has none, Jacobians, the NaN search) may take; above it they are skipped and their estimated cost is shown (default {autograd_engine.DEFAULT_EXTRA_SECONDS:g})")
+    @argument("--no-lines", action="store_true", help="do not record the cell line of each op (a little faster; lines then come from assignments only)")
+    @argument("--nan", action="store_true", help="hook every node of the cell's backward to find the op whose gradient first turns NaN/inf")
+    @argument("--out", metavar="NAME", help="also store the report in the variable NAME")
+    @cell_magic
+    def autograd(self, line: str = "", cell: str = "") -> Any:
+        """Run the cell as usual, then explain every derivative it computed (or could compute).
+
+        Usage::
+
+            %%autograd                    # the outputs, one row per tensor involved, graph, cost, health
+            w = torch.tensor(4., requires_grad=True)
+            y = w * 3
+            y.backward()
+
+            %%autograd --of loss --wrt w,b --flops --check --out r
+
+        For each output (what the cell called backward / torch.autograd.grad on, else its last
+        expression, else the graph roots it assigned; or --of) each tensor involved gets a row
+        with its gradient, or a status (ok, no_requires_grad, non_leaf, detached, unused,
+        integer_dtype, non_finite), the reason and the fix.  The cell's own .grad results end
+        exactly as without the magic; if it calls no backward, no .grad is touched.
+        """
+        __tracebackhide__ = True
+        args = parse_line(self.autograd, line)
+        if not cell.strip():
+            raise UsageError("%%autograd needs code below it, e.g. %%autograd on the first line and then y = w * x; y.backward()")
+        if args.jacobian_budget <= 0:
+            raise UsageError(f"--jacobian-budget must be a positive number of entries, not {args.jacobian_budget}")
+        if not args.extra_time >= 0:
+            raise UsageError(f"--extra-time must be a number of seconds, 0 or more, not {args.extra_time}")
+        if args.out is not None and (not args.out.isidentifier() or keyword.iskeyword(args.out)):
+            raise UsageError(f"--out needs a variable name, not {args.out!r}")
+        options = autograd_engine.AutogradOptions(
+            of=[n for text in args.of for n in autograd_engine.split_names(text)],
+            wrt=[n for text in args.wrt for n in autograd_engine.split_names(text)],
+            check=args.check,
+            flops=args.flops,
+            jacobian=not args.no_jacobian,
+            jacobian_budget=args.jacobian_budget,
+            extra_seconds=args.extra_time,
+            lines=not args.no_lines,
+            locate_nan=args.nan,
+        )
+        try:
+            autograd_engine.check_expressions(options.of, "--of")
+            autograd_engine.check_expressions(options.wrt, "--wrt")
+        except autograd_engine.AutogradUsageError as exc:
+            raise UsageError(str(exc)) from None
+        shell = self.shell
+        assert shell is not None
+        transformed = shell.transform_cell(cell)
+        try:
+            filename = shell.compile.cache(transformed, shell.execution_count, raw_code=cell)
+        except TypeError:  # an older IPython without raw_code
+            filename = shell.compile.cache(transformed, shell.execution_count)
+        try:
+            tree = shell.transform_ast(shell.compile.ast_parse(transformed, filename=filename))
+            session = autograd_engine.AutogradSession(shell.user_ns, transformed, filename, options, self.hidden, tree=tree)
+            compiled = compile_cell(session.prepare(tree), filename, shell.compile)
+        except SyntaxError as exc:
+            where = f"line {exc.lineno}: " if exc.lineno else ""
+            text = f" ({exc.text.strip()})" if exc.text and exc.text.strip() else ""
+            raise UsageError(f"the cell has a syntax error, so it did not run: {where}{exc.msg}{text}") from None
+        with session.observe():
+            value = run_code(compiled, shell.user_global_ns, shell.user_ns)
+        if value is not None:
+            sys.displayhook(value)  # the cell's own output, as in a normal cell
+        try:
+            report = session.report(value)
+        except autograd_engine.AutogradUsageError as exc:
+            raise UsageError(f"{exc} (the cell itself ran)") from None
+        if args.out:
+            shell.user_ns[args.out] = report
+        return report
+
+
+__all__ = ["AutogradMagics", "compile_cell", "run_code"]

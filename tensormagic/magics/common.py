@@ -1,0 +1,63 @@
+"""What every magic's glue shares: parsing a magic's line, the user's names, name errors."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics
+from IPython.utils.process import arg_split
+
+from tensormagic.engine.namespace import suggest
+
+
+def parse_line(magic: Any, line: str) -> argparse.Namespace:
+    """Parse a magic's line with its ``magic_arguments`` parser, keeping quotes inside expressions.
+
+    A trailing ``;`` (which silences the output) is not part of the arguments.
+    """
+    line = line.strip()
+    if line.endswith(";"):
+        line = line[:-1].rstrip()
+    try:
+        tokens = arg_split(line, posix=False, strict=False)
+    except ValueError as exc:
+        raise UsageError(f"could not split the arguments ({exc}); check the quotes") from None
+    return magic.parser.parse_args(tokens)
+
+
+class UserNamespace(Magics):
+    """A magics class that reads the user's namespace: hidden names, expressions, name errors."""
+
+    @property
+    def user_ns(self) -> dict[str, Any]:
+        assert self.shell is not None
+        ns: dict[str, Any] = self.shell.user_ns
+        return ns
+
+    @property
+    def hidden(self) -> set[str]:
+        """The names IPython itself put in the namespace (``In``, ``Out``, ``exit``...)."""
+        return set(getattr(self.shell, "user_ns_hidden", {}))
+
+    def resolve(self, expr: str) -> Any:
+        """Evaluate ``expr`` in the user's namespace, turning every failure into a UsageError."""
+        assert self.shell is not None
+        try:
+            return self.shell.ev(expr)
+        except NameError as exc:
+            missing = getattr(exc, "name", None) or expr
+            raise UsageError(self.unknown_name(missing)) from None
+        except SyntaxError as exc:
+            raise UsageError(f"{expr!r} is not a valid Python expression ({exc.msg}); give a variable name or an expression such as x[0]") from None
+        except Exception as exc:  # noqa: BLE001 - the user's expression failed: say so in one line
+            raise UsageError(f"evaluating {expr!r} raised {type(exc).__name__}: {exc}") from None
+
+    def unknown_name(self, name: str) -> str:
+        close = suggest(name, self.user_ns, self.hidden)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; run %tensorinfo with no argument to list every array, tensor and module"
+        return f"name {name!r} is not defined{hint}"
+
+
+__all__ = ["UserNamespace", "parse_line"]

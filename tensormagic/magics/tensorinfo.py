@@ -1,0 +1,96 @@
+"""``%tensorinfo``: parse the line, resolve the expression, call the engine, return the report."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import line_magic, magics_class, output_can_be_silenced
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from tensormagic.engine import tensorinfo as tensorinfo_engine
+from tensormagic.engine.layers import DEFAULT_LAYER_BUDGET
+from tensormagic.engine.namespace import describe_non_array, is_inspectable
+from tensormagic.engine.tensorinfo import DEFAULT_BUDGET
+from tensormagic.magics.common import UserNamespace, parse_line
+from tensormagic.magics.model_options import check_model, layers_report, split_model_options
+
+
+@magics_class
+class TensorinfoMagics(UserNamespace):
+    """``%tensorinfo``."""
+
+    @output_can_be_silenced
+    @magic_arguments()
+    @argument(
+        "--budget",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"compute statistics exactly up to N elements, from a sample above (default {DEFAULT_BUDGET:,})",
+    )
+    @argument("--exact", action="store_true", help="always compute exact statistics, however large the tensor")
+    @argument("--input", metavar="EXPR", help="a model only: run one forward pass on EXPR (a tensor, a tuple of arguments or a dict of keyword arguments) and show every layer: shapes, parameters, MACs, memory, activations (may follow the model: %%tensorinfo model --input x)")
+    @argument("--input-size", metavar="SHAPE", help="a model only: the same with a random input of this shape, e.g. 8,3,32,32 (several inputs: 2,16;2,16)")
+    @argument(
+        "expr",
+        nargs=argparse.REMAINDER,
+        help="a variable or expression (x, x[0], model.fc.weight); none: every array, tensor and module",
+    )
+    @line_magic
+    def tensorinfo(self, line: str = "") -> Any:
+        """Inspect an array, tensor or module: dtype and its NumPy<->Torch twin, shape, strides,
+        real storage, device, autograd state, value statistics and which variables share its memory.
+
+        Usage::
+
+            %tensorinfo x                 # a NumPy array, torch tensor or nn.Module
+            %tensorinfo model.fc.weight   # any expression
+            %tensorinfo                   # every array, tensor and module, grouped by shared memory
+            r = %tensorinfo x             # the report: r.to_dict() for code
+            %tensorinfo model --input x   # a model layer by layer: one row per module call
+            %tensorinfo model --input-size 8,3,32,32
+
+        Statistics are computed where the data lives, exactly up to --budget elements and from a
+        fixed-seed sample above it (labelled as such).
+        """
+        try:
+            args = parse_line(self.tensorinfo, line)
+        except UsageError as exc:
+            if "unrecognized arguments: -" in str(exc):
+                raise UsageError(f"{exc}; to inspect an expression that starts with '-', wrap it in parentheses: %tensorinfo (-x)") from None
+            raise
+        args.expr, late_input, late_size = split_model_options(args.expr)
+        input_expr, input_size = args.input or late_input, args.input_size or late_size
+        late = [tok for tok in args.expr if tok in ("--budget", "--exact") or tok.startswith("--budget=")]
+        if late:
+            raise UsageError(f"{late[0]} must come before the expression, e.g. %tensorinfo {late[0].split('=')[0]}{' N' if late[0].startswith('--budget') else ''} x")
+        if args.budget is not None and args.budget <= 0:
+            raise UsageError(f"--budget must be a positive number of elements, not {args.budget}")
+        if args.exact and args.budget is not None:
+            raise UsageError("--exact and --budget conflict: --exact computes every statistic exactly, --budget N only up to N elements; give one")
+        budget = 2**62 if args.exact else (args.budget if args.budget is not None else DEFAULT_BUDGET)
+        expr = " ".join(args.expr).strip()
+        if not expr:
+            if input_expr or input_size:
+                raise UsageError(f"{'--input' if input_expr else '--input-size'} needs the model to run, e.g. %tensorinfo model {'--input x' if input_expr else '--input-size 8,3,32,32'}")
+            if args.exact or args.budget is not None:
+                raise UsageError(f"{'--exact' if args.exact else '--budget'} applies to one array or tensor; give an expression, e.g. %tensorinfo {'--exact' if args.exact else '--budget N'} x")
+            return tensorinfo_engine.inspect_namespace(self.user_ns, self.hidden)
+        obj = self.resolve(expr)
+        if not is_inspectable(obj):
+            raise UsageError(f"{expr} {describe_non_array(obj)}")
+        if input_expr or input_size:
+            check_model(expr, obj, input_expr, input_size)
+        try:
+            report = tensorinfo_engine.inspect_object(expr, obj, self.user_ns, budget, self.hidden)
+        except tensorinfo_engine.UninspectableError as exc:
+            raise UsageError(str(exc)) from None
+        if input_expr or input_size:
+            layer_budget = budget if args.exact or args.budget is not None else DEFAULT_LAYER_BUDGET
+            return layers_report(expr, obj, input_expr, input_size, layer_budget, self.resolve, base=report)
+        return report
+
+
+__all__ = ["TensorinfoMagics"]
