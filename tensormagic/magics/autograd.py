@@ -9,10 +9,9 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import cell_magic, magics_class, output_can_be_silenced
-from IPython.core.magic_arguments import argument, magic_arguments
 
 from tensormagic.engine import autograd as autograd_engine
-from tensormagic.magics.common import UserNamespace, parse_line
+from tensormagic.magics.common import UserNamespace, argument, magic_arguments, parse_line
 
 
 def compile_cell(tree: Any, filename: str, compile_fn: Any = compile) -> tuple[Any, Any]:
@@ -36,10 +35,10 @@ def run_code(compiled: tuple[Any, Any], globals_: dict[str, Any], locals_: dict[
     __tracebackhide__ = True
     code, expr = compiled
     if code is not None:
-        exec(code, globals_, locals_)  # noqa: S102 - the user's own cell
+        exec(code, globals_, locals_)
     if expr is None:
         return None
-    return eval(expr, globals_, locals_)  # noqa: S307
+    return eval(expr, globals_, locals_)
 
 
 @magics_class

@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
+from IPython.core import magic_arguments as ipython_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics
-from IPython.utils.process import arg_split
+from IPython.utils.process import arg_split  # type: ignore[attr-defined]  # its documented home
 
 from tensormagic.engine.namespace import suggest
+
+Method = Callable[..., Any]
+Decorator = Callable[[Method], Method]
+
+
+def magic_arguments() -> Decorator:
+    """IPython's ``@magic_arguments()`` (builds the magic's parser and its ``%magic?`` help), typed."""
+    return cast("Decorator", ipython_arguments.magic_arguments())
+
+
+def argument(*args: Any, **kwargs: Any) -> Decorator:
+    """IPython's ``@argument(...)``: one argparse argument of a magic, typed."""
+    return cast("Decorator", ipython_arguments.argument(*args, **kwargs))
 
 
 def parse_line(magic: Any, line: str) -> argparse.Namespace:
@@ -24,7 +39,8 @@ def parse_line(magic: Any, line: str) -> argparse.Namespace:
         tokens = arg_split(line, posix=False, strict=False)
     except ValueError as exc:
         raise UsageError(f"could not split the arguments ({exc}); check the quotes") from None
-    return magic.parser.parse_args(tokens)
+    args: argparse.Namespace = magic.parser.parse_args(tokens)
+    return args
 
 
 class UserNamespace(Magics):

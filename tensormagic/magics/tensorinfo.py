@@ -7,13 +7,12 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import line_magic, magics_class, output_can_be_silenced
-from IPython.core.magic_arguments import argument, magic_arguments
 
 from tensormagic.engine import tensorinfo as tensorinfo_engine
 from tensormagic.engine.layers import DEFAULT_LAYER_BUDGET
 from tensormagic.engine.namespace import describe_non_array, is_inspectable
 from tensormagic.engine.tensorinfo import DEFAULT_BUDGET
-from tensormagic.magics.common import UserNamespace, parse_line
+from tensormagic.magics.common import UserNamespace, argument, magic_arguments, parse_line
 from tensormagic.magics.model_options import check_model, layers_report, split_model_options
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from tensormagic.engine.report import set_presenter
 from tensormagic.render import html, text
 from tensormagic.render.document import Panel
 from tensormagic.render.registry import panel_of
@@ -90,3 +91,6 @@ def mimebundle(report: Any, include: Any = None, exclude: Any = None) -> dict[st
         if view and WIDGET_MIME in view:
             bundle[WIDGET_MIME] = view[WIDGET_MIME]
     return bundle
+
+
+set_presenter(mimebundle, render_text)  # reports display through these from now on

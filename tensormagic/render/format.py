@@ -6,6 +6,9 @@ from typing import Any
 
 from tensormagic.engine.naming import format_bytes
 
+#: Rows a panel's table shows at most (the rest are counted: "... and N more").
+MAX_ROWS = 40
+
 
 def fmt_bytes(n: int | None, exact: bool = True) -> str:
     """``1.5 MiB (1,572,864 B)`` style sizes; ``exact=False`` drops the byte count (for tables)."""

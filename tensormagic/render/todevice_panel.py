@@ -8,13 +8,12 @@ same move as the magic and returns the updated panel; text and HTML show the mag
 from __future__ import annotations
 
 from tensormagic.engine.todevice.report import FAILED, MOVED, TodeviceReport
-from tensormagic.render.registry import builds
 from tensormagic.render.actions import move_of
-from tensormagic.render.document import Action, KeyValues, Note, Panel, Section, Table
-from tensormagic.render.format import fmt_bytes, fmt_shape, short_type, truncate
+from tensormagic.render.document import Action, Block, Level, Note, Panel, Section, Table
+from tensormagic.render.format import MAX_ROWS, fmt_bytes, fmt_shape, short_type, truncate
+from tensormagic.render.registry import builds
 
 #: Rows shown at most in any table of the panel.
-MAX_ROWS = 40
 
 
 def _ms(seconds: float | None) -> str:
@@ -41,7 +40,7 @@ def _moves(report: TodeviceReport) -> Section:
         ]
         for m in report.moves[:MAX_ROWS]
     ]
-    blocks: list = [Table(["name", "type", "from", "to", "dtype", "bytes", "time", "status"], rows, total_rows=len(report.moves))]
+    blocks: list[Block] = [Table(["name", "type", "from", "to", "dtype", "bytes", "time", "status"], rows, total_rows=len(report.moves))]
     for m in report.moves:
         for note in m.notes:
             blocks.append(Note(f"{m.name}: {note}", "error" if m.status == FAILED else "info"))
@@ -57,7 +56,7 @@ def _placement(report: TodeviceReport) -> Section:
         [truncate(r.name, 40), truncate(short_type(r.type), 50), r.device, truncate(r.dtype, 40), fmt_shape(r.shape), fmt_bytes(r.nbytes, exact=False), ("split! " if r.mixed else "") + (r.note or "")]
         for r in report.placement[:MAX_ROWS]
     ]
-    blocks: list = [Table(["name", "type", "device", "dtype", "shape", "bytes", "note"], rows, total_rows=len(report.placement))]
+    blocks: list[Block] = [Table(["name", "type", "device", "dtype", "shape", "bytes", "note"], rows, total_rows=len(report.placement))]
     blocks += [Note(n, "warning" if "split" in n or "devices" in n else "info") for n in report.notes]
     return Section("Placement", blocks)
 
@@ -95,11 +94,11 @@ def todevice_panel(report: TodeviceReport) -> Panel:
     action = _action(report)
     what = " ".join(report.names) if report.names else "--all"
     choices = ", ".join(["auto"] + [d.name for d in report.devices] + ["meta"])
-    placement.blocks.append(action if action is not None else Note(f"move with: %todevice {what if report.names else 'NAMES'} DEVICE (DEVICE: {choices})"))
+    placement.blocks = [*placement.blocks, action if action is not None else Note(f"move with: %todevice {what if report.names else 'NAMES'} DEVICE (DEVICE: {choices})")]
     sections += [placement, _devices(report)]
     if report.action == "placement":
         title = "todevice · placement"
-        level = "warning" if any(r.mixed for r in report.placement) or any("devices" in n for n in report.notes) else "info"
+        level: Level = "warning" if any(r.mixed for r in report.placement) or any("devices" in n for n in report.notes) else "info"
     else:
         title = f"todevice · {truncate(', '.join(report.names), 60)} → {report.target}"
         level = "error" if report.error else ("warning" if report.warnings else "ok")
@@ -109,4 +108,4 @@ def todevice_panel(report: TodeviceReport) -> Panel:
     return Panel(title=title, headline=headline, sections=sections, headline_level=level)
 
 
-__all__ = ["todevice_panel", "MOVED"]
+__all__ = ["MOVED", "todevice_panel"]

@@ -17,8 +17,25 @@ Pure (torch only).  The modules, in the order a run uses them:
 * :mod:`.report` - the report dataclasses; :mod:`.session` - one run, orchestrated.
 """
 
-from tensormagic.engine.autograd.options import DEFAULT_EXTRA_SECONDS, DEFAULT_JACOBIAN_BUDGET, AutogradOptions, AutogradUsageError, check_expressions, split_names
-from tensormagic.engine.autograd.report import AutogradReport, CheckInfo, CostInfo, GradientRow, HealthRow, JacobianInfo, NotComputed, OutputInfo, Status
+from tensormagic.engine.autograd.options import (
+    DEFAULT_EXTRA_SECONDS,
+    DEFAULT_JACOBIAN_BUDGET,
+    AutogradOptions,
+    AutogradUsageError,
+    check_expressions,
+    split_names,
+)
+from tensormagic.engine.autograd.report import (
+    AutogradReport,
+    CheckInfo,
+    CostInfo,
+    GradientRow,
+    HealthRow,
+    JacobianInfo,
+    NotComputed,
+    OutputInfo,
+    Status,
+)
 from tensormagic.engine.autograd.session import AutogradSession
 
 __all__ = [

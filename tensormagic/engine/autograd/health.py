@@ -33,7 +33,8 @@ def _readable(t: Any) -> torch.Tensor | None:
         t = shard
     if type(t) not in (torch.Tensor, torch.nn.Parameter) or t.layout != torch.strided or t.device.type == "meta" or t.is_nested:
         return None
-    return t
+    readable: torch.Tensor = t
+    return readable
 
 
 def param_norm(t: torch.Tensor | None) -> float:
@@ -102,9 +103,9 @@ def first_non_finite(records: Sequence[CallRecord], rows: Sequence[GradientRow],
             return {"where": "forward", "name": name, "op": op, "line": line, "code": cell.code(line), "wrt": bad}
     for record in records:
         if record.non_finite_at is not None:
-            node_id, op, line = record.non_finite_at
+            node_id, op, at = record.non_finite_at
             node = record.graph.nodes[node_id] if node_id < len(record.graph.nodes) else None
-            return {"where": "backward", "name": node.name if node else None, "op": op, "line": line, "code": cell.code(line), "wrt": bad}
+            return {"where": "backward", "name": node.name if node else None, "op": op, "line": at, "code": cell.code(at), "wrt": bad}
     return {"where": "unknown", "name": None, "op": None, "line": None, "code": None, "wrt": bad, "ask": "locate_nan"}
 
 

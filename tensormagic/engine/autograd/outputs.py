@@ -27,7 +27,7 @@ MAX_OUTPUT_GROUPS = 8
 def evaluate(expr: str, namespace: Mapping[str, Any]) -> Any:
     """``expr`` in the user's namespace; every failure as an AutogradUsageError."""
     try:
-        return eval(expr, namespace if isinstance(namespace, dict) else dict(namespace))  # noqa: S307 - the user's own expression, in their namespace
+        return eval(expr, namespace if isinstance(namespace, dict) else dict(namespace))
     except NameError as exc:
         raise AutogradUsageError(f"{expr!r} is not defined after the cell ran ({exc})") from None
     except Exception as exc:  # noqa: BLE001

@@ -29,6 +29,7 @@ from tensormagic.engine.autograd.source import CellSource
 from tensormagic.engine.autograd.summary import GradSummary, summarise
 from tensormagic.engine.autograd.walk import GraphInfo, Walk, light_walk, walk_graph
 from tensormagic.engine.naming import describe_exception
+from tensormagic.engine.todevice.devices import synchronize
 
 CallKind = Literal["backward", "grad", "computed"]
 
@@ -161,7 +162,9 @@ def leaf_node(t: torch.Tensor) -> Any:
     if not t.requires_grad or t.grad_fn is not None:
         return t.grad_fn
     with torch.enable_grad(), torch._C.DisableTorchFunction():
-        return t.view_as(t).grad_fn.next_functions[0][0]
+        node = t.view_as(t).grad_fn
+        assert node is not None  # a view of a tensor that requires grad has one
+        return node.next_functions[0][0]
 
 
 _HAS_GRADIENT_EDGE = hasattr(torch.autograd.graph, "get_gradient_edge")
@@ -266,7 +269,7 @@ class Recorder:
             self.grad_calls += 1
         record = self._begin(kind, caller, t_outputs, args, kwargs)
         flops0 = self.flop_counter.get_total_flops() if self.flop_counter is not None else None
-        _sync()
+        synchronize()
         t0 = time.perf_counter()
         self._inside = True
         try:
@@ -281,7 +284,7 @@ class Recorder:
             return result
         finally:
             self._inside = False
-            _sync()
+            synchronize()
             dt = time.perf_counter() - t0
             self.backward_seconds += dt
             if record is not None:
@@ -387,7 +390,7 @@ class Recorder:
                 if all(t is not None for t in leaves.values()):
                     if self.module_calls is not None:
                         self.module_calls.pause()  # a loop repeats this graph: its modules are known already
-                    return Walk(info=walk.info, node_objects=[], leaves=leaves, user_code=walk.user_code, shape=walk.shape, reused=True), index  # type: ignore[arg-type]
+                    return Walk(info=walk.info, node_objects=[], leaves=leaves, user_code=walk.user_code, shape=walk.shape, reused=True), index
             objects, light_leaves, shape = light_walk(nodes)
             if shape == walk.shape:
                 if self.module_calls is not None:
@@ -573,11 +576,6 @@ class Recorder:
                 except Exception:  # noqa: BLE001
                     pass
             record.handles = []
-
-
-def _sync() -> None:
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
 
 
 __all__ = ["CallRecord", "LeafTrack", "Recorder", "RootInfo", "Target", "leaf_node", "root_info", "turns_non_finite"]

@@ -18,14 +18,37 @@ import torch
 from tensormagic.engine.autograd import keeper, summaries
 from tensormagic.engine.autograd.check import TapeMode, custom_functions_as_one_call
 from tensormagic.engine.autograd.extra import ExtraWork
-from tensormagic.engine.autograd.guards import builtin, engine_calls, flop_counter, function_mode, hook_registrations, line_tracer
+from tensormagic.engine.autograd.guards import (
+    builtin,
+    engine_calls,
+    flop_counter,
+    function_mode,
+    hook_registrations,
+    line_tracer,
+)
 from tensormagic.engine.autograd.health import first_non_finite, health
 from tensormagic.engine.autograd.jacobian import jacobian
+from tensormagic.engine.autograd.lines import (
+    MARKER,
+    LineSpans,
+    LineTracer,
+    can_trace_lines,
+    defines_functions,
+    instrument,
+    line_marker,
+    next_sequence_nr,
+)
 from tensormagic.engine.autograd.modules import ModuleCalls, module_infos
-from tensormagic.engine.autograd.lines import MARKER, LineSpans, LineTracer, can_trace_lines, defines_functions, instrument, line_marker, next_sequence_nr
 from tensormagic.engine.autograd.naming import CellNames
 from tensormagic.engine.autograd.options import AutogradOptions
-from tensormagic.engine.autograd.outputs import evaluate, graph_roots, last_of_each_output, name_roots, of_tensor, output_infos
+from tensormagic.engine.autograd.outputs import (
+    evaluate,
+    graph_roots,
+    last_of_each_output,
+    name_roots,
+    of_tensor,
+    output_infos,
+)
 from tensormagic.engine.autograd.recorder import CallRecord, Recorder, root_value
 from tensormagic.engine.autograd.report import AutogradReport, JacobianInfo
 from tensormagic.engine.autograd.rows import RowBuilder
@@ -158,7 +181,7 @@ class AutogradSession:
             return records, ["backward" if r.kind == "backward" else "torch.autograd.grad" for r in records]
         if isinstance(last_value, torch.Tensor) and last_value.grad_fn is not None:
             return [self._compute(self.cell.last_expression or "last expression", last_value, "last expression")], ["last expression"]
-        assigned = {n: line for n, line in self.cell.assigned.items()} | {n: 0 for n in self.used_names() if n not in self.cell.assigned}
+        assigned = dict(self.cell.assigned.items()) | {n: 0 for n in self.used_names() if n not in self.cell.assigned}
         roots = graph_roots(assigned, self.namespace, self.names.for_call().primary())
         return [self._compute(n, t, "graph root") for n, t in roots], ["graph root"] * len(roots)
 

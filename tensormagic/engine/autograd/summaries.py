@@ -111,4 +111,4 @@ def nothing_message(assigned: Sequence[str], namespace: Mapping[str, Any]) -> st
     )
 
 
-__all__ = ["check", "cost", "nothing_message", "notes"]
+__all__ = ["check", "cost", "notes", "nothing_message"]

@@ -20,7 +20,13 @@ import torch
 
 from tensormagic.engine.layers.activations import DEFAULT_LAYER_BUDGET
 from tensormagic.engine.layers.guard import ModelStateGuard
-from tensormagic.engine.layers.inputs import InputError, parse_sizes, private_copies, random_inputs, split_input
+from tensormagic.engine.layers.inputs import (
+    InputError,
+    parse_sizes,
+    private_copies,
+    random_inputs,
+    split_input,
+)
 from tensormagic.engine.layers.probe import ForwardError, Probe
 from tensormagic.engine.layers.report import ActivationStats, LayerRow, LayersInfo, LayerTotals
 from tensormagic.engine.naming import is_uninitialized

@@ -54,7 +54,7 @@ class ModelStateGuard:
     _params: list[tuple[str, torch.Tensor, int]] = field(default_factory=list)
     _rng: dict[str, Any] = field(default_factory=dict)
 
-    def __enter__(self) -> "ModelStateGuard":
+    def __enter__(self) -> ModelStateGuard:
         self._rng = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             self._rng["cuda"] = torch.cuda.get_rng_state_all()

@@ -14,6 +14,7 @@ from tensormagic.engine.tensorinfo.reports import ModuleInfo, TensorInfo
 from tensormagic.engine.tensorinfo.statistics import DEFAULT_BUDGET
 from tensormagic.engine.tensorinfo.tensor import inspect_tensor
 
+
 class UninspectableError(ValueError):
     """An inspectable object that refused to be described; the message is one line (the glue
     shows it as a ``UsageError``)."""
@@ -22,7 +23,7 @@ class UninspectableError(ValueError):
 def _refusal_hint(obj: Any) -> str:
     """Why a tensor subclass may refuse what the report asks (its own ``__torch_function__``)."""
     own = getattr(type(obj).__torch_function__, "__func__", None)
-    if is_tensor(obj) and own is not None and own is not torch.Tensor.__torch_function__.__func__:
+    if is_tensor(obj) and own is not None and own is not torch.Tensor.__torch_function__.__func__:  # type: ignore[attr-defined]  # a classmethod
         return f"; {type(obj).__qualname__}.__torch_function__ refuses what a report needs (shape, numel, element_size...)"
     return ""
 

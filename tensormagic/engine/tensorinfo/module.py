@@ -11,6 +11,7 @@ from tensormagic.engine.naming import UNINITIALIZED, describe_exception, is_unin
 from tensormagic.engine.tensorinfo import memory
 from tensormagic.engine.tensorinfo.reports import ModuleInfo, ParameterRow
 
+
 def inspect_module(name: str, module: torch.nn.Module, max_rows: int = 200) -> ModuleInfo:
     """Summarise a module: parameter and buffer counts, dtypes, devices, bytes, sharing."""
     rows: list[ParameterRow] = []
@@ -33,7 +34,7 @@ def inspect_module(name: str, module: torch.nn.Module, max_rows: int = 200) -> M
                 lazy.append(pname)
                 devices[str(p.device)] += 1
                 if len(rows) < max_rows:
-                    rows.append(ParameterRow(pname, kind, None, str(p.dtype), str(p.device), 0, 0, bool(p.requires_grad), UNINITIALIZED))
+                    rows.append(ParameterRow(name=pname, kind=kind, shape=None, dtype=str(p.dtype), device=str(p.device), numel=0, nbytes=0, trainable=bool(p.requires_grad), note=UNINITIALIZED))
                 continue
             size = p.numel() * p.element_size()
             dtypes[str(p.dtype)] += p.numel()
@@ -47,7 +48,7 @@ def inspect_module(name: str, module: torch.nn.Module, max_rows: int = 200) -> M
                 bbytes += size
             regions.append((pname, memory.memory_region(p), p))
             if len(rows) < max_rows:
-                rows.append(ParameterRow(pname, kind, list(p.shape), str(p.dtype), str(p.device), p.numel(), size, bool(p.requires_grad)))
+                rows.append(ParameterRow(name=pname, kind=kind, shape=list(p.shape), dtype=str(p.dtype), device=str(p.device), numel=p.numel(), nbytes=size, trainable=bool(p.requires_grad)))
     for i, j in memory.overlapping_pairs([r for _, r, _ in regions]):
         rel = memory.relation(regions[i][2], regions[j][2], regions[i][1], regions[j][1])
         if rel is not None:

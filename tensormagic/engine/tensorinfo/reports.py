@@ -9,7 +9,8 @@ from tensormagic.engine.report import Report
 from tensormagic.engine.tensorinfo.dtypes import DtypeTwin
 from tensormagic.engine.tensorinfo.statistics import Histogram, ValueStats
 
-@dataclass
+
+@dataclass(kw_only=True)
 class Alias:
     """Another variable whose memory overlaps the inspected object's."""
 
@@ -18,7 +19,7 @@ class Alias:
     detail: str
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Conversion:
     """What one NumPy <-> Torch conversion would do with the object."""
 
@@ -27,7 +28,7 @@ class Conversion:
     detail: str
 
 
-@dataclass(repr=False)
+@dataclass(kw_only=True, repr=False)
 class TensorInfo(Report):
     """Everything about one array or tensor (see ``%tensorinfo?``)."""
 
@@ -69,7 +70,7 @@ class TensorInfo(Report):
         return f"{self.name}: {self.type} {self.dtype} [{shape}] on {self.device}"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ParameterRow:
     """One parameter or buffer of a module."""
 
@@ -84,7 +85,7 @@ class ParameterRow:
     note: str | None = None
 
 
-@dataclass(repr=False)
+@dataclass(kw_only=True, repr=False)
 class ModuleInfo(Report):
     """Summary of a ``torch.nn.Module``'s parameters and buffers."""
 
@@ -109,7 +110,7 @@ class ModuleInfo(Report):
         return f"{self.name}: {self.type}, {self.parameters:,} parameters{lazy} on {', '.join(self.devices) or 'no device'}"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class NamespaceEntry:
     """One row of the whole-namespace table."""
 
@@ -123,7 +124,7 @@ class NamespaceEntry:
     relation: str | None
 
 
-@dataclass(repr=False)
+@dataclass(kw_only=True, repr=False)
 class NamespaceInfo(Report):
     """Every array, tensor and module in the namespace, grouped by shared memory."""
 

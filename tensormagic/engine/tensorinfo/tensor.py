@@ -14,7 +14,18 @@ from tensormagic.engine.tensorinfo.conversions import tensor_conversions
 from tensormagic.engine.tensorinfo.dtypes import DtypeTwin, dtype_table, numpy_twin_of_torch
 from tensormagic.engine.tensorinfo.guard import guarded, safe_stats
 from tensormagic.engine.tensorinfo.reports import TensorInfo
-from tensormagic.engine.tensorinfo.statistics import CPU_CHUNK, DEFAULT_BUDGET, Histogram, ValueStats, chunks_stats, iter_chunks, pieces, stats_and_sample, tensor_stats, value_histogram
+from tensormagic.engine.tensorinfo.statistics import (
+    CPU_CHUNK,
+    DEFAULT_BUDGET,
+    Histogram,
+    ValueStats,
+    chunks_stats,
+    iter_chunks,
+    pieces,
+    stats_and_sample,
+    tensor_stats,
+    value_histogram,
+)
 
 #: Stored values of an uncoalesced COO tensor up to which it is coalesced (a copy) for statistics.
 MAX_COALESCE = 2**22
@@ -137,7 +148,7 @@ def _nested_facts(t: torch.Tensor, budget: int, details: dict[str, Any]) -> tupl
     if jagged:
         values = t.values()
         stats, note = safe_stats(lambda: tensor_stats(values, budget))
-        storage = guarded(None, lambda: values.untyped_storage().nbytes() + t.offsets().numel() * t.offsets().element_size())
+        storage = guarded(None, lambda: values.untyped_storage().nbytes() + t.offsets().numel() * t.offsets().element_size())  # type: ignore[attr-defined]  # a nested tensor
     else:
         stats, note = safe_stats(lambda: chunks_stats((p for c in components for p in iter_chunks(c, CPU_CHUNK)), t.dtype, t.device))
         storage = guarded(None, lambda: t.untyped_storage().nbytes())
@@ -258,7 +269,7 @@ def inspect_tensor(name: str, t: torch.Tensor, namespace: Mapping[str, Any] | No
         byte_strides=[s * itemsize for s in strides] if strides is not None else None,
         contiguous=guarded(None, t.is_contiguous) if strided else None,
         memory_format=guarded("strided", lambda: _torch_memory_format(t)) if strided else layout,
-        storage_offset=guarded(None, t.storage_offset) if strided else None,
+        storage_offset=guarded(None, lambda: int(t.storage_offset())) if strided else None,
         nbytes=nbytes,
         storage_nbytes=storage_nbytes,
         device=str(t.device),

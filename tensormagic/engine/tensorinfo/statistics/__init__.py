@@ -20,7 +20,13 @@ Modules, one job each:
 from __future__ import annotations
 
 from tensormagic.engine.tensorinfo.statistics.chunks import iter_chunks, pieces, sample_values
-from tensormagic.engine.tensorinfo.statistics.compute import chunks_stats, numpy_stats, numpy_stats_and_sample, stats_and_sample, tensor_stats
+from tensormagic.engine.tensorinfo.statistics.compute import (
+    chunks_stats,
+    numpy_stats,
+    numpy_stats_and_sample,
+    stats_and_sample,
+    tensor_stats,
+)
 from tensormagic.engine.tensorinfo.statistics.fused import cpu_moments
 from tensormagic.engine.tensorinfo.statistics.histogram import Histogram, value_histogram
 from tensormagic.engine.tensorinfo.statistics.masked import masked_histogram_values, masked_stats

@@ -14,12 +14,25 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from tensormagic.engine.tensorinfo.statistics.accelerator import device_float_stats, device_stats
-from tensormagic.engine.tensorinfo.statistics.chunks import chunk_size, dense_flat, iter_chunks, numpy_pieces, sample_values
 from tensormagic.engine.tensorinfo.statistics import fused
+from tensormagic.engine.tensorinfo.statistics.accelerator import device_float_stats, device_stats
+from tensormagic.engine.tensorinfo.statistics.chunks import (
+    chunk_size,
+    dense_flat,
+    iter_chunks,
+    numpy_pieces,
+    sample_values,
+)
 from tensormagic.engine.tensorinfo.statistics.cpu import cpu_stats, pure_float_stats
 from tensormagic.engine.tensorinfo.statistics.histogram import HIST_SAMPLE, histogram_sample_size
-from tensormagic.engine.tensorinfo.statistics.values import CPU_CHUNK, DEFAULT_BUDGET, SAMPLE_SIZE, ValueStats, value_kind
+from tensormagic.engine.tensorinfo.statistics.values import (
+    CPU_CHUNK,
+    DEFAULT_BUDGET,
+    SAMPLE_SIZE,
+    ValueStats,
+    value_kind,
+)
+
 
 def chunked_stats(t: torch.Tensor, over: str, chunks: Iterable[torch.Tensor] | None = None, kind: str | None = None) -> ValueStats:
     """Every statistic from small chunks, accumulated on the device, gathered once.
