@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from tensormagic.engine.autograd.graph import GraphInfo, GraphNode
 from tensormagic.engine.autograd.report import AutogradReport, GradientRow
-from tensormagic.engine.autograd.walk import GraphInfo, GraphNode
 from tensormagic.render.charts import gradient_flow
 from tensormagic.render.document import (
     Bars,

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from tensormagic.engine.autograd.graph import GraphInfo, GraphNode
 from tensormagic.engine.autograd.report import AutogradReport, GradientRow, Status
-from tensormagic.engine.autograd.walk import GraphInfo, GraphNode
 from tensormagic.render.format import fmt_bytes, fmt_shape, truncate
 
 #: Status categories, worst last: the colour of a node.

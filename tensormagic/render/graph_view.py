@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from tensormagic.engine.autograd.graph import GraphInfo
 from tensormagic.engine.autograd.report import AutogradReport, GradientRow
-from tensormagic.engine.autograd.walk import GraphInfo
 from tensormagic.render.format import truncate
 from tensormagic.render.graph_nodes import (
     WORDS,

@@ -6,8 +6,10 @@ Pure (torch only).  The modules, in the order a run uses them:
 * :mod:`.guards` - context managers, each changing and restoring one piece of global state;
 * :mod:`.lines` - which cell line made which graph node;
 * :mod:`.modules` - which module call made which graph node (global module hooks, cell only);
-* :mod:`.recorder` - every backward / ``torch.autograd.grad`` call of the cell, observed;
-* :mod:`.walk` and :mod:`.keeper` - the graph as plain data, and its safe teardown;
+* :mod:`.recorder` - every backward / ``torch.autograd.grad`` call of the cell, observed, into
+  the :mod:`.records` of each call;
+* :mod:`.walk` (live graph -> :mod:`.graph`, the graph as plain data) and :mod:`.keeper` (the
+  safe teardown of deep graphs);
 * :mod:`.naming` - tensor -> names, from what the cell mentions;
 * :mod:`.summary` - gradients summarised without keeping them;
 * :mod:`.extra`, :mod:`.jacobian`, :mod:`.check` - the magic's own computations: side-effect

@@ -9,12 +9,12 @@ from typing import Any
 
 import torch
 
+from tensormagic.engine.autograd.graph import GraphInfo
 from tensormagic.engine.autograd.guards import without_user_modes
-from tensormagic.engine.autograd.recorder import CallRecord
+from tensormagic.engine.autograd.records import CallRecord
 from tensormagic.engine.autograd.report import GradientRow, HealthRow, Status
 from tensormagic.engine.autograd.source import CellSource
 from tensormagic.engine.autograd.summary import local_shard
-from tensormagic.engine.autograd.walk import GraphInfo
 from tensormagic.engine.tensorinfo.statistics import cpu_moments
 
 #: A gradient norm below this (or below VANISHING_RELATIVE x the largest) is flagged as vanishing.

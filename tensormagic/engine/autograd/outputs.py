@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from tensormagic.engine.autograd.options import AutogradUsageError
-from tensormagic.engine.autograd.recorder import CallRecord, Recorder
+from tensormagic.engine.autograd.recorder import Recorder
+from tensormagic.engine.autograd.records import CallRecord
 from tensormagic.engine.autograd.report import OutputInfo
 from tensormagic.engine.autograd.source import CellSource
 from tensormagic.engine.autograd.walk import walk_graph

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tensormagic.engine.autograd.walk import GraphInfo
+from tensormagic.engine.autograd.graph import GraphInfo
 from tensormagic.engine.report import Report
 
 Severity = Literal["ok", "info", "warning", "error"]

@@ -19,7 +19,8 @@ import torch
 
 from tensormagic.engine.autograd.changes import grad_change, short
 from tensormagic.engine.autograd.naming import Names
-from tensormagic.engine.autograd.recorder import CallRecord, Recorder, Target
+from tensormagic.engine.autograd.recorder import Recorder
+from tensormagic.engine.autograd.records import CallRecord, Target
 from tensormagic.engine.autograd.report import GradientRow, Status
 from tensormagic.engine.autograd.source import CellSource
 from tensormagic.engine.autograd.summary import GradSummary

@@ -18,6 +18,7 @@ import torch
 from tensormagic.engine.autograd import keeper, summaries
 from tensormagic.engine.autograd.check import TapeMode, custom_functions_as_one_call
 from tensormagic.engine.autograd.extra import ExtraWork
+from tensormagic.engine.autograd.graph import merge_graphs
 from tensormagic.engine.autograd.guards import (
     builtin,
     engine_calls,
@@ -49,11 +50,12 @@ from tensormagic.engine.autograd.outputs import (
     of_tensor,
     output_infos,
 )
-from tensormagic.engine.autograd.recorder import CallRecord, Recorder, root_value
+from tensormagic.engine.autograd.recorder import Recorder
+from tensormagic.engine.autograd.records import CallRecord, root_value
 from tensormagic.engine.autograd.report import AutogradReport, JacobianInfo
 from tensormagic.engine.autograd.rows import RowBuilder
 from tensormagic.engine.autograd.source import analyse_source
-from tensormagic.engine.autograd.walk import Walk, merge_graphs
+from tensormagic.engine.autograd.walk import Walk
 from tensormagic.engine.autograd.wrt import wrt_rows
 from tensormagic.engine.namespace import HIDDEN_NAMES
 

@@ -9,7 +9,8 @@ import torch
 
 from tensormagic.engine.autograd.check import TapeMode, _BoundApply, check_gradients
 from tensormagic.engine.autograd.guards import without_user_modes
-from tensormagic.engine.autograd.recorder import CallRecord, Recorder
+from tensormagic.engine.autograd.recorder import Recorder
+from tensormagic.engine.autograd.records import CallRecord
 from tensormagic.engine.autograd.report import CheckInfo, CostInfo
 
 
