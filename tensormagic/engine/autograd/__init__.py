@@ -12,7 +12,7 @@ Pure (torch only).  The modules, in the order a run uses them:
   safe teardown of deep graphs);
 * :mod:`.naming` - tensor -> names, from what the cell mentions;
 * :mod:`.summary` - gradients summarised without keeping them;
-* :mod:`.extra`, :mod:`.jacobian`, :mod:`.check` - the magic's own computations: side-effect
+* :mod:`.passes`, :mod:`.extra`, :mod:`.jacobian`, :mod:`.check` - the magic's own computations: side-effect
   free, bounded, labelled, never over user code;
 * :mod:`.outputs`, :mod:`.rows`, :mod:`.changes`, :mod:`.wrt`, :mod:`.health`,
   :mod:`.summaries` - the report's parts;
