@@ -79,6 +79,7 @@ class CallRecord:
     pending: dict[int, tuple[Any, int]] = field(default_factory=dict)  # leaf -> (weakref to its .grad, version) to read later
     taken_from: dict[int, int] = field(default_factory=dict)  # leaf -> the earlier call whose gradient is shown
     watching: list[tuple[Any, tuple[int, int] | None]] = field(default_factory=list)  # (weakref, .grad state) of named leaves a no-walk call watches
+    nan_first: list[tuple[int, str, int | None]] = field(default_factory=list)  # (node, op, line) where a hook saw NaN/inf appear
 
     def read_pending(self) -> list[int]:
         """Summarise the gradients left to read after the cell; the leaves whose ``.grad`` was
@@ -92,7 +93,6 @@ class CallRecord:
                 lost.append(key)
         self.pending = {}
         return lost
-    nan_first: list[tuple[int, str, int | None]] = field(default_factory=list)
 
 
 @dataclass(slots=True, kw_only=True)
