@@ -14,6 +14,19 @@ from tensormagic.engine import autograd as autograd_engine
 from tensormagic.magics.common import UserNamespace, argument, magic_arguments, parse_line
 
 
+def cell_number(shell: Any) -> int:
+    """The number IPython gave the cell running this magic (``In[N]``), so that a traceback of
+    the cell's code says ``Cell In[N]`` as in a plain cell."""
+    numbers = getattr(shell.compile, "_filename_map", {})
+    frame = sys._getframe(1)
+    while frame is not None:
+        number = numbers.get(frame.f_code.co_filename)
+        if isinstance(number, int):
+            return number
+        frame = frame.f_back  # type: ignore[assignment]
+    return int(shell.execution_count)
+
+
 def compile_cell(tree: Any, filename: str, compile_fn: Any = compile) -> tuple[Any, Any]:
     """Compile a parsed cell as IPython does: the body, and its last expression apart (or None)."""
     import ast
@@ -46,7 +59,7 @@ class AutogradMagics(UserNamespace):
     """``%%autograd``."""
 
     @output_can_be_silenced
-    @magic_arguments()
+    @magic_arguments("%autograd")  # a cell magic: its usage line reads %%autograd
     @argument("--of", action="append", default=[], metavar="NAMES", help="the outputs to differentiate (comma-separated names or expressions); default: what the cell called backward on, else its last expression, else the graph roots it assigned")
     @argument("--wrt", action="append", default=[], metavar="NAMES", help="only these inputs (comma-separated names or expressions); default: every tensor the computation involves")
     @argument("--check", action="store_true", help="also run torch.autograd.gradcheck in float64 on copies of small inputs")
@@ -73,7 +86,7 @@ class AutogradMagics(UserNamespace):
         For each output (what the cell called backward / torch.autograd.grad on, else its last
         expression, else the graph roots it assigned; or --of) each tensor involved gets a row
         with its gradient, or a status (ok, no_requires_grad, non_leaf, detached, unused,
-        integer_dtype, non_finite), the reason and the fix.  The cell's own .grad results end
+        integer_dtype, non_finite, not_computed), the reason and the fix.  The cell's own .grad results end
         exactly as without the magic; if it calls no backward, no .grad is touched.
         """
         __tracebackhide__ = True
@@ -105,10 +118,11 @@ class AutogradMagics(UserNamespace):
         shell = self.shell
         assert shell is not None
         transformed = shell.transform_cell(cell)
+        number = cell_number(shell)
         try:
-            filename = shell.compile.cache(transformed, shell.execution_count, raw_code=cell)
+            filename = shell.compile.cache(transformed, number, raw_code=cell)
         except TypeError:  # an older IPython without raw_code
-            filename = shell.compile.cache(transformed, shell.execution_count)
+            filename = shell.compile.cache(transformed, number)
         try:
             tree = shell.transform_ast(shell.compile.ast_parse(transformed, filename=filename))
             session = autograd_engine.AutogradSession(shell.user_ns, transformed, filename, options, self.hidden, tree=tree)

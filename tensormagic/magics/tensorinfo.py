@@ -27,7 +27,7 @@ class TensorinfoMagics(UserNamespace):
         type=int,
         default=None,
         metavar="N",
-        help=f"compute statistics exactly up to N elements, from a sample above (default {DEFAULT_BUDGET:,})",
+        help=f"compute statistics exactly up to N elements, from a sample above (default {DEFAULT_BUDGET:,}; each activation of --input: {DEFAULT_LAYER_BUDGET:,})",
     )
     @argument("--exact", action="store_true", help="always compute exact statistics, however large the tensor")
     @argument("--input", metavar="EXPR", help="a model only: run one forward pass on EXPR (a tensor, a tuple of arguments or a dict of keyword arguments) and show every layer: shapes, parameters, MACs, memory, activations (may follow the model: %%tensorinfo model --input x)")

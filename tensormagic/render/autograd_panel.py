@@ -109,7 +109,7 @@ def _gradients(report: AutogradReport) -> Section:
     blocks: list[Block] = []
     outs = []
     for o in report.outputs:
-        chosen = o.source + (f" (line {o.line})" if o.line else "")
+        chosen = o.source + (f" at line {o.call_line}" if o.call_line else (f" (made at line {o.line})" if o.line else ""))
         if o.calls > 1:
             chosen += f", last of {o.calls:,} calls"
         if o.seed:
@@ -208,7 +208,7 @@ def _graph(report: AutogradReport) -> Section:
     leaves = sum(1 for n in info.nodes if n.kind == "leaf")
     summary = KeyValues(
         [
-            ("nodes", f"{len(info.nodes):,} ({len(info.nodes) - leaves:,} ops, {leaves:,} leaves)"),
+            ("nodes", f"{len(info.nodes):,} ({len(info.nodes) - leaves:,} op{'' if len(info.nodes) - leaves == 1 else 's'}, {leaves:,} lea{'f' if leaves == 1 else 'ves'})"),
             ("ops", truncate(", ".join(f"{k} ×{v}" for k, v in sorted(ops.items(), key=lambda kv: -kv[1])[:8]), 200)),
             ("saved for backward", fmt_bytes(info.saved_bytes)),
         ]
@@ -263,7 +263,10 @@ def _health(report: AutogradReport) -> Section:
         where = nf.get("where")
         if nf.get("op"):
             line = f" at line {nf['line']}: {nf['code']}" if nf.get("line") else ""
-            what = f"the {'value' if where == 'forward' else 'gradient'} first turns NaN/inf in {where}: {nf['op']}" + (f" ({nf['name']})" if nf.get("name") else "") + line
+            if where == "forward":  # the first named value holding one: the op on its line that made it is not known
+                what = f"the first value of the cell holding NaN/inf is {nf.get('name') or 'an output'}" + (f", made at line {nf['line']}: {nf['code']}" if nf.get("line") else "")
+            else:
+                what = f"the gradient first turns NaN/inf in backward: {nf['op']}" + (f" ({nf['name']})" if nf.get("name") else "") + line
             blocks.append(Note(what, "error"))
         else:
             hint = ASK.get(nf.get("ask") or "", "the op could not be found")

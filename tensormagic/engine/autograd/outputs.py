@@ -103,7 +103,7 @@ def output_infos(records: list[CallRecord], sources: list[str], recorder: Record
             line = cell.assigned.get(name) if name in cell.assigned else record.line
             out.append(
                 OutputInfo(
-                    name=name, shape=r.shape, dtype=r.dtype, value=r.value, source=source, line=line,
+                    name=name, shape=r.shape, dtype=r.dtype, value=r.value, source=source, line=line, call_line=record.line if record.kind != "computed" else None,
                     weighted=r.seeded, seed=seed_name(r.seed_key) if r.seed_key is not None else None,
                     calls=calls, error=record.error,
                 )

@@ -353,6 +353,7 @@ class Recorder:
     def _read_grad_results(self, record: CallRecord, caller: Any, result: Any) -> None:
         try:
             inputs = as_list(caller.f_locals.get("inputs"))
+            record.results = [weakref.ref(g) for g in list(result) if isinstance(g, torch.Tensor)]
             for t, g in zip(inputs, list(result)):
                 if isinstance(t, torch.Tensor) and id(t) in record.targets:
                     record.grads[id(t)] = summarise(g)

@@ -80,6 +80,11 @@ class CallRecord:
     taken_from: dict[int, int] = field(default_factory=dict)  # leaf -> the earlier call whose gradient is shown
     watching: list[tuple[Any, tuple[int, int] | None]] = field(default_factory=list)  # (weakref, .grad state) of named leaves a no-walk call watches
     nan_first: list[tuple[int, str, int | None]] = field(default_factory=list)  # (node, op, line) where a hook saw NaN/inf appear
+    results: list[Any] = field(default_factory=list)  # weakrefs to the gradients torch.autograd.grad returned
+
+    def result_keys(self) -> set[int]:
+        """id() of the gradients this call returned that are still alive."""
+        return {id(t) for t in (ref() for ref in self.results) if t is not None}
 
     def read_pending(self) -> list[int]:
         """Summarise the gradients left to read after the cell; the leaves whose ``.grad`` was

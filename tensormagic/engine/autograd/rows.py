@@ -96,6 +96,10 @@ class RowBuilder:
             label = "vector-Jacobian product with ones (the gradient of the sum)"
         rows = [self._target_row(record, target, of, label) for target in record.targets.values()]
         seen = set(record.targets) | {r.key for r in record.roots} | {r.seed_key for r in record.roots if r.seed_key is not None}
+        for other in self.recorder.calls:  # gradients a call returned, other outputs and their graphs' tensors
+            seen |= other.result_keys()
+            if other is not record:
+                seen |= {r.key for r in other.roots} | set(other.targets)
         rows += self._other_rows(record, of, seen)
         order = {Status.OK: 0, Status.NON_FINITE: 0, Status.NON_LEAF: 1}
         info = record.graph
@@ -209,7 +213,13 @@ class RowBuilder:
             reason = f"{name} requires grad but {of} does not depend on it: it is not used in computing {of}{how}"
             if record.kind == "backward" and obj.is_leaf:
                 reason += f"; {name}.grad is left as it was"
-            fix = f"use {name} in computing {of}, or set {name}.requires_grad_(False) if it should not be trained"
+            if not torch.is_grad_enabled():
+                reason = f"{name} requires grad, but grad mode is off (torch.set_grad_enabled(False) ran in this cell or before it): operations record no graph, so nothing computed from {name} has a gradient"
+                fix = "turn it back on with torch.set_grad_enabled(True) (or compute inside with torch.enable_grad():) and run the cell again"
+            elif obj.is_leaf:
+                fix = f"use {name} in computing {of}, or set {name}.requires_grad_(False) if it should not be trained"
+            else:
+                fix = f"use {name} in computing {of} if it should contribute; it is an intermediate result (made from tensors that require grad), so otherwise nothing needs to change"
             return replace(base, status=Status.UNUSED, reason=reason, fix=fix, kind="leaf" if obj.is_leaf else "intermediate")
         if cut is not None and (cut.sources & graph_names or any(_requires_grad(self.ns.get(s)) for s in cut.sources)):
             src = ", ".join(sorted(s for s in cut.sources if _requires_grad(self.ns.get(s)) or s in graph_names)) or "its inputs"
