@@ -179,7 +179,6 @@ class Recorder:
             line=line,
             function=function,
             user_code=walk.user_code,
-            retain_graph=bool(local.get("retain_graph")),
             group=group,
         )
         record.graph_from = graph_from or record.index

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 import gc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -80,12 +80,6 @@ def _raw_saved(node: Any) -> tuple[str, ...]:
         attrs = tuple(a for a in dir(kind) if a.startswith("_raw_saved_"))
         _RAW_SAVED[kind] = attrs
     return attrs
-
-
-def _saved_objects(value: Any) -> Iterable[Any]:
-    if isinstance(value, (tuple, list)):
-        return value
-    return (value,)
 
 
 def _storage_key(t: torch.Tensor) -> tuple[Any, int, int] | None:
