@@ -1,4 +1,8 @@
-"""The autograd graph behind some tensors, as plain data: nodes, edges, names, cell lines, bytes.
+"""Walking the live autograd graph behind some tensors into a :class:`~.graph.GraphInfo`.
+
+The walk reads the graph objects once and gives plain data (nodes, edges, names, cell lines,
+modules, saved bytes: :mod:`.graph`) plus the live node objects and leaves the caller needs for
+a moment (:class:`Walk`).
 
 :func:`walk_graph` visits the graph iteratively (no recursion, so any size works), with the
 garbage collector paused (a 100,000-node walk would otherwise trigger full collections of the
@@ -29,7 +33,8 @@ from tensormagic.engine.autograd.modules import UNKNOWN, ModuleTable
 #: Nodes visited at most; a bigger graph is cut there and says so.
 MAX_NODES = 200_000
 #: Saved-tensor attributes read at most per walk (each costs a few microseconds the first time:
-#: torch makes a Python object for the tensor); past that, saved bytes are a lower bound, said so.
+#: torch makes a Python object for the tensor); past that, saved bytes are a lower bound
+#: (``GraphInfo.saved_unread`` counts the nodes not read).
 MAX_SAVED_READS = 4_000
 
 _RAW_SAVED: dict[type, tuple[str, ...]] = {}
