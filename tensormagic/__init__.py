@@ -84,7 +84,8 @@ def tensorinfo(
     """The ``%tensorinfo`` report of an array, tensor or module (``obj``), named ``name`` (its
     variable name in the caller when not given); with no ``obj``, of every array, tensor and
     module of ``namespace`` (the caller's names by default).  ``input``: a model's input (a
-    tensor, a tuple of arguments or a dict of keywords): the report goes layer by layer."""
+    tensor, a tuple of arguments or a dict of keywords): the report goes layer by layer.
+    ``budget`` / ``exact``: the magic's ``--budget N`` / ``--exact``."""
     _presenting()
     from tensormagic.engine.tensorinfo import DEFAULT_BUDGET, inspect_namespace, inspect_object
 
@@ -115,7 +116,10 @@ def todevice(
     """With no ``device``: the ``%todevice`` placement report of ``namespace`` (the caller's names by
     default).  With a device: move ``objects`` (name -> tensor, array, module, optimizer or
     container) there, all or nothing, and return ``(moved, report)``: ``moved`` maps each name to
-    its object on the device (modules move in place, as ``Module.to`` does)."""
+    its object on the device (modules move in place, as ``Module.to`` does).  ``dtype``,
+    ``non_blocking`` and ``pin_memory`` are the magic's ``--dtype``, ``--non-blocking`` and
+    ``--pin-memory``; a move that fails raises ``tensormagic.engine.todevice.MoveError`` (one
+    line) and changes nothing."""
     _presenting()
     from tensormagic.engine.todevice import moves, placement_report
 

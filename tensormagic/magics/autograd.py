@@ -82,12 +82,21 @@ class AutogradMagics(UserNamespace):
             y.backward()
 
             %%autograd --of loss --wrt w,b --flops --check --out r
+            %%autograd --nan              # also find the op whose gradient first turns NaN/inf
+            %%autograd --jacobian-budget 100 --extra-time 5
+            %%autograd --no-jacobian --no-lines
 
         For each output (what the cell called backward / torch.autograd.grad on, else its last
         expression, else the graph roots it assigned; or --of) each tensor involved gets a row
         with its gradient, or a status (ok, no_requires_grad, non_leaf, detached, unused,
-        integer_dtype, non_finite, not_computed), the reason and the fix.  The cell's own .grad results end
-        exactly as without the magic; if it calls no backward, no .grad is touched.
+        integer_dtype, non_finite, not_computed), the reason and the fix.  The cell's own .grad
+        results end exactly as without the magic; if it calls no backward, no .grad is touched.
+
+        The magic's own computations (its backward pass for a cell that calls none, full
+        Jacobians of non-scalar outputs up to --jacobian-budget entries, the NaN search) run only
+        where they run no user code, within --extra-time seconds; what they leave out is said,
+        with the option that asks for it.  --no-jacobian gives non-scalar outputs the
+        vector-Jacobian product with ones instead; --no-lines skips recording each op's cell line.
         """
         __tracebackhide__ = True
         args = parse_line(self.autograd, line)

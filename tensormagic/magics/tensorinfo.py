@@ -50,9 +50,13 @@ class TensorinfoMagics(UserNamespace):
             r = %tensorinfo x             # the report: r.to_dict() for code
             %tensorinfo model --input x   # a model layer by layer: one row per module call
             %tensorinfo model --input-size 8,3,32,32
+            %tensorinfo --budget 1000000 x
+            %tensorinfo --exact x
 
         Statistics are computed where the data lives, exactly up to --budget elements and from a
-        fixed-seed sample above it (labelled as such).
+        fixed-seed sample above it (labelled as such); --exact computes them exactly whatever the
+        size.  --budget and --exact come before the expression; --input and --input-size may
+        follow the model.
         """
         try:
             args = parse_line(self.tensorinfo, line)

@@ -2,7 +2,9 @@
 
 ``mimebundle(report)`` gives ``text/plain`` and ``text/html`` (one panel feeds both) and, inside
 a live Jupyter kernel, the ipywidgets view as well.  ``%config TensorMagics.display`` sets the
-mode through :func:`set_display_mode`.
+mode through :func:`set_display_mode`.  Importing this module registers :func:`mimebundle` and
+:func:`render_text` as the engine's presenter (:func:`tensormagic.engine.report.set_presenter`),
+which ``str(report)`` and ``report._repr_mimebundle_`` call.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def in_kernel() -> bool:
 
 
 def build_panel(report: Any) -> Panel:
-    """The panel of a report, from the builder registered for its type (render/registry.py)."""
+    """The panel of a report, from the builder registered for its type (:mod:`.registry`)."""
     return panel_of(report)
 
 

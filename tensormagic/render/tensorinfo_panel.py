@@ -17,8 +17,6 @@ from tensormagic.render.document import (
 from tensormagic.render.format import MAX_ROWS, fmt_bytes, fmt_number, fmt_shape, short_type, truncate, yes_no
 from tensormagic.render.registry import builds
 
-#: Rows shown at most in any table of a panel (large namespaces and modules stay small).
-
 
 def _twin(info: TensorInfo) -> str:
     if info.equivalent_dtype:

@@ -1,19 +1,18 @@
-"""The panel of ``%todevice``'s report: moves, placement, devices, and a Move action.
+"""The panel of ``%todevice``'s report: moves, warnings, placement, devices, and a Move action.
 
-When the IPython glue offered a move for the report (render/actions.py), the widget shows a device picker
-and a Move button (an :class:`~tensormagic.render.document.Action`) whose callback performs the
-same move as the magic and returns the updated panel; text and HTML show the magic to type.
+When the IPython glue offered a move for the report (:mod:`~tensormagic.render.actions`), the
+widget shows a device picker and a Move button (an :class:`~tensormagic.render.document.Action`)
+whose callback performs the same move as the magic and returns the updated panel; text and HTML
+show the magic to type.
 """
 
 from __future__ import annotations
 
-from tensormagic.engine.todevice.report import FAILED, MOVED, TodeviceReport
+from tensormagic.engine.todevice.report import FAILED, TodeviceReport
 from tensormagic.render.actions import move_of
 from tensormagic.render.document import Action, Block, Level, Note, Panel, Section, Table
 from tensormagic.render.format import MAX_ROWS, fmt_bytes, fmt_shape, short_type, truncate
 from tensormagic.render.registry import builds
-
-#: Rows shown at most in any table of the panel.
 
 
 def _ms(seconds: float | None) -> str:
@@ -108,4 +107,4 @@ def todevice_panel(report: TodeviceReport) -> Panel:
     return Panel(title=title, headline=headline, sections=sections, headline_level=level)
 
 
-__all__ = ["MOVED", "todevice_panel"]
+__all__ = ["todevice_panel"]

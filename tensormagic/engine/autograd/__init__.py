@@ -2,6 +2,7 @@
 
 Pure (torch only).  The modules, in the order a run uses them:
 
+* :mod:`.options` - what a run is asked for (the magic's options), and the checks on them;
 * :mod:`.source` - what the cell's source says (assignments, uses, ``.detach()``/``no_grad`` cuts);
 * :mod:`.guards` - context managers, each changing and restoring one piece of global state;
 * :mod:`.lines` - which cell line made which graph node;
@@ -16,7 +17,9 @@ Pure (torch only).  The modules, in the order a run uses them:
   free, bounded, labelled, never over user code;
 * :mod:`.outputs`, :mod:`.rows`, :mod:`.changes`, :mod:`.wrt`, :mod:`.health`,
   :mod:`.summaries` - the report's parts;
-* :mod:`.report` - the report dataclasses; :mod:`.session` - one run, orchestrated.
+* :mod:`.report` - the report dataclasses; :mod:`.session` - one run, orchestrated;
+* :mod:`.block` - the same observer around a ``with`` block of ordinary Python
+  (``tensormagic.autograd()``).
 """
 
 from tensormagic.engine.autograd.options import (

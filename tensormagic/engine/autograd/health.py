@@ -91,7 +91,8 @@ def _has_non_finite(t: torch.Tensor) -> bool:
 
 def first_non_finite(records: Sequence[CallRecord], rows: Sequence[GradientRow], outputs: Sequence[Any], cell: CellSource, namespace: Mapping[str, Any]) -> dict[str, Any] | None:
     """Where the first NaN/inf appears: the first named tensor of the cell holding one (forward),
-    else the node the cell's backward (``locate_nan``) or the magic's own pass found."""
+    else the node the cell's backward (``locate_nan``) or the magic's own pass found, else
+    ``unknown`` (asking for ``locate_nan``); None when no gradient or output holds one."""
     bad = [r.wrt for r in rows if r.status == Status.NON_FINITE]
     outs_bad = [v for v in outputs if isinstance(v, float) and not math.isfinite(v)]
     if not bad and not outs_bad:

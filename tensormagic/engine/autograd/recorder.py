@@ -5,8 +5,9 @@
 it walks the graph and puts removable hooks on the tensors whose gradient the report gives, so
 the gradients of *that* call are captured as it runs: no second pass, ``.grad`` ends exactly as
 without the magic, and no user hook or saved-tensor hook runs more often.  Calls it cannot
-analyse (inside ``torch.func`` transforms, batched, from another thread, on ``GradientEdge``s)
-run untouched and are counted.
+analyse (inside ``torch.func`` transforms, batched, on ``GradientEdge``s) run untouched and are
+counted in the report's notes; calls from another thread, and calls made while a call it
+observes or its own analysis is running, run untouched and uncounted.
 """
 
 from __future__ import annotations
@@ -179,7 +180,6 @@ class Recorder:
             line=line,
             function=function,
             user_code=walk.user_code,
-            retain_graph=bool(local.get("retain_graph")),
             group=group,
         )
         record.graph_from = graph_from or record.index

@@ -66,7 +66,6 @@ class CallRecord:
     flops: int | None = None
     inputs_only: bool = False  # backward(inputs=...) / grad(inputs): only those were computed
     asked: set[int] = field(default_factory=set)
-    retain_graph: bool = False
     non_finite_at: tuple[int, str, int | None] | None = None  # node id, op, line where a NaN/inf first appears
     error: str | None = None  # the call raised this
     user_code: list[str] = field(default_factory=list)  # user code in the graph (custom Functions, hooks)

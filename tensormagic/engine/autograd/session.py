@@ -1,8 +1,9 @@
 """One observed run of a cell: :meth:`AutogradSession.observe` around it, then :meth:`report`::
 
-    session = AutogradSession(namespace, source, filename, AutogradOptions())
+    session = AutogradSession(namespace, source, filename, AutogradOptions(), tree=tree)
+    code = compile(session.prepare(tree), filename, "exec")  # the cell notes its lines as it runs
     with session.observe():
-        value = run_the_cell()
+        value = run_the_cell(code)
     report = session.report(value)
 """
 
@@ -70,7 +71,7 @@ class AutogradSession:
         self._before = {k: id(v) for k, v in namespace.items()}  # once per cell: rebinding the source hides
         self.names = CellNames(namespace, self.cell, self.hidden)
         self.lines: LineSpans | None = LineSpans() if self.options.lines else None
-        self._trace_functions = False  # set by compile(): the cell defines functions
+        self._trace_functions = False  # set by prepare(): the cell defines functions
         self.recorder = Recorder(filename, self.cell, self.names, self.lines, locate_nan=self.options.locate_nan)
         self.module_calls = ModuleCalls()
         self.recorder.module_calls = self.module_calls

@@ -1,4 +1,8 @@
-"""The autograd graph behind some tensors, as plain data: nodes, edges, names, cell lines, bytes.
+"""Walking the live autograd graph behind some tensors into a :class:`~.graph.GraphInfo`.
+
+The walk reads the graph objects once and gives plain data (nodes, edges, names, cell lines,
+modules, saved bytes: :mod:`.graph`) plus the live node objects and leaves the caller needs for
+a moment (:class:`Walk`).
 
 :func:`walk_graph` visits the graph iteratively (no recursion, so any size works), with the
 garbage collector paused (a 100,000-node walk would otherwise trigger full collections of the
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import bisect
 import gc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +33,8 @@ from tensormagic.engine.autograd.modules import UNKNOWN, ModuleTable
 #: Nodes visited at most; a bigger graph is cut there and says so.
 MAX_NODES = 200_000
 #: Saved-tensor attributes read at most per walk (each costs a few microseconds the first time:
-#: torch makes a Python object for the tensor); past that, saved bytes are a lower bound, said so.
+#: torch makes a Python object for the tensor); past that, saved bytes are a lower bound
+#: (``GraphInfo.saved_unread`` counts the nodes not read).
 MAX_SAVED_READS = 4_000
 
 _RAW_SAVED: dict[type, tuple[str, ...]] = {}
@@ -80,12 +85,6 @@ def _raw_saved(node: Any) -> tuple[str, ...]:
         attrs = tuple(a for a in dir(kind) if a.startswith("_raw_saved_"))
         _RAW_SAVED[kind] = attrs
     return attrs
-
-
-def _saved_objects(value: Any) -> Iterable[Any]:
-    if isinstance(value, (tuple, list)):
-        return value
-    return (value,)
 
 
 def _storage_key(t: torch.Tensor) -> tuple[Any, int, int] | None:

@@ -65,7 +65,8 @@ def _inclusive_saved(rows: list[LayerRow]) -> None:
 
 
 def model_inputs(model: torch.nn.Module, value: Any = None, sizes: str | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """The forward's arguments from ``--input`` (a value) or ``--input-size`` (a text)."""
+    """The forward's arguments from ``--input`` (a value) or ``--input-size`` (a text); a
+    :class:`LayersError` (one line) when they cannot be made."""
     try:
         if sizes is not None:
             return random_inputs(model, parse_sizes(sizes)), {}
@@ -78,8 +79,10 @@ def inspect_layers(name: str, model: torch.nn.Module, args: tuple[Any, ...], kwa
     """The module report of ``model`` plus one row per module call of ``model(*args, **kwargs)``.
 
     Nothing of the user's changes: the inputs are copies, the model's buffers, modes and the
-    random generators are restored, every hook and mode is removed and the graph is freed.
-    Raises :class:`LayersError` (one line) for a lazy model or a forward that raises.
+    random generators are restored, every hook and mode is removed and the graph is freed.  A
+    forward that writes parameters in place is the one exception (undoing it would need a copy of
+    every parameter): they keep the new values, and the notes name them.  Raises
+    :class:`LayersError` (one line) for a lazy model, a TorchScript module or a forward that raises.
     """
     lazy = [n for n, p in list(model.named_parameters()) + list(model.named_buffers()) if is_uninitialized(p)]
     if lazy:

@@ -190,8 +190,8 @@ def float64_note(device: torch.device, dtype: torch.dtype) -> str | None:
     return None
 
 
-#: dtype names ``--dtype`` accepts, mapped to torch dtypes.
 def _dtype_names() -> dict[str, torch.dtype]:
+    """Every dtype name torch has (``float32``, ``half``...), mapped to its dtype."""
     names = {}
     for attr in dir(torch):
         value = getattr(torch, attr, None)

@@ -35,7 +35,8 @@ from tensormagic.engine.tensorinfo.statistics.values import (
 
 
 def chunked_stats(t: torch.Tensor, over: str, chunks: Iterable[torch.Tensor] | None = None, kind: str | None = None) -> ValueStats:
-    """Every statistic from small chunks, accumulated on the device, gathered once.
+    """Every statistic from small chunks: on the CPU accumulated in Python (:func:`~.cpu.cpu_stats`),
+    elsewhere on the device and gathered once (:func:`~.accelerator.device_stats`).
 
     ``chunks`` (default: the chunks of ``t``) are 1-D or any-shape pieces of the values; ``kind``
     says how to read them (default: from ``t``'s dtype).  Integer min/max are exact (int64 on the
