@@ -14,7 +14,16 @@ from tensormagic.render.document import (
     Section,
     Table,
 )
-from tensormagic.render.format import MAX_ROWS, fmt_bytes, fmt_number, fmt_shape, short_type, truncate, yes_no
+from tensormagic.render.format import (
+    MAX_ROWS,
+    fmt_bytes,
+    fmt_number,
+    fmt_shape,
+    short_type,
+    shown_std,
+    truncate,
+    yes_no,
+)
 from tensormagic.render.registry import builds
 
 
@@ -81,11 +90,12 @@ def _values(info: TensorInfo) -> Section:
     if s is None:
         return Section("Values", [Note(info.stats_note or "no statistics", "info")])
     how = "exact" if s.exact else f"estimated from a sample of {s.sample_size:,} of {s.count:,} elements"
+    std_label, std = shown_std(s, numpy=info.type.startswith("numpy"))
     rows = [
         ("min", fmt_number(s.min)),
         ("max", fmt_number(s.max)),
         ("mean", fmt_number(s.mean)),
-        ("std", fmt_number(s.std)),
+        (std_label, fmt_number(std)),
         ("NaN", fmt_number(s.nan)),
         ("+inf", fmt_number(s.posinf)),
         ("-inf", fmt_number(s.neginf)),

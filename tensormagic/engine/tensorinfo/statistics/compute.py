@@ -24,6 +24,7 @@ from tensormagic.engine.tensorinfo.statistics.chunks import (
     sample_values,
 )
 from tensormagic.engine.tensorinfo.statistics.cpu import cpu_stats, pure_float_stats
+from tensormagic.engine.tensorinfo.statistics.exact_mean import exact_array_mean, exact_integer_mean
 from tensormagic.engine.tensorinfo.statistics.histogram import HIST_SAMPLE, histogram_sample_size
 from tensormagic.engine.tensorinfo.statistics.values import (
     CPU_CHUNK,
@@ -60,7 +61,7 @@ def stats_and_sample(t: torch.Tensor, budget: int = DEFAULT_BUDGET) -> tuple[Val
             warnings.simplefilter("ignore")
             stats = fused.tensor_stats(t.detach(), "values (True = 1)" if t.dtype == torch.bool else "values", sample)
         if stats is not None:
-            return stats, sample
+            return exact_integer_mean(t, stats), sample
     return tensor_stats(t, budget), None
 
 
@@ -70,12 +71,17 @@ def numpy_stats_and_sample(a: np.ndarray, budget: int = DEFAULT_BUDGET) -> tuple
         sample = np.empty(histogram_sample_size(a.size), dtype=a.dtype)
         stats = fused.array_stats(a, "values (True = 1)" if a.dtype.kind == "b" else "values", sample)
         if stats is not None:
-            return stats, torch.from_numpy(sample)
+            return exact_array_mean(a, stats), torch.from_numpy(sample)
     return numpy_stats(a, budget), None
 
 
 def tensor_stats(t: torch.Tensor, budget: int = DEFAULT_BUDGET, over: str = "values") -> ValueStats:
-    """Statistics of a dense strided tensor's values (|z| for complex), exact up to ``budget``."""
+    """Statistics of a dense strided tensor's values (|z| for complex), exact up to ``budget``
+    (the mean of huge integers too: :mod:`.exact_mean`)."""
+    return exact_integer_mean(t, _tensor_stats(t, budget, over))
+
+
+def _tensor_stats(t: torch.Tensor, budget: int, over: str) -> ValueStats:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         t = t.detach()
@@ -141,7 +147,7 @@ def numpy_stats(a: np.ndarray, budget: int = DEFAULT_BUDGET) -> ValueStats | Non
     if a.size <= budget:  # the C pass reads any byte strides in place
         fast = fused.array_stats(a, "values (True = 1)" if a.dtype.kind == "b" else "values")
         if fast is not None:
-            return fast
+            return exact_array_mean(a, fast)
     view = a
     for axis in range(a.ndim):
         if a.strides[axis] < 0:  # order does not matter to statistics: flip to a view
