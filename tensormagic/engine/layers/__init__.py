@@ -75,6 +75,25 @@ def model_inputs(model: torch.nn.Module, value: Any = None, sizes: str | None = 
         raise LayersError(str(exc)) from None
 
 
+_warmed_up = False
+
+
+def _warm_up() -> None:
+    """Run the probe once on a tiny module of the magic's own (no parameters, no random numbers),
+    so that its one-time set-up (imports, the FLOP counter's tables, the first dispatch modes:
+    about a second) is not timed as the user's first layer."""
+    global _warmed_up
+    if _warmed_up:
+        return
+    _warmed_up = True
+    tiny = torch.nn.Sequential(torch.nn.ReLU())
+    try:
+        with ModelStateGuard(tiny):
+            Probe(tiny, "warm-up", 16).run((torch.zeros(1, 2),), {})
+    except Exception:  # noqa: BLE001 - only a warm-up: the real probe reports its own errors
+        pass
+
+
 def inspect_layers(name: str, model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None, budget: int = DEFAULT_LAYER_BUDGET, base: ModuleInfo | None = None) -> LayersInfo:
     """The module report of ``model`` plus one row per module call of ``model(*args, **kwargs)``.
 
@@ -91,6 +110,7 @@ def inspect_layers(name: str, model: torch.nn.Module, args: tuple[Any, ...], kwa
     if scripted:
         raise LayersError(f"{scripted[0]} is a TorchScript module: its forward runs outside Python, where module hooks cannot see its layers; give the Python module instead")
     base = base if base is not None else inspect_module(name, model)
+    _warm_up()
     args, kw, _ = private_copies(tuple(args), dict(kwargs or {}))
     probe = Probe(model, name, budget)
     with ModelStateGuard(model) as guard:
