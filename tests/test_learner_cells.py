@@ -90,3 +90,17 @@ def test_a_misspelled_option_names_the_option_meant(ag, line, meant):
 def test_the_cell_magic_help_shows_two_percent_signs(ag):
     doc = ag.find_cell_magic("autograd").__doc__
     assert "%%autograd [--of NAMES]" in doc and "not_computed" in doc
+
+
+def test_the_namespace_table_groups_a_name_for_a_parameter_and_counts_shared_bytes_once():
+    import numpy as np
+
+    import tensormagic
+
+    model = torch.nn.Linear(2, 2)
+    a = np.zeros(4)
+    names = {"model": model, "wref": model.weight, "a": a, "t": torch.from_numpy(a), "u": torch.ones(3)}
+    r = tensormagic.tensorinfo(namespace=names)
+    assert sorted(map(sorted, r.groups)) == [["a", "t"], ["model", "wref"]]
+    assert {e.name: e.relation for e in r.entries}["wref"] == "is model.weight"
+    assert r.total_bytes == 16 + 32 + 12  # wref, a (t shares it), u

@@ -228,6 +228,6 @@ def namespace_panel(info: NamespaceInfo) -> Panel:
     groups = [Note(f"group #{i}: {', '.join(g)} share memory") for i, g in enumerate(info.groups[:MAX_ROWS], start=1)]
     return Panel(
         title="tensorinfo · namespace",
-        headline=f"{len(info.entries)} arrays, tensors and modules, {fmt_bytes(info.total_bytes)} in arrays and tensors; {_groups(len(info.groups))}",
+        headline=f"{len(info.entries)} arrays, tensors and modules, {fmt_bytes(info.total_bytes)} of memory in arrays and tensors (shared bytes counted once); {_groups(len(info.groups))}",
         sections=[Section("Variables", blocks), Section("Shared memory", groups or [Note("no two variables share memory")])] + ([Section("Notes", [Note(n) for n in info.notes])] if info.notes else []),
     )

@@ -25,6 +25,8 @@ MAX_EXACT_CHECKS = 20_000
 #: Overlapping pairs examined at most when grouping a namespace; past it, whole clusters of
 #: overlapping byte ranges are grouped at once (many views of one buffer make n^2 pairs).
 MAX_PAIRS = 100_000
+#: Parameters and buffers of one module compared with the namespace's names at most.
+MAX_MODULE_TENSORS = 100_000
 
 
 def _entry_of(item: NamedObject, notes: list[str]) -> NamespaceEntry:
@@ -65,12 +67,10 @@ def inspect_namespace(namespace: Mapping[str, Any], hidden: frozenset[str] | set
     items = named_arrays(namespace, hidden, include_module_tensors=False)
     read_notes: list[str] = []
     entries = [_entry_of(item, read_notes) for item in items]
-    for name in user_names(namespace, hidden):
-        obj = namespace[name]
-        if is_module(obj):
-            entries.append(_module_entry(name, obj, read_notes))
+    modules = [(name, namespace[name]) for name in user_names(namespace, hidden) if is_module(namespace[name])]
+    entries += [_module_entry(name, module, read_notes) for name, module in modules]
     regions = [memory.memory_region(item.obj) for item in items]
-    parent = list(range(len(items)))
+    parent = list(range(len(entries)))
     relations: dict[int, str] = {}
 
     def find(i: int) -> int:
@@ -122,13 +122,58 @@ def inspect_namespace(namespace: Mapping[str, Any], hidden: frozenset[str] | set
         notes.append(f"more than {MAX_PAIRS:,} overlapping pairs: the rest are grouped by byte ranges (may share memory)")
     elif unchecked:
         notes.append("some overlaps were decided by byte ranges alone (may share memory): exact checks took too long")
+    # a name bound to a module's parameter or buffer (w = model.weight) is grouped with the module
+    for i, (owner, where) in _module_tensors(items, modules).items():
+        parent[find(i)] = find(len(items) + owner)
+        relations.setdefault(i, f"is {where}")
     members: dict[int, list[int]] = {}
-    for i in range(len(items)):
+    for i in range(len(entries)):
         members.setdefault(find(i), []).append(i)
     groups = [idx for idx in members.values() if len(idx) > 1]
     for number, idx in enumerate(groups, start=1):
         for i in idx:
             entries[i].group = number
             entries[i].relation = relations.get(i)
-    total = sum(e.nbytes for e in entries[: len(items)])
-    return NamespaceInfo(entries=entries, groups=[[items[i].name for i in idx] for idx in groups], total_bytes=total, notes=notes)
+    total = _distinct_bytes(entries, regions, [[i for i in idx if i < len(items)] for idx in members.values()])
+    return NamespaceInfo(entries=entries, groups=[[entries[i].name for i in idx] for idx in groups], total_bytes=total, notes=notes)
+
+
+def _module_tensors(items: list[NamedObject], modules: list[tuple[str, torch.nn.Module]]) -> dict[int, tuple[int, str]]:
+    """Item index -> (module index, ``model.0.weight``) for the items that are a module's
+    parameter or buffer (the first module holding it)."""
+    wanted = {id(item.obj): i for i, item in enumerate(items) if is_tensor(item.obj)}
+    found: dict[int, tuple[int, str]] = {}
+    for k, (name, module) in enumerate(modules):
+        try:
+            tensors = list(module.named_parameters()) + list(module.named_buffers())
+        except Exception:  # noqa: BLE001 - a module that refuses to list them: not grouped
+            continue
+        for path, t in tensors[:MAX_MODULE_TENSORS]:
+            i = wanted.get(id(t))
+            if i is not None and i not in found:
+                found[i] = (k, f"{name}.{path}")
+    return found
+
+
+def _distinct_bytes(entries: list[NamespaceEntry], regions: list[memory.MemoryRegion | None], groups: list[list[int]]) -> int:
+    """The memory the arrays and tensors hold, shared bytes counted once: the union of each
+    memory-sharing group's byte ranges (a lone array or tensor, or one whose memory cannot be
+    located: its own bytes)."""
+    total = 0
+    for idx in groups:
+        if len(idx) == 1:
+            total += entries[idx[0]].nbytes
+            continue
+        total += sum(entries[i].nbytes for i in idx if regions[i] is None)
+        spans = sorted((r.space, r.lo, r.hi) for i in idx if (r := regions[i]) is not None)
+        if not spans:
+            continue
+        space, lo, hi = spans[0]
+        for s_space, s_lo, s_hi in spans[1:]:
+            if s_space != space or s_lo > hi:
+                total += hi - lo
+                space, lo, hi = s_space, s_lo, s_hi
+            else:
+                hi = max(hi, s_hi)
+        total += hi - lo
+    return total
