@@ -104,3 +104,20 @@ def test_the_namespace_table_groups_a_name_for_a_parameter_and_counts_shared_byt
     assert sorted(map(sorted, r.groups)) == [["a", "t"], ["model", "wref"]]
     assert {e.name: e.relation for e in r.entries}["wref"] == "is model.weight"
     assert r.total_bytes == 16 + 32 + 12  # wref, a (t shares it), u
+
+
+def test_a_cell_whose_backward_raises_still_explains_why_then_raises_the_same(ag, capsys):
+    code = "w = torch.tensor(2., requires_grad=True)\nd = w.detach()\nloss = (d * 3) ** 2\nloss.backward()"
+    plain = ag.run_cell(code)
+    capsys.readouterr()
+    magic = ag.run_cell("%%autograd\n" + code)
+    shown = capsys.readouterr().out
+    assert type(magic.error_in_exec) is type(plain.error_in_exec) is RuntimeError
+    assert str(magic.error_in_exec) == str(plain.error_in_exec)
+    assert "d was made with .detach() at line 2" in shown and shown.index("detach") < shown.index("Traceback")
+
+
+def test_a_cell_that_raises_without_computing_gradients_shows_only_its_traceback(ag, capsys):
+    ag.run_cell("%%autograd\nraise ValueError('boom')")
+    shown = capsys.readouterr().out
+    assert "boom" in shown and "autograd ·" not in shown

@@ -14,6 +14,20 @@ from tensormagic.engine import autograd as autograd_engine
 from tensormagic.magics.common import UserNamespace, argument, magic_arguments, parse_line
 
 
+def explain_failure(session: Any) -> None:
+    """Show the report of a cell that raised (which tensor had no graph, what was detached...)
+    when it saw a gradient computation; nothing when the report itself cannot be made."""
+    try:
+        if not session.recorder.calls:
+            return
+        report = session.report()
+    except Exception:  # noqa: BLE001 - the cell's own exception is what matters
+        return
+    from IPython.display import display
+
+    display(report)
+
+
 def cell_number(shell: Any) -> int:
     """The number IPython gave the cell running this magic (``In[N]``), so that a traceback of
     the cell's code says ``Cell In[N]`` as in a plain cell."""
@@ -140,8 +154,12 @@ class AutogradMagics(UserNamespace):
             where = f"line {exc.lineno}: " if exc.lineno else ""
             text = f" ({exc.text.strip()})" if exc.text and exc.text.strip() else ""
             raise UsageError(f"the cell has a syntax error, so it did not run: {where}{exc.msg}{text}") from None
-        with session.observe():
-            value = run_code(compiled, shell.user_global_ns, shell.user_ns)
+        try:
+            with session.observe():
+                value = run_code(compiled, shell.user_global_ns, shell.user_ns)
+        except Exception:
+            explain_failure(session)  # the report of what ran, shown before the traceback
+            raise  # the cell's own exception, unchanged
         if value is not None:
             sys.displayhook(value)  # the cell's own output, as in a normal cell
         try:
