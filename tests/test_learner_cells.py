@@ -121,3 +121,16 @@ def test_a_cell_that_raises_without_computing_gradients_shows_only_its_traceback
     ag.run_cell("%%autograd\nraise ValueError('boom')")
     shown = capsys.readouterr().out
     assert "boom" in shown and "autograd ·" not in shown
+
+
+def test_todevice_says_the_device_comes_last_and_that_gpu_means_cuda(ag):
+    run(ag, "x = torch.ones(2)")
+    with pytest.raises(UsageError, match=r"^the device comes last: %todevice x cpu$"):
+        ag.run_line_magic("todevice", "cpu x")
+    with pytest.raises(UsageError, match=r"did you mean cuda\?"):
+        ag.run_line_magic("todevice", "x gpu")
+
+
+def test_a_complex_tensors_headline_says_its_range_is_of_the_magnitudes(ag):
+    r = run(ag, "%tensorinfo torch.tensor([1+2j, 3-4j])")
+    assert "|z| range [2.23607, 5]" in str(r).splitlines()[1]

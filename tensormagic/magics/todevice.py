@@ -67,6 +67,9 @@ class TodeviceMagics(UserNamespace):
             if tokens[0].split(":")[0].lower() in (*KINDS, "auto"):
                 raise UsageError(f"name what to move to {tokens[0]}, e.g. %todevice x model {tokens[0]}, or move everything with %todevice --all {tokens[0]}")
             raise UsageError(f"give the names and then a device, e.g. %todevice {tokens[0]} cuda (devices: {devices})")
+        first = tokens[0].split(":")[0].lower()
+        if first in (*KINDS, "auto") and tokens[-1].split(":")[0].lower() not in (*KINDS, "auto") and tokens[-1] in self.user_ns:
+            raise UsageError(f"the device comes last: %todevice {' '.join(tokens[1:])} {tokens[0]}")
         return self._todevice_move(tokens[:-1], tokens[-1], options)
 
     def _todevice_move(self, names: list[str] | None, device: str, options: dict[str, Any]) -> Any:

@@ -40,7 +40,8 @@ def _headline(info: TensorInfo) -> str:
     if s is not None and s.count:
         bad = s.nan + s.posinf + s.neginf
         sampled = "" if s.exact else " (in a sample)"
-        parts.append(f"{bad:,} NaN/inf!{sampled}" if bad else f"range [{fmt_number(s.min)}, {fmt_number(s.max)}]{sampled}")
+        over = "|z| " if "|z|" in s.over else ""
+        parts.append(f"{bad:,} NaN/inf!{sampled}" if bad else f"{over}range [{fmt_number(s.min)}, {fmt_number(s.max)}]{sampled}")
     if info.aliases:
         names = ", ".join(truncate(a.name, 30) for a in info.aliases[:3])
         parts.append(f"shares memory with {names}")

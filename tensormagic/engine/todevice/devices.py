@@ -14,6 +14,8 @@ import torch
 
 #: The device kinds ``%todevice`` accepts (``auto`` resolves to one of them).
 KINDS = ("cpu", "cuda", "mps", "xpu", "meta")
+#: What people say for a device, and the device they mean.
+_SAID = {"gpu": "cuda", "nvidia": "cuda", "cuda0": "cuda:0", "metal": "mps", "apple": "mps", "intel": "xpu"}
 
 
 class DeviceError(ValueError):
@@ -141,7 +143,7 @@ def parse_device(text: str) -> torch.device:
         return auto_device()
     kind, _, index = spec.partition(":")
     if kind not in KINDS:
-        close = difflib.get_close_matches(kind, (*KINDS, "auto"), n=1)
+        close = [_SAID.get(kind)] if kind in _SAID else difflib.get_close_matches(kind, (*KINDS, "auto"), n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
         raise DeviceError(f"unknown device {text!r}: use cpu, cuda, cuda:N, mps, xpu, meta or auto{hint}")
     if index and (not index.isdigit() or (kind in ("cpu", "meta", "mps") and index != "0")):
