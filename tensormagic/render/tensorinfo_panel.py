@@ -6,6 +6,7 @@ from tensormagic.engine.tensorinfo import ModuleInfo, NamespaceInfo, TensorInfo
 from tensormagic.render.registry import builds
 from tensormagic.render.document import Bars, KeyValues, Note, Panel, Preformatted, Section, Table
 from tensormagic.render.format import fmt_bytes, fmt_number, fmt_shape, short_type, truncate, yes_no
+from tensormagic.render.tensor_pictures import histogram_block, picture_blocks
 
 #: Rows shown at most in any table of a panel (large namespaces and modules stay small).
 MAX_ROWS = 40
@@ -91,8 +92,11 @@ def _values(info: TensorInfo) -> Section:
     blocks: list = [KeyValues(rows), Note(f"over {s.over}; {how}")]
     if s.nan or s.posinf or s.neginf:
         blocks.append(Note("non-finite values present: min, max, mean and std are over the finite values", "warning"))
+    drawn = info.pictures.histogram if info.pictures is not None else None
     h = info.histogram
-    if h is not None and len(h.counts) > 1 and sum(h.counts):
+    if drawn is not None:
+        blocks.append(histogram_block(info.name, drawn))
+    elif info.pictures is None and h is not None and len(h.counts) > 1 and sum(h.counts):
         if h.boolean:
             labels = ["False", "True"]
         elif h.integer:
@@ -140,6 +144,12 @@ def _dtypes(info: TensorInfo) -> Section:
     return Section("Dtypes", [Note(lead, "ok" if info.equivalent_dtype else "warning"), Table(["torch dtype", "NumPy dtype", "note"], rows)])
 
 
+def _pictures(info: TensorInfo) -> list[Section]:
+    """The Pictures section (none when the tensor has no image, channel view or heatmap)."""
+    blocks = picture_blocks(info.name, info.pictures) if info.pictures is not None else []
+    return [Section("Pictures", blocks)] if blocks else []
+
+
 @builds(TensorInfo)
 def tensor_panel(info: TensorInfo) -> Panel:
     """The panel of one array or tensor."""
@@ -147,7 +157,7 @@ def tensor_panel(info: TensorInfo) -> Panel:
     return Panel(
         title=f"tensorinfo · {truncate(info.name, 80)}",
         headline=_headline(info),
-        sections=[_summary(info), _layout(info), _values(info), _autograd(info), _aliases(info), _dtypes(info)],
+        sections=[_summary(info), *_pictures(info), _layout(info), _values(info), _autograd(info), _aliases(info), _dtypes(info)],
         headline_level="warning" if bad else "info",
     )
 
