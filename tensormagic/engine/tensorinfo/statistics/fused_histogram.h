@@ -19,7 +19,7 @@ typedef struct {
     int kind, ndim, bins;
     Py_ssize_t shape[MAX_DIMS], stride[MAX_DIMS];
     Py_ssize_t n;
-    double lo, hi, half_lo, norm;
+    double lo, hi, half_lo, norm, near; /* near: how close (in bins) to an edge is checked */
     const double *edges;
     long long *counts; /* threads x HIST_COPIES x bins */
     int threads;
@@ -38,8 +38,9 @@ static const char *hist_address(const HistJob *job, Py_ssize_t i) {
 /* A run of `len` elements `s` bytes apart: each value's bin (from the quotient, corrected against
  * the edges), counted into one of HIST_COPIES copies by position. */
 #define HIST_KERNEL(NAME, GET)                                                                  \
-    static void hist_run_##NAME(const char *p, Py_ssize_t len, Py_ssize_t s, const HistJob *job, long long *c) { \
+    static void hist_run_##NAME(const char *__restrict p, Py_ssize_t len, Py_ssize_t s, const HistJob *job, long long *__restrict c) { \
         const double lo = job->lo, hi = job->hi, half_lo = job->half_lo, norm = job->norm;   \
+        const double near = job->near, far = 1.0 - job->near;                                  \
         const double *edges = job->edges;                                                      \
         const long long last = job->bins - 1;                                                  \
         const Py_ssize_t bins = job->bins;                                                     \
@@ -47,10 +48,14 @@ static const char *hist_address(const HistJob *job, Py_ssize_t i) {
             double x = (double)GET(p + k * s);                                                 \
             if (!(x >= lo && x <= hi))                                                         \
                 continue; /* NaN, inf, outside */                                              \
-            long long i = (long long)((x * 0.5 - half_lo) * norm);                             \
+            double f = (x * 0.5 - half_lo) * norm;                                             \
+            long long i = (long long)f;                                                        \
+            double r = f - (double)i; /* where in its bin: near an edge, ask the edges */      \
             i = i > last ? last : (i < 0 ? 0 : i);                                             \
-            i -= x < edges[i];                                                                 \
-            i += (i != last) & (x >= edges[i + 1]);                                            \
+            if (r < near || r > far || i == last) {                                            \
+                i -= x < edges[i];                                                             \
+                i += (i != last) & (x >= edges[i + 1]);                                        \
+            }                                                                                  \
             c[(k & (HIST_COPIES - 1)) * bins + i]++;                                           \
         }                                                                                      \
     }                                                                                          \
@@ -209,6 +214,16 @@ static PyObject *histogram(PyObject *self, PyObject *args) {
     job.hi = edge_values[nedges - 1];
     job.half_lo = job.lo * 0.5;
     job.norm = job.bins / (job.hi * 0.5 - job.lo * 0.5);
+    /* The quotient and the edges are each a few roundings off the exact bin positions: values
+     * farther than `near` bins from an edge are in the quotient's bin for sure (64 ulps of the
+     * largest magnitude, in bins, plus the quotient's own rounding); nearer ones ask the edges. */
+    {
+        double mag = fabs(job.lo) > fabs(job.hi) ? fabs(job.lo) : fabs(job.hi);
+        double ulp = nextafter(mag, __builtin_inf()) - mag;
+        job.near = 1e-9 + 64.0 * ulp * job.norm * 0.5 + 64.0 * 0x1p-52 * job.bins;
+        if (!(job.near < 0.25))
+            job.near = 2.0; /* bins too narrow for their magnitude: always ask the edges */
+    }
     if (threads < 1)
         threads = 1;
     if (threads > MAX_THREADS)
