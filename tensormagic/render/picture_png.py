@@ -23,8 +23,11 @@ MIN_DISPLAY = 256
 MAX_DISPLAY = 512
 #: The PNG bytes one report's pictures may take together (base64 adds a third in the HTML).
 PNG_BUDGET = 120_000
-#: The gap colour (a grey that reads on light and dark pages).
+#: The gaps: transparent.
 GAP_COLOR = (128, 128, 128, 0)
+#: Labels (of tiles, of the colour scale's ends and swatches): a grey that reads on light and dark pages.
+TEXT_COLOR = (128, 128, 128, 255)
+LABEL_SIZE = 11
 
 
 def pillow() -> Any:
@@ -47,34 +50,61 @@ def grid(tiles: Sequence[Raster]) -> tuple[int, int]:
     return cols, max(1, math.ceil(len(tiles) / cols))
 
 
-def compose(tiles: Sequence[Raster], legend: Sequence[tuple[int, int, int]] | None = None) -> Any:
-    """One RGBA ``PIL.Image`` of the tiles in a grid (transparent gaps), and for a heatmap the
-    colour scale (``legend``: its colours, low to high) and the NaN, +inf, -inf swatches below."""
+def _font(size: int) -> Any:
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # an old Pillow: its bitmap font
+        return ImageFont.load_default()
+
+
+def compose(tiles: Sequence[Raster], legend: Sequence[tuple[int, int, int]] | None = None, ends: tuple[str, str] | None = None) -> Any:
+    """One RGBA ``PIL.Image`` of the tiles in a grid (transparent gaps; each tile's label under
+    it when there are several), and for a heatmap the colour scale (``legend``: its colours, low
+    to high; ``ends``: the values at its two ends) and the NaN, +inf, -inf swatches below.
+    Labels are drawn in TEXT_COLOR, a grey that reads on light and dark pages."""
     Image = pillow()
+    from PIL import ImageDraw
+
     cols, rows = grid(tiles)
     cw = max(t.width for t in tiles)
     ch = max(t.height for t in tiles)
     # small pictures drawn k times larger, as squares of pixels (k: whole, the grid near MIN_DISPLAY)
     k = max(1, MIN_DISPLAY // max(cols * cw, rows * ch))
     cw, ch = cw * k, ch * k
-    width, height = cols * cw + (cols - 1) * GAP, rows * ch + (rows - 1) * GAP
-    bar = 0 if legend is None else max(6, min(16, height // 12))
-    img = Image.new("RGBA", (max(width, 9 * bar), height + (bar * 2 + GAP * 2 if bar else 0)), GAP_COLOR)
+    label_h = LABEL_SIZE + 4 if len(tiles) > 1 else 0
+    width, height = cols * cw + (cols - 1) * GAP, rows * (ch + label_h) + (rows - 1) * GAP
+    bar = 0 if legend is None else max(8, min(14, height // 12))
+    extra = bar * 2 + LABEL_SIZE + GAP * 4 if bar else 0
+    img = Image.new("RGBA", (max(width, 200 if bar else 1), height + extra), GAP_COLOR)
+    draw = ImageDraw.Draw(img)
+    font = _font(LABEL_SIZE)
     for i, t in enumerate(tiles):
         tile = Image.frombytes("RGB", (t.width, t.height), t.rgb)
         if k > 1:
             tile = tile.resize((t.width * k, t.height * k), Image.NEAREST)
-        img.paste(tile, ((i % cols) * (cw + GAP), (i // cols) * (ch + GAP)))
+        x, y = (i % cols) * (cw + GAP), (i // cols) * (ch + label_h + GAP)
+        img.paste(tile, (x, y))
+        if label_h:
+            draw.text((x, y + t.height * k + 2), t.label, fill=TEXT_COLOR, font=font)
     if legend:
         scale = Image.new("RGB", (len(legend), 1))
         scale.putdata(list(legend))
-        img.paste(scale.resize((img.width, bar), Image.BILINEAR), (0, height + GAP))
-        side = bar
-        for j, colour in enumerate((NAN_COLOR, POSINF_COLOR, NEGINF_COLOR)):
-            x = j * (side * 3)
-            swatch = Image.new("RGB", (side, side), (128, 128, 128))
-            swatch.paste(Image.new("RGB", (side - 2, side - 2), colour), (1, 1))
-            img.paste(swatch, (x, height + bar + 2 * GAP))
+        top = height + GAP
+        img.paste(scale.resize((width, bar), Image.BILINEAR), (0, top))
+        if ends:
+            draw.text((0, top + bar + 1), ends[0], fill=TEXT_COLOR, font=font)
+            right = draw.textlength(ends[1], font=font)
+            draw.text((max(0, width - right), top + bar + 1), ends[1], fill=TEXT_COLOR, font=font)
+        y = top + bar + LABEL_SIZE + 2 * GAP
+        x = 0
+        for name, colour in (("NaN", NAN_COLOR), ("+inf", POSINF_COLOR), ("-inf", NEGINF_COLOR)):
+            swatch = Image.new("RGB", (bar, bar), (128, 128, 128))
+            swatch.paste(Image.new("RGB", (bar - 2, bar - 2), colour), (1, 1))
+            img.paste(swatch, (x, y))
+            draw.text((x + bar + 3, y + (bar - LABEL_SIZE) // 2 - 1), name, fill=TEXT_COLOR, font=font)
+            x += bar + 3 + int(draw.textlength(name, font=font)) + 10
     return img
 
 
@@ -89,7 +119,7 @@ def encode(img: Any, budget: int) -> tuple[bytes, tuple[int, int], int]:
     halved = 0
     while True:
         out = io.BytesIO()
-        img.save(out, format="PNG", optimize=True)
+        img.save(out, format="PNG", compress_level=6)
         data = out.getvalue()
         if len(data) <= budget or max(img.size) <= 32:
             return data, display, halved

@@ -21,12 +21,12 @@ def _every(step: tuple[int, int]) -> str:
     return "every value" if k == 1 else f"every {k}{'nd' if k == 2 else ('rd' if k == 3 else 'th')} row and column"
 
 
-def _tiles_drawing(tiles: list[Raster], alt: str, budget: int, legend: list[tuple[int, int, int]] | None = None) -> Callable[[], Drawing]:
+def _tiles_drawing(tiles: list[Raster], alt: str, budget: int, legend: list[tuple[int, int, int]] | None = None, ends: tuple[str, str] | None = None) -> Callable[[], Drawing]:
     def draw() -> Drawing:
         hint = missing_pillow()
         if hint is not None:
             return Drawing(alt=alt, missing=hint)
-        data, size, halved = encode(compose(tiles, legend), budget)
+        data, size, halved = encode(compose(tiles, legend, ends), budget)
         notes = [f"drawn at 1/{2 ** halved} of its {tiles[0].width}x{tiles[0].height} pixels per picture (to keep the page small)"] if halved else []
         return Drawing(png=data, alt=alt, size=size, notes=notes)
 
@@ -77,7 +77,8 @@ def heatmap_block(name: str, view: HeatmapView, budget: int) -> Picture:
     if len(view.tiles) > 1:
         facts.append("slices " + ", ".join(t.label for t in view.tiles))
     text = "; ".join(facts + view.notes)
-    return Picture(draw=_tiles_drawing(view.tiles, alt, budget, view.legend), text=[Note(alt), Note(text)], caption=text)
+    ends = (fmt_number(view.lo), fmt_number(view.hi)) if view.lo is not None else None
+    return Picture(draw=_tiles_drawing(view.tiles, alt, budget, view.legend, ends), text=[Note(alt), Note(text)], caption=text)
 
 
 def picture_blocks(name: str, pictures: Pictures) -> list[Block]:
