@@ -53,14 +53,14 @@ def _chart(key: tuple[tuple[float, ...], tuple[int, ...], bool, bool, bool, tupl
 
     edges, counts, integer, boolean, log, marker_items = key
     markers = dict(marker_items)
-    style = {
+    style: dict[str, object] = {
         "svg.fonttype": "none", "svg.hashsalt": "tensormagic", "font.family": FONT, "font.size": 8,
         "text.color": THEME_COLOR, "axes.edgecolor": THEME_COLOR, "axes.labelcolor": THEME_COLOR,
         "xtick.color": THEME_COLOR, "ytick.color": THEME_COLOR, "axes.facecolor": "none",
         "figure.facecolor": "none", "savefig.facecolor": "none", "savefig.transparent": True,
         "axes.spines.top": False, "axes.spines.right": False, "svg.image_inline": False,
     }  # fmt: skip
-    with matplotlib.rc_context(style):
+    with matplotlib.rc_context(style):  # type: ignore[arg-type]
         fig = Figure(figsize=(6.4, 2.6), dpi=72)
         FigureCanvasSVG(fig)
         ax = fig.add_subplot()

@@ -14,7 +14,12 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from tensormagic.engine.tensorinfo.pictures.reports import NAN_COLOR, NEGINF_COLOR, POSINF_COLOR, Raster
+from tensormagic.engine.tensorinfo.pictures.reports import (
+    NAN_COLOR,
+    NEGINF_COLOR,
+    POSINF_COLOR,
+    Raster,
+)
 
 #: Pixels between tiles.
 GAP = 2

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tensormagic.engine.tensorinfo.pictures.reports import COLOR_NAMES, ChannelView, HeatmapView, HistogramView, ImageView, Pictures, Raster
+from tensormagic.engine.tensorinfo.pictures.reports import (
+    COLOR_NAMES,
+    ChannelView,
+    HeatmapView,
+    HistogramView,
+    ImageView,
+    Pictures,
+    Raster,
+)
 from tensormagic.render.document import Bars, Block, Drawing, Note, Picture, Table
 from tensormagic.render.format import fmt_number, truncate
 from tensormagic.render.histogram_chart import histogram_drawing

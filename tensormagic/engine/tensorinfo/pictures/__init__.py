@@ -21,8 +21,26 @@ from tensormagic.engine.naming import describe_exception
 from tensormagic.engine.tensorinfo.pictures.heatmap import heatmap_view
 from tensormagic.engine.tensorinfo.pictures.histogram import histogram_view
 from tensormagic.engine.tensorinfo.pictures.images import channel_view, image_view
-from tensormagic.engine.tensorinfo.pictures.options import NO_PICTURES, Kind, PictureError, PictureOptions, channel_layout, default_kinds, image_layout, options, parse_denorm
-from tensormagic.engine.tensorinfo.pictures.reports import ChannelStats, ChannelView, HeatmapView, HistogramView, ImageView, Pictures, Raster
+from tensormagic.engine.tensorinfo.pictures.options import (
+    NO_PICTURES,
+    Kind,
+    PictureError,
+    PictureOptions,
+    channel_layout,
+    default_kinds,
+    image_layout,
+    options,
+    parse_denorm,
+)
+from tensormagic.engine.tensorinfo.pictures.reports import (
+    ChannelStats,
+    ChannelView,
+    HeatmapView,
+    HistogramView,
+    ImageView,
+    Pictures,
+    Raster,
+)
 from tensormagic.engine.tensorinfo.statistics import ValueStats
 
 
@@ -63,9 +81,9 @@ def tensor_pictures(t: torch.Tensor, stats: ValueStats | None, budget: int, opts
     numeric = t.dtype == torch.bool or t.is_floating_point() or t.is_complex() or t.dtype.is_signed or t.dtype in (torch.uint8, torch.uint16, torch.uint32, torch.uint64)
     if opts.explicit and t.numel() == 0 and opts.kinds:
         raise PictureError(f"an empty tensor (shape {shape}) has nothing to draw")
-    kinds = opts.kinds if opts.kinds is not None else default_kinds(shape, t.numel(), _intensity(t, stats), numeric)
+    kinds: tuple[Kind, ...] = opts.kinds if opts.kinds is not None else default_kinds(shape, t.numel(), _intensity(t, stats), numeric)
     if opts.denorm is not None and "image" not in kinds:
-        kinds = ("image",) + tuple(k for k in kinds if k != "channels")
+        kinds = ("image", *(k for k in kinds if k != "channels"))
     got: dict[str, object] = {}
     notes: list[str] = []
     with warnings.catch_warnings(), torch.no_grad():
@@ -84,11 +102,12 @@ def tensor_pictures(t: torch.Tensor, stats: ValueStats | None, budget: int, opts
                 notes.append(f"the {kind} view could not be made: {describe_exception(exc)}")
     if opts.kinds is None and "image" not in kinds and (layout := image_layout(shape)) is not None and len(shape) > 2 and t.is_floating_point() and min(layout.height, layout.width) >= 8:
         notes.append("shaped like an image, but its values are not in [0, 1]: --image draws it clipped, --denorm imagenet (or MEAN,STD) undoes a normalisation first")
+    image, channels, heatmap, histogram = (got.get(k) for k in ("image", "channels", "heatmap", "histogram"))
     return Pictures(
-        image=got.get("image"),  # type: ignore[arg-type]
-        channels=got.get("channels"),  # type: ignore[arg-type]
-        heatmap=got.get("heatmap"),  # type: ignore[arg-type]
-        histogram=got.get("histogram"),  # type: ignore[arg-type]
+        image=image if isinstance(image, ImageView) else None,
+        channels=channels if isinstance(channels, ChannelView) else None,
+        heatmap=heatmap if isinstance(heatmap, HeatmapView) else None,
+        histogram=histogram if isinstance(histogram, HistogramView) else None,
         notes=notes,
     )
 

@@ -9,7 +9,16 @@ import numpy as np
 import torch
 
 from tensormagic.engine.tensorinfo.pictures.options import MAX_SLICES, PictureError
-from tensormagic.engine.tensorinfo.pictures.raster import as_real, block_any, colour_scale, paint_nonfinite, steps, tile_side, to_host, viridis
+from tensormagic.engine.tensorinfo.pictures.raster import (
+    as_real,
+    block_any,
+    colour_scale,
+    paint_nonfinite,
+    steps,
+    tile_side,
+    to_host,
+    viridis,
+)
 from tensormagic.engine.tensorinfo.pictures.reports import HeatmapView
 from tensormagic.engine.tensorinfo.statistics import ValueStats
 

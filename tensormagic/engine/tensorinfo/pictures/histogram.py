@@ -18,8 +18,13 @@ import numpy as np
 import torch
 
 from tensormagic.engine.tensorinfo.pictures.reports import HistogramView
-from tensormagic.engine.tensorinfo.statistics import SAMPLE_SIZE, ValueStats, iter_chunks, sample_values
-from tensormagic.engine.tensorinfo.statistics import fused
+from tensormagic.engine.tensorinfo.statistics import (
+    SAMPLE_SIZE,
+    ValueStats,
+    fused,
+    iter_chunks,
+    sample_values,
+)
 from tensormagic.engine.tensorinfo.statistics.chunks import chunk_size
 
 #: Integer data spanning at most this many values gets one bar per value.
@@ -40,7 +45,7 @@ def _float_counts(values: torch.Tensor, edges: np.ndarray) -> list[int]:
     their device; values outside [edges[0], edges[-1]] (NaN, inf) are left out."""
     bins = len(edges) - 1
     lo, hi = float(edges[0]), float(edges[-1])
-    fast = fused.histogram(values, edges) if values.device.type == "cpu" else None
+    fast = fused.histogram(values, [float(e) for e in edges]) if values.device.type == "cpu" else None
     if fast is not None:
         return fast
     device = values.device

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
-from tensormagic.engine.tensorinfo.pictures.options import MAX_CHANNELS, MAX_IMAGES, Denorm, Layout, PictureError
-from tensormagic.engine.tensorinfo.pictures.raster import as_real, colour_scale, paint, paint_nonfinite, steps, tile_side, to_host
-from tensormagic.engine.tensorinfo.pictures.reports import NAN_COLOR, ChannelStats, ChannelView, ImageView
+from tensormagic.engine.tensorinfo.pictures.options import (
+    MAX_CHANNELS,
+    MAX_IMAGES,
+    Denorm,
+    Layout,
+    PictureError,
+)
+from tensormagic.engine.tensorinfo.pictures.raster import (
+    as_real,
+    colour_scale,
+    paint,
+    paint_nonfinite,
+    steps,
+    tile_side,
+    to_host,
+)
+from tensormagic.engine.tensorinfo.pictures.reports import (
+    NAN_COLOR,
+    ChannelStats,
+    ChannelView,
+    ImageView,
+)
 from tensormagic.engine.tensorinfo.statistics import tensor_stats
 
 
@@ -57,14 +78,14 @@ def image_view(t: torch.Tensor, layout: Layout, denorm: Denorm | None) -> ImageV
     notes = []
     if k < total:
         notes.append(f"the first {k} of {total:,} images")
-    mode = "grey" if layout.channels == 1 else "RGB"
+    mode: Literal["RGB", "grey"] = "grey" if layout.channels == 1 else "RGB"
     return ImageView(mode=mode, layout=layout.name, tiles=tiles, total=total, scale=scale, denorm=denorm.name if denorm else None, clipped=int(counts[0]), shown=int(counts[1]), nan=int(counts[2]), notes=notes)
 
 
 def _channel_stats(plane: torch.Tensor, budget: int) -> ChannelStats:
     s = tensor_stats(plane, budget)
 
-    def number(v: float | int | bool | None) -> float | None:
+    def number(v: float | bool | None) -> float | None:
         return None if v is None else float(v)
 
     return ChannelStats(min=number(s.min), max=number(s.max), mean=s.mean, std=s.std, nan=int(s.nan), exact=s.exact)

@@ -9,7 +9,12 @@ import numpy as np
 import torch
 
 from tensormagic.engine.tensorinfo.pictures.options import MAX_PIXELS, MAX_SIDE
-from tensormagic.engine.tensorinfo.pictures.reports import NAN_COLOR, NEGINF_COLOR, POSINF_COLOR, Raster
+from tensormagic.engine.tensorinfo.pictures.reports import (
+    NAN_COLOR,
+    NEGINF_COLOR,
+    POSINF_COLOR,
+    Raster,
+)
 
 #: Viridis (matplotlib's default colour map) at nine stops: low values dark purple, high yellow.
 VIRIDIS_STOPS = [(68, 1, 84), (71, 44, 122), (59, 81, 139), (44, 113, 142), (33, 144, 141), (39, 173, 129), (92, 200, 99), (170, 220, 50), (253, 231, 37)]
