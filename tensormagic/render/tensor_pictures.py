@@ -76,12 +76,11 @@ def heatmap_block(name: str, view: HeatmapView, budget: int) -> Picture:
     scale = f"{view.colormap} from {fmt_number(view.lo)} (dark purple) to {fmt_number(view.hi)} (yellow)" if view.lo is not None else "no finite value to scale"
     marks = ", ".join(f"{k} {COLOR_NAMES[k]} ({v:,} pixel{'s' if v != 1 else ''})" for k, v in view.nonfinite.items() if v)
     alt = f"heatmap of {truncate(name, 60)}: {count}{first.source[0]}x{first.source[1]} ({_every(first.step)}), {scale}" + (f"; {marks}" if marks else "; no NaN or inf")
-    swatches = f"NaN {COLOR_NAMES['NaN']}, +inf {COLOR_NAMES['+inf']}, -inf {COLOR_NAMES['-inf']} (the swatches under the scale)"
-    facts = [f"colour scale: {scale}; {swatches}"]
+    facts = [f"colour scale: {scale}"]
     if marks:
-        facts.append("here: " + marks + (": a pixel takes the colour when any value it stands for is NaN/inf" if view.marks_exact else " among the values read (others may hide between them)"))
+        facts.append(marks + (": a pixel takes the colour when any value it stands for is NaN/inf" if view.marks_exact else " among the values read (others may hide between them)"))
     else:
-        facts.append("no NaN or inf here")
+        facts.append(f"NaN {COLOR_NAMES['NaN']}, +inf {COLOR_NAMES['+inf']}, -inf {COLOR_NAMES['-inf']}: no NaN or inf here")
     if len(view.tiles) > 1:
         facts.append("slices " + ", ".join(t.label for t in view.tiles))
     text = "; ".join(facts + view.notes)
