@@ -149,6 +149,25 @@ def test_infinities_have_their_own_colours_and_a_nan_is_found_between_the_values
     assert view.nonfinite == {"NaN": 1, "+inf": 1, "-inf": 1}
 
 
+def test_nan_search_in_bands_of_rows_marks_each_block_once():
+    t = torch.zeros(3000, 3000)
+    t[2999, 2999] = float("nan")  # the last band, the last block
+    t[1398, 17] = float("nan")  # the first row of the second band (bands of 1398 rows here)
+    t[1397, 3] = float("-inf")  # the last row of the first band
+    t[5, 5] = float("inf")
+    view = pictures_of(t).heatmap
+    step = view.tiles[0].step[0]
+    px = pixels(view.tiles[0])
+    nan = (px == NAN_COLOR).all(axis=-1)
+    assert step == 6 and nan.sum() == 2 and nan[2999 // 6, 2999 // 6] and nan[1398 // 6, 17 // 6]
+    assert (px[1397 // 6, 0] == NEGINF_COLOR).all() and (px[0, 0] == POSINF_COLOR).all()
+    z = torch.zeros(64, 64, dtype=torch.complex64)
+    z[3, 4] = complex(float("nan"), 0)
+    z[9, 9] = complex(0, float("inf"))
+    zp = pixels(pictures_of(z).heatmap.tiles[0])
+    assert (zp[3, 4] == NAN_COLOR).all() and (zp[9, 9] == POSINF_COLOR).all()
+
+
 def test_nd_tensors_get_the_first_slices_of_the_last_two_dims():
     t = torch.arange(10 * 4 * 5, dtype=torch.float32).reshape(10, 4, 5)
     view = pictures_of(t, heatmap=True).heatmap

@@ -35,6 +35,30 @@ def _slices(t: torch.Tensor) -> tuple[list[torch.Tensor], list[str], int]:
     return planes, labels, total
 
 
+#: Values searched for NaN/inf at a time (their masks: a byte each).
+MARK_CHUNK = 2**22
+
+
+def _marks(plane: torch.Tensor, step: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per pixel (block of step x step values): any NaN, any +inf, any -inf; searched a band of
+    rows at a time (bands of whole blocks), so the masks stay small."""
+    h, w = int(plane.shape[0]), int(plane.shape[1])
+    sy = step[0]
+    rows = max(sy, (MARK_CHUNK // max(w, 1)) // sy * sy)
+    found: list[list[torch.Tensor]] = [[], [], []]
+    for top in range(0, h, rows):
+        band = plane[top : top + rows]
+        nan = torch.isnan(band)
+        if band.is_complex():  # |z| is inf when a part is: +inf
+            pos, neg = torch.isinf(band) & ~nan, torch.zeros_like(nan)
+        else:
+            pos, neg = band == math.inf, band == -math.inf
+        for j, mask in enumerate((nan, pos, neg)):
+            found[j].append(block_any(mask, step))
+    nan_, pos_, neg_ = (torch.cat(parts, dim=0) for parts in found)
+    return nan_, pos_, neg_
+
+
 def heatmap_view(t: torch.Tensor, stats: ValueStats | None, budget: int) -> HeatmapView:
     """Colours from the finite min (dark purple) to the finite max (yellow) of the whole tensor.
 
@@ -64,8 +88,7 @@ def heatmap_view(t: torch.Tensor, stats: ValueStats | None, budget: int) -> Heat
                 lo, hi = float(finite.min()), float(finite.max())
         rgb = colour_scale(sub, lo, hi)
         if search:
-            whole = as_real(plane) if plane.is_complex() else plane
-            nan, pos, neg = block_any(torch.isnan(whole), step), block_any(whole == math.inf, step), block_any(whole == -math.inf, step)
+            nan, pos, neg = _marks(plane, step)
         else:
             nan, pos, neg = torch.isnan(sub), sub == math.inf, sub == -math.inf
         pictures.append(paint_nonfinite(rgb, nan, pos, neg))
