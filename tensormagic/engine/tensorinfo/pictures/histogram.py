@@ -51,25 +51,36 @@ def _float_counts(values: torch.Tensor, edges: np.ndarray) -> list[int]:
     device = values.device
     edge_t = torch.tensor(edges, dtype=torch.float64, device=device)
     half_span = hi * 0.5 - lo * 0.5
-    counts = torch.zeros(bins, dtype=torch.int64, device=device)
+    # bin `bins` collects what is left out (no boolean mask: no device sync until the one copy
+    # of the counts at the end)
+    counts = torch.zeros(bins + 1, dtype=torch.int64, device=device)
     for chunk in iter_chunks(values, chunk_size(values)):
         x = chunk.to(torch.float64)
-        x = x[(x >= lo) & (x <= hi)]
-        index = (x * 0.5 - lo * 0.5).mul_(bins / half_span).floor_().to(torch.int64).clamp_(0, bins - 1)
+        inside = (x >= lo) & (x <= hi)
+        x = torch.where(inside, x, lo)
+        index = (x * 0.5 - lo * 0.5).mul_(bins / half_span).floor_().clamp_(0, bins - 1).to(torch.int64)
         index -= (x < edge_t[index]).to(torch.int64)
         index += ((x >= edge_t[index + 1]) & (index != bins - 1)).to(torch.int64)
-        counts += torch.bincount(index, minlength=bins)[:bins]
-    return [int(c) for c in counts.cpu().tolist()]
+        _count(counts, torch.where(inside, index, bins))
+    return [int(c) for c in counts[:bins].cpu().tolist()]
+
+
+def _count(counts: torch.Tensor, index: torch.Tensor) -> None:
+    """``counts[i] += 1`` for each i of ``index`` (all < len(counts)): bincount on the CPU (the
+    fastest there), index_add_ of an expanded 1 elsewhere (bincount would sync the device)."""
+    if index.device.type == "cpu":
+        counts += torch.bincount(index, minlength=counts.numel())
+    else:
+        counts.index_add_(0, index, torch.ones(1, dtype=torch.int64, device=index.device).expand(index.numel()))
 
 
 def _integer_counts(values: torch.Tensor, lo: int, width: int) -> list[int]:
     """Counts of each of the ``width`` integers from ``lo`` (exact int64 offsets), on the device."""
-    counts = torch.zeros(width, dtype=torch.int64, device=values.device)
+    counts = torch.zeros(width + 1, dtype=torch.int64, device=values.device)
     for chunk in iter_chunks(values, chunk_size(values)):
         off = chunk.to(torch.int64) - lo
-        off = off[(off >= 0) & (off < width)]
-        counts += torch.bincount(off, minlength=width)[:width]
-    return [int(c) for c in counts.cpu().tolist()]
+        _count(counts, torch.where((off >= 0) & (off < width), off, width))  # bin `width`: left out
+    return [int(c) for c in counts[:width].cpu().tolist()]
 
 
 def _markers(stats: ValueStats) -> dict[str, float]:
