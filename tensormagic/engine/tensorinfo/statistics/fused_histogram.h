@@ -104,6 +104,7 @@ static void hist_part(const HistJob *job, int t, int count) {
     }
 }
 
+#ifndef _OPENMP
 typedef struct {
     const HistJob *job;
     int t, count;
@@ -114,6 +115,7 @@ static void *hist_thread(void *arg) {
     hist_part(h->job, h->t, h->count);
     return NULL;
 }
+#endif
 
 static void hist_parallel(const HistJob *job) {
     int threads = job->threads;
