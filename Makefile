@@ -39,3 +39,4 @@ benchmark: setup
 	$(VENV)/python benchmarks/bench_layers.py
 	$(VENV)/python benchmarks/bench_auto_display.py
 	$(VENV)/python benchmarks/bench_graph_drawing.py
+	$(VENV)/python benchmarks/bench_pictures.py

@@ -35,7 +35,7 @@ setup(
         Extension(
             "tensormagic.engine.tensorinfo.statistics._fused",
             ["tensormagic/engine/tensorinfo/statistics/_fused.c"],
-            depends=[f"tensormagic/engine/tensorinfo/statistics/fused_{part}.h" for part in ("common", "float64", "narrow", "int")],
+            depends=[f"tensormagic/engine/tensorinfo/statistics/fused_{part}.h" for part in ("common", "float64", "narrow", "int", "histogram")],
             extra_compile_args=FLAGS + OPENMP,
             extra_link_args=["-pthread"] + OPENMP,
             optional=True,

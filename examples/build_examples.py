@@ -45,6 +45,16 @@ loss.backward()"""
 IMAGE = """ys, xs = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
 image = torch.stack([xs, ys, 1 - xs])  # an RGB picture, 3 x 32 x 32"""
 
+PICTURES = """torch.manual_seed(0)
+ys, xs = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
+photo = torch.stack([xs, ys, 1 - xs]) * (0.8 + 0.2 * torch.rand(64, 64))  # an RGB image, 3 x 64 x 64
+normalised = (photo - torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+grid = torch.outer(torch.linspace(-1, 1, 48), torch.linspace(-2, 2, 64))
+grid[10:14, 20:26] = float("nan")   # a patch of NaN
+grid[36, 50] = float("inf")
+grid[40, 8] = float("-inf")
+del ys, xs"""
+
 CNN = """torch.manual_seed(0)
 cnn = torch.nn.Sequential(
     torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
@@ -159,7 +169,20 @@ except Exception as error:                 # a UsageError: one line, and nothing
     print(error)
 print(type(a).__name__, t.device)""", SAME),
     ("code", "%todevice a cpu", "r = %todevice a cpu\nprint(r)"),
-    ("markdown", """## 5. A model layer by layer: `%tensorinfo model --input x`
+    ("markdown", """## 5. Tensors as pictures
+
+`%tensorinfo` draws what it inspects, on the tensor's own device (a GPU tensor is reduced to at
+most 512 x 512 pixels there before anything is copied): an image view for image-shaped tensors
+(`(3, H, W)`, `(H, W, 3)`, a batch `(N, 3, H, W)` as a grid), a channel view of feature maps, a
+heatmap of 2-D tensors with NaN in magenta, +inf white and -inf black, and a histogram of every
+element (Values tab). `--image`, `--channels`, `--heatmap`, `--hist` ask for one, `--no-pictures`
+for none, and `--denorm imagenet` (or `MEAN,STD`) undoes a normalisation first.""", None),
+    ("code", PICTURES, SAME),
+    ("code", "%tensorinfo photo", "r = %tensorinfo photo\nprint(r)"),
+    ("code", "%tensorinfo --denorm imagenet normalised", "r = %tensorinfo --denorm imagenet normalised\nprint(r)"),
+    ("code", "%tensorinfo --channels normalised", "r = %tensorinfo --channels normalised\nprint(r)"),
+    ("code", "%tensorinfo grid", "r = %tensorinfo grid\nprint(r)"),
+    ("markdown", """## 6. A model layer by layer: `%tensorinfo model --input x`
 
 One forward pass with module hooks gives a row per module call, in call order and nested by
 depth: input and output shapes, own parameters, MACs (as `torch.utils.flop_counter` counts them,
@@ -170,7 +193,7 @@ random generators, train/eval mode, hooks and `.grad` are as before, and the gra
     ("code", CNN, SAME),
     ("code", "%tensorinfo cnn --input batch", "r = %tensorinfo cnn --input batch\nprint(r)"),
     ("code", LAYERS_DICT, LAYERS_DICT_TERMINAL),
-    ("markdown", """## 6. A model's graph, drawn by module
+    ("markdown", """## 7. A model's graph, drawn by module
 
 In a model's backward graph each node sits in a box for the module call that made it (`mlp.0` is
 the first `Linear`, its weight and bias inside it), found from the cell's own module calls, not
@@ -178,7 +201,7 @@ guessed from names; repeated blocks are drawn once, and a graph too big to draw 
 drawn one node per module. The terminal shows the same graph as text, each node with its module.""", None),
     ("code", MODEL_SETUP, SAME),
     ("code", "%%autograd\n" + MODEL_AUTOGRAD, run_cell_magic("autograd", "", MODEL_AUTOGRAD)),
-    ("markdown", """## 7. Every tensor shown truthfully: automatic display
+    ("markdown", """## 8. Every tensor shown truthfully: automatic display
 
 With `%config TensorMagics.auto_display = True` (or `c.TensorMagics.auto_display = True` in
 `ipython_config.py`, or `TENSORMAGIC_AUTO_DISPLAY=1` before `%load_ext`), every tensor, array and

@@ -80,22 +80,33 @@ def tensorinfo(
     exact: bool = False,
     input: Any = None,
     namespace: Mapping[str, Any] | None = None,
+    image: bool = False,
+    channels: bool = False,
+    heatmap: bool = False,
+    hist: bool = False,
+    pictures: bool = True,
+    denorm: str | None = None,
 ) -> Report:
     """The ``%tensorinfo`` report of an array, tensor or module (``obj``), named ``name`` (its
     variable name in the caller when not given); with no ``obj``, of every array, tensor and
     module of ``namespace`` (the caller's names by default).  ``input``: a model's input (a
     tensor, a tuple of arguments or a dict of keywords): the report goes layer by layer.
-    ``budget`` / ``exact``: the magic's ``--budget N`` / ``--exact``."""
+    ``budget`` / ``exact``: the magic's ``--budget N`` / ``--exact``.
+    ``image``, ``channels``, ``heatmap``, ``hist``: draw only these pictures (default: those the
+    shape gets); ``pictures=False``: none; ``denorm``: ``"imagenet"`` or ``"MEAN,STD"`` (as the
+    magic's flags; a ValueError says what cannot be drawn)."""
     _presenting()
     from tensormagic.engine.tensorinfo import DEFAULT_BUDGET, inspect_namespace, inspect_object
+    from tensormagic.engine.tensorinfo.pictures import options
 
     names = dict(namespace) if namespace is not None else _caller_names()
+    drawn = options(image=image, channels=channels, heatmap=heatmap, hist=hist, pictures=pictures, denorm=denorm)
     if obj is None:
         return inspect_namespace(names)
     if name is None:
         name = next((n for n, v in names.items() if v is obj and not n.startswith("_")), type(obj).__name__)
     size = 2**62 if exact else (budget if budget is not None else DEFAULT_BUDGET)
-    report = inspect_object(name, obj, names, size)
+    report = inspect_object(name, obj, names, size, pictures=drawn)
     if input is not None:
         from tensormagic.engine.layers import DEFAULT_LAYER_BUDGET, inspect_layers, model_inputs
 

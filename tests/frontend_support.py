@@ -121,6 +121,8 @@ class PanelExpectation:
 
 
 TENSOR_TABS = ("Summary", "Layout & memory", "Values", "Autograd", "Aliases", "Dtypes")
+#: The tabs of a tensor with an image, channel view or heatmap (2-D and up).
+PICTURE_TABS = ("Summary", "Pictures", "Layout & memory", "Values", "Autograd", "Aliases", "Dtypes")
 
 AUTOGRAD_TABS = ("Gradients", "Graph", "Cost", "Health")
 
@@ -164,7 +166,7 @@ PANELS: list[PanelExpectation] = [
         name="tensorinfo_x",
         source="%tensorinfo x",
         title="tensorinfo · x",
-        tabs=TENSOR_TABS,
+        tabs=PICTURE_TABS,
         texts=("numpy.ndarray", "int64", "torch.int64", "shares memory with y"),
         tab_texts={
             "Layout & memory": ("strides (bytes)", "(16, 8)"),
@@ -176,7 +178,7 @@ PANELS: list[PanelExpectation] = [
         name="tensorinfo_y",
         source="%tensorinfo y",
         title="tensorinfo · y",
-        tabs=TENSOR_TABS,
+        tabs=PICTURE_TABS,
         texts=("torch.Tensor", "torch.int64", "shares memory with z"),
         tab_texts={"Dtypes": ("torch.int64 <-> int64",)},
     ),
@@ -192,7 +194,7 @@ PANELS: list[PanelExpectation] = [
         name="tensorinfo_wide",
         source="%tensorinfo wide",
         title="tensorinfo · wide",
-        tabs=TENSOR_TABS,
+        tabs=PICTURE_TABS,
         texts=("(1000, 6)",),
         tab_texts={"Layout & memory": ("strides (elements)", "(0, 1)", "storage bytes")},
     ),
@@ -256,6 +258,39 @@ PANELS: list[PanelExpectation] = [
         texts=("moved a to cpu", "numpy.ndarray -> torch.Tensor", "sharing the array's memory"),
         tab_texts={"Devices": ("no data: shapes and dtypes only",)},
     ),
+    # -- tensors as pictures: an image, a normalised one undone, its channels, a heatmap with NaN --
+    PanelExpectation(
+        name="tensorinfo_photo",
+        source="%tensorinfo photo",
+        title="tensorinfo · photo",
+        tabs=PICTURE_TABS,
+        texts=("(3, 64, 64)", "range [0, 0.9998"),
+        tab_texts={"Pictures": ("intensities [0, 1]", "nothing clipped"), "Values": ("12,288 values counted over every element",)},
+    ),
+    PanelExpectation(
+        name="tensorinfo_denorm",
+        source="%tensorinfo --denorm imagenet normalised",
+        title="tensorinfo · normalised",
+        tabs=PICTURE_TABS,
+        texts=("(3, 64, 64)",),
+        tab_texts={"Pictures": ("after x * std + mean (imagenet)",)},
+    ),
+    PanelExpectation(
+        name="tensorinfo_channels",
+        source="%tensorinfo --channels normalised",
+        title="tensorinfo · normalised",
+        tabs=PICTURE_TABS,
+        texts=("(3, 64, 64)",),
+        tab_texts={"Pictures": ("each channel's own statistics", "channel 2")},
+    ),
+    PanelExpectation(
+        name="tensorinfo_grid",
+        source="%tensorinfo grid",
+        title="tensorinfo · grid",
+        tabs=PICTURE_TABS,
+        texts=("26 NaN/inf!",),
+        tab_texts={"Pictures": ("colour scale: viridis from -2", "NaN magenta (24 pixels)", "+inf white (1 pixel)"), "Values": ("left out: 24 NaN, 1 +inf, 1 -inf",)},
+    ),
     # -- a model layer by layer, from one forward pass ---------------------------------------
     PanelExpectation(
         name="tensorinfo_layers",
@@ -306,7 +341,7 @@ AUTO_DISPLAYS: list[AutoExpectation] = [
         source=_EXAMPLES.IMAGE + "\nimage",
         line="tensor (3, 32, 32) float32 cpu · range [0, 1] · mean 0.5 ± 0.2979 · no NaN/inf · requires_grad=False",
         title="tensorinfo · image",
-        tabs=TENSOR_TABS,
+        tabs=PICTURE_TABS,
         picture="image",
     ),
     AutoExpectation(

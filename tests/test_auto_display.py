@@ -66,7 +66,8 @@ def test_on_a_tensor_shows_one_line_and_html_that_opens_the_panel(ns):
     assert "no NaN/inf" in line and line.endswith("requires_grad=False")
     markup = data["text/html"]
     assert "<script" not in markup and "javascript:" not in markup
-    assert markup.count("<details") == markup.count("<summary>") == 1 + 6  # the line + the panel's 6 tabs
+    # the line + the panel's 7 tabs (Pictures: x is 2-D, a heatmap) + the histogram's counts under its chart
+    assert markup.count("<details") == markup.count("<summary>") == 1 + 7 + 1
     assert markup.index("<details><summary><code>") < markup.index("<details open>")  # closed: the panel is inside
     summary = markup[markup.index("<summary>") : markup.index("</summary>")]
     assert html_lib.escape(line) in summary and '<img src="data:image/png;base64,' in summary

@@ -267,6 +267,77 @@ def test_the_graph_and_the_chart_are_drawn_and_visible(quickstart_page: LabPage,
         lab.set_theme("light")
 
 
+#: Each picture of a tensor in the quickstart: (panel, tab, selector).
+TENSOR_PICTURES = [
+    ("tensorinfo_photo", "Pictures", 'img[alt^="RGB image of photo"]'),
+    ("tensorinfo_denorm", "Pictures", 'img[alt^="RGB image of normalised"]'),
+    ("tensorinfo_channels", "Pictures", 'img[alt^="channel view of normalised"]'),
+    ("tensorinfo_grid", "Pictures", 'img[alt^="heatmap of grid"]'),
+    ("tensorinfo_grid", "Values", 'svg[aria-label^="histogram of grid"]'),
+]
+
+
+def magenta_share(png: bytes) -> float:
+    """The share of a screenshot's pixels in the heatmap's NaN colour (magenta)."""
+    from PIL import Image
+
+    im = Image.open(io.BytesIO(png)).convert("RGB")
+    colors = im.getcolors(maxcolors=1 << 22) or []
+    return sum(n for n, (r, g, b) in colors if r > 230 and g < 30 and b > 230) / (im.width * im.height)
+
+
+@pytest.mark.parametrize("theme", list(THEMES))
+def test_tensor_pictures_are_drawn_and_visible(quickstart_page: LabPage, theme: str):
+    """The image, the undone normalisation, the channel view and the heatmap (PNGs) and the
+    histogram (SVG) each show drawn pixels in their screenshot, in both themes; the heatmap's
+    NaN patch shows magenta, the chart's axes follow the theme.  Screenshots:
+    artifacts/frontend/screenshots/<theme>-picture-<panel>-<tab>.png."""
+    lab = quickstart_page
+    out_dir = ARTIFACTS / "screenshots"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        lab.set_theme(theme)
+        for name, tab_title, selector in TENSOR_PICTURES:
+            expect = panel(name)
+            lab.select_tab(expect, tab_title)
+            picture = panel_of(lab, expect).locator(selector)
+            picture.wait_for(state="visible")
+            assert picture.count() == 1
+            box = picture.bounding_box()
+            assert box is not None and box["width"] >= 128 and box["height"] >= 64, (name, box)
+            png = picture.screenshot(path=str(out_dir / f"{theme}-picture-{name}-{tab_title.lower()}.png"))
+            assert drawn_share(png) > 0.02, f"{name}/{tab_title} looks blank in the {theme} theme"
+            if selector.startswith("img"):
+                assert picture.evaluate("el => el.complete && el.naturalWidth > 0")
+            else:
+                color = picture.evaluate("el => getComputedStyle(el).color")
+                assert (luminance(color) < 0.4) if theme == "light" else (luminance(color) > 0.6), (theme, color)
+            if name == "tensorinfo_grid" and tab_title == "Pictures":
+                assert magenta_share(png) > 0.003, "the NaN patch is not visible"
+            tab(lab, expect, expect.tabs[0]).click()
+    finally:
+        lab.set_theme("light")
+
+
+def test_nbconverts_static_html_shows_the_tensor_pictures_offline(chromium):
+    """The executed quickstart as static HTML with the network refused: the heatmap of grid
+    is drawn (decoded, magenta NaN patch visible) once its Pictures section is opened."""
+    page = chromium.new_page(viewport={"width": 1012, "height": 800})
+    page.route("**/*", lambda route: route.abort())
+    try:
+        page.set_content(static_quickstart(), wait_until="load")
+        grid = page.locator("h4", has_text="tensorinfo · grid").first.locator("xpath=..")
+        grid.locator("summary").get_by_text("Pictures", exact=True).click()
+        img = grid.locator('img[alt^="heatmap of grid"]')
+        img.wait_for(state="visible")
+        assert img.evaluate("el => el.complete && el.naturalWidth > 0")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        png = img.screenshot(path=str(ARTIFACTS / "static-heatmap-offline.png"))
+        assert drawn_share(png) > 0.02 and magenta_share(png) > 0.003
+    finally:
+        page.close()
+
+
 def test_nbconverts_static_html_shows_the_graph_offline(chromium):
     """The executed quickstart as static HTML (no widget state), opened with every request to
     the network refused: the seed's graph is there, drawn, once its Graph section is opened."""

@@ -35,6 +35,7 @@ from frontend_support import (
 ALLOWED_TAGS = {
     "div", "span", "p", "h4", "strong", "em", "b", "i", "code", "pre", "br", "small",
     "table", "caption", "thead", "tbody", "tr", "th", "td", "details", "summary", "style",
+    "img",  # a tensor's pictures: inline PNG data URIs only (checked below), as notebooks' plots
 }
 SVG_TAGS = {"svg", "g", "title", "defs", "clippath", "path", "polygon", "polyline", "line", "rect", "circle", "ellipse", "text", "tspan", "use"}
 MARKS = ("ℹ", "✔", "⚠", "✘")
@@ -208,3 +209,20 @@ def test_make_walkthrough_writes_static_html(tmp_path):
     assert "widget-state+json" not in html and "embed-amd.js" not in html
     soup = BeautifulSoup(html, "html.parser")
     assert [t for t, _ in panels_in_order(soup)] == page_titles()
+
+
+def test_tensor_pictures_are_inline_pngs_and_a_chart_with_alt_texts(soup):
+    """The pictures section of the image, the undone normalisation, the channels and the heatmap
+    with NaN: inline PNGs whose alt texts say what they show; the histogram chart: inline SVG."""
+    wanted = {"tensorinfo_photo": "RGB image of photo", "tensorinfo_denorm": "RGB image of normalised", "tensorinfo_channels": "channel view of normalised", "tensorinfo_grid": "heatmap of grid"}
+    for name, alt in wanted.items():
+        div = panel_div(soup, panel(name))
+        pictures = next(d for d in div.find_all("details", recursive=False) if d.summary.get_text() == "Pictures")
+        imgs = pictures.find_all("img")
+        assert len(imgs) == 1 and imgs[0]["alt"].startswith(alt) and imgs[0]["src"].startswith("data:image/png;base64,"), name
+        assert int(imgs[0]["width"]) >= 128 and int(imgs[0]["height"]) >= 64
+    grid = panel_div(soup, panel("tensorinfo_grid"))
+    values = next(d for d in grid.find_all("details", recursive=False) if d.summary.get_text() == "Values")
+    chart = values.find("svg")
+    assert chart is not None and chart["aria-label"].startswith("histogram of grid: ")
+    assert "NaN magenta (24 pixels)" in grid.find("img")["alt"]

@@ -77,6 +77,17 @@ def _picture_root(attrs: list[tuple[str, str | None]], inside: bool) -> bool:
     return not inside and a.get("role") == "img" and bool(a.get("aria-label")) and a.get("class") == "tm-picture" and set(a) <= {"role", "aria-label", "class", "viewbox", "width", "height", "font-family", "font-size", "text-anchor"}
 
 
+def _picture_img(tag: str, attrs: list[tuple[str, str | None]], inside: bool) -> bool:
+    """An <img> the renderer made of a tensor: class tm-picture, an alt text, an inline PNG data
+    URI of base64 characters only, and sizes; nothing else."""
+    a = dict(attrs)
+    src = a.get("src") or ""
+    return (
+        tag == "img" and not inside and a.get("class") in ("tm-picture", "tm-picture tm-pixels") and bool(a.get("alt"))
+        and re.fullmatch(r"data:image/png;base64,[A-Za-z0-9+/]+=*", src) is not None and set(a) <= {"class", "alt", "src", "width", "height"}
+    )
+
+
 def assert_inert(markup: str, payload: str | None = None) -> None:
     parser = Collector()
     parser.feed(markup)
@@ -85,6 +96,8 @@ def assert_inert(markup: str, payload: str | None = None) -> None:
         for name, value in attrs:
             assert not name.lower().startswith("on"), (tag, name)
         if tag == "svg" and _picture_root(attrs, in_svg):
+            continue
+        if _picture_img(tag, attrs, in_svg):
             continue
         if in_svg:
             assert tag in SVG_TAGS, (tag, markup[:300])
@@ -287,3 +300,23 @@ def test_svg_sanitiser_drops_active_content_from_a_hostile_svg():
     assert 'fill="red"' in out and "&lt;b&gt;keep" in out and 'stroke="currentColor"' in out
     assert 'aria-label="a &quot;label&quot; &lt;b&gt;"' in out
     assert re.search(r'<use href="#tm[0-9a-f]+-ok"/>', out) and re.search(r'<rect [^>]*id="tm[0-9a-f]+-ok"', out)
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_tensor_pictures_alt_texts_and_labels_are_escaped(shell, payload):
+    """An image and a heatmap reached through keys full of markup: every picture's alt text
+    (img) or aria-label (the histogram's svg) names them, escaped; nothing else becomes markup."""
+    image = torch.rand(3, 8, 8)
+    heat = torch.randn(6, 9)
+    heat[0, 0] = float("nan")
+    shell.user_ns["d"] = {payload: image, payload + "h": heat}
+    for key, flags, words in ((payload, "--image --channels --hist", ("RGB image of", "channel view of", "histogram of")), (payload + "h", "", ("heatmap of", "histogram of"))):
+        report = shell.run_line_magic("tensorinfo", f"{flags} d[{key!r}]")
+        shown = repr(key)[1:-1][:20]
+        check_report(report, shown)
+        parser = Collector()
+        parser.feed(render_html(report))
+        labels = [dict(a).get("alt") or dict(a).get("aria-label") for t, a, inside in parser.tags if (t == "img" or (t == "svg" and not inside))]
+        assert len(labels) == len(words)
+        for word, label in zip(words, labels):
+            assert label.startswith(word) and shown in label, (word, label)

@@ -11,6 +11,7 @@ report shows its one-line ``repr``.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
 import math
@@ -36,6 +37,8 @@ def plain(value: Any) -> Any:
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode("ascii")  # a picture's pixels
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, float) and not math.isfinite(value):

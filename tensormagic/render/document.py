@@ -91,6 +91,7 @@ class Drawing:
     alt: str = ""
     missing: str | None = None
     notes: list[str] = field(default_factory=list)  # what the reader should know about it
+    size: tuple[int, int] | None = None  # a PNG's display width and height (None: its own)
 
 
 @dataclass

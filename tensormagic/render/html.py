@@ -53,6 +53,8 @@ STYLE = (
     ".tensormagic .tm-wide{overflow-x:auto;max-width:100%}.tensormagic .tm-wide td{white-space:nowrap}"
     # Pictures: never wider than the panel (their width and height attributes are the most)
     ".tensormagic .tm-picture{max-width:100%;height:auto;display:block;margin:4px 0}"
+    # (a tensor's pixels, drawn larger than they are: as squares, not blurred)
+    ".tensormagic .tm-pixels{image-rendering:pixelated}"
     "</style>"
 )
 
@@ -108,7 +110,9 @@ def _picture(block: Picture) -> str:
         picture = drawing.svg  # already inert: parsed, allowlisted and escaped by render.svg
     else:
         data = base64.b64encode(drawing.png or b"").decode("ascii")
-        picture = f"<img class=\"tm-picture\" alt=\"{e(drawing.alt)}\" src=\"data:image/png;base64,{data}\">"
+        size = f" width=\"{drawing.size[0]}\" height=\"{drawing.size[1]}\"" if drawing.size else ""
+        css = "tm-picture tm-pixels" if drawing.size else "tm-picture"
+        picture = f"<img class=\"{css}\" alt=\"{e(drawing.alt)}\"{size} src=\"data:image/png;base64,{data}\">"
     out = [f"<div>{picture}</div>"]
     if block.caption:
         out.append(render_block(Note(block.caption)))

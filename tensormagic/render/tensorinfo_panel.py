@@ -25,6 +25,7 @@ from tensormagic.render.format import (
     yes_no,
 )
 from tensormagic.render.registry import builds
+from tensormagic.render.tensor_pictures import histogram_block, picture_blocks
 
 
 def _twin(info: TensorInfo) -> str:
@@ -109,8 +110,11 @@ def _values(info: TensorInfo) -> Section:
     blocks: list[Block] = [KeyValues(rows), Note(f"over {s.over}; {how}")]
     if s.nan or s.posinf or s.neginf:
         blocks.append(Note("non-finite values present: min, max, mean and std are over the finite values", "warning"))
+    drawn = info.pictures.histogram if info.pictures is not None else None
     h = info.histogram
-    if h is not None and len(h.counts) > 1 and sum(h.counts) > 0:
+    if drawn is not None:
+        blocks.append(histogram_block(info.name, drawn))
+    elif info.pictures is None and h is not None and len(h.counts) > 1 and sum(h.counts) > 0:
         if h.boolean:
             labels = ["False", "True"]
         elif h.integer:
@@ -158,6 +162,12 @@ def _dtypes(info: TensorInfo) -> Section:
     return Section("Dtypes", [Note(lead, "ok" if info.equivalent_dtype else "warning"), Table(["torch dtype", "NumPy dtype", "note"], rows)])
 
 
+def _pictures(info: TensorInfo) -> list[Section]:
+    """The Pictures section (none when the tensor has no image, channel view or heatmap)."""
+    blocks = picture_blocks(info.name, info.pictures) if info.pictures is not None else []
+    return [Section("Pictures", blocks)] if blocks else []
+
+
 @builds(TensorInfo)
 def tensor_panel(info: TensorInfo) -> Panel:
     """The panel of one array or tensor."""
@@ -165,7 +175,7 @@ def tensor_panel(info: TensorInfo) -> Panel:
     return Panel(
         title=f"tensorinfo · {truncate(info.name, 80)}",
         headline=_headline(info),
-        sections=[_summary(info), _layout(info), _values(info), _autograd(info), _aliases(info), _dtypes(info)],
+        sections=[_summary(info), *_pictures(info), _layout(info), _values(info), _autograd(info), _aliases(info), _dtypes(info)],
         headline_level="warning" if bad else "info",
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import mmap
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ from tensormagic.engine.tensorinfo.aliases import find_aliases
 from tensormagic.engine.tensorinfo.conversions import array_conversions
 from tensormagic.engine.tensorinfo.dtypes import dtype_table, numpy_dtype_name, torch_twin_of_numpy
 from tensormagic.engine.tensorinfo.guard import guarded, safe_stats
+from tensormagic.engine.tensorinfo.pictures import PictureError, PictureOptions, Pictures, safe_pictures
 from tensormagic.engine.tensorinfo.reports import Conversion, TensorInfo
 from tensormagic.engine.tensorinfo.statistics import (
     DEFAULT_BUDGET,
@@ -96,8 +98,47 @@ def _kind_notes(a: np.ndarray | np.generic, details: dict[str, Any]) -> list[str
     return notes
 
 
-def inspect_array(name: str, a: np.ndarray | np.generic, namespace: Mapping[str, Any] | None = None, budget: int = DEFAULT_BUDGET, hidden: frozenset[str] | set[str] = frozenset()) -> TensorInfo:
-    """Build the report of a NumPy array or NumPy scalar."""
+def _torch_view(arr: np.ndarray) -> torch.Tensor | None:
+    """A zero-copy torch view of a numeric array in native byte order (negative strides flipped:
+    a picture of the flipped view would be mirrored, so those get none), or None."""
+    if arr.dtype.kind not in "biufc" or not arr.dtype.isnative or any(s < 0 for s in arr.strides):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a read-only array: only read here
+            return torch.from_numpy(arr)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+def _array_pictures(name: str, a: np.ndarray | np.generic, arr: np.ndarray, stats: Any, budget: int, opts: PictureOptions) -> Pictures | None:
+    asked = bool(opts.kinds) or opts.denorm is not None
+    if opts.kinds == () or stats is None or isinstance(a, np.generic):
+        if asked:
+            raise PictureError(f"{name} has no pictures: {'a NumPy scalar is one value' if isinstance(a, np.generic) else 'its values have no statistics'}")
+        return None
+    if is_masked_array(a):
+        if asked:
+            raise PictureError(f"{name} has no pictures: a masked array's masked values hold fillers, not data")
+        return None
+    view = _torch_view(arr)
+    if view is None:
+        if asked:
+            raise PictureError(f"{name} has no pictures: torch cannot view an array of dtype {arr.dtype} with strides {arr.strides} in place")
+        return None
+    return safe_pictures(view, stats, budget, opts)
+
+
+def inspect_array(
+    name: str,
+    a: np.ndarray | np.generic,
+    namespace: Mapping[str, Any] | None = None,
+    budget: int = DEFAULT_BUDGET,
+    hidden: frozenset[str] | set[str] = frozenset(),
+    pictures: PictureOptions | None = None,
+) -> TensorInfo:
+    """Build the report of a NumPy array or NumPy scalar (``pictures``: which to draw)."""
+    opts = pictures if pictures is not None else PictureOptions()
     kind_name = type_name(a)
     scalar = isinstance(a, np.generic)
     masked_a = a if is_masked_array(a) else None
@@ -120,6 +161,7 @@ def inspect_array(name: str, a: np.ndarray | np.generic, namespace: Mapping[str,
             histogram, _ = safe_stats(lambda: value_histogram(torch.from_numpy(flipped), stats.min, stats.max, sample=sample, stats=stats))
     if stats is None and stats_note is None:
         stats_note = f"no statistics for dtype {arr.dtype} (not numeric)"
+    drawn = _array_pictures(name, a, arr, stats, budget, opts)
     itemsize = arr.itemsize
     strides = [s // itemsize if itemsize else 0 for s in arr.strides]
     storage = arr.itemsize if scalar else numpy_storage_nbytes(arr)
@@ -169,4 +211,5 @@ def inspect_array(name: str, a: np.ndarray | np.generic, namespace: Mapping[str,
         histogram=histogram,
         details=details,
         notes=notes,
+        pictures=drawn,
     )

@@ -7,6 +7,7 @@ from typing import Any
 
 from tensormagic.engine.report import Report
 from tensormagic.engine.tensorinfo.dtypes import DtypeTwin
+from tensormagic.engine.tensorinfo.pictures.reports import Pictures
 from tensormagic.engine.tensorinfo.statistics import Histogram, ValueStats
 
 
@@ -63,7 +64,7 @@ class TensorInfo(Report):
     histogram: Histogram | None = None
     details: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-
+    pictures: Pictures | None = None  # None: none asked for, or no values to draw
 
     def summary(self) -> str:
         shape = "x".join(map(str, self.shape)) if self.shape else ("scalar" if self.shape == [] else "?")

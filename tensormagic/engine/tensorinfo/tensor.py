@@ -13,6 +13,7 @@ from tensormagic.engine.tensorinfo.aliases import find_aliases
 from tensormagic.engine.tensorinfo.conversions import tensor_conversions
 from tensormagic.engine.tensorinfo.dtypes import DtypeTwin, dtype_table, numpy_twin_of_torch
 from tensormagic.engine.tensorinfo.guard import guarded, safe_stats
+from tensormagic.engine.tensorinfo.pictures import PictureError, PictureOptions, Pictures, safe_pictures
 from tensormagic.engine.tensorinfo.reports import TensorInfo
 from tensormagic.engine.tensorinfo.statistics import (
     CPU_CHUNK,
@@ -195,9 +196,25 @@ def _uninitialized_info(name: str, t: torch.Tensor, namespace: Mapping[str, Any]
     )
 
 
-def inspect_tensor(name: str, t: torch.Tensor, namespace: Mapping[str, Any] | None = None, budget: int = DEFAULT_BUDGET, hidden: frozenset[str] | set[str] = frozenset()) -> TensorInfo:
-    """Build the report of a torch tensor (any layout, dtype or device)."""
+def no_pictures(name: str, why: str, opts: PictureOptions) -> None:
+    """Raise :class:`PictureError` when pictures were asked for of an object that has none."""
+    if opts.kinds or opts.denorm is not None:
+        raise PictureError(f"{name} has no pictures: {why}")
+
+
+def inspect_tensor(
+    name: str,
+    t: torch.Tensor,
+    namespace: Mapping[str, Any] | None = None,
+    budget: int = DEFAULT_BUDGET,
+    hidden: frozenset[str] | set[str] = frozenset(),
+    pictures: PictureOptions | None = None,
+) -> TensorInfo:
+    """Build the report of a torch tensor (any layout, dtype or device); ``pictures``: which
+    pictures to draw of a dense one (default: those its shape gets)."""
+    opts = pictures if pictures is not None else PictureOptions()
     if is_uninitialized(t):
+        no_pictures(name, "an uninitialized parameter has no values yet", opts)
         return _uninitialized_info(name, t, namespace, hidden)
     twin = numpy_twin_of_torch(t.dtype) if not t.is_quantized else DtypeTwin(str(t.dtype), None, "quantized dtypes have no NumPy twin; use .dequantize() or .int_repr()")
     details: dict[str, Any] = {}
@@ -213,7 +230,10 @@ def inspect_tensor(name: str, t: torch.Tensor, namespace: Mapping[str, Any] | No
     stats: ValueStats | None = None
     stats_note: str | None = None
     histogram: Histogram | None = None
+    drawn: Pictures | None = None
     storage_nbytes: int | None = None
+    if not strided or meta_reason or t.is_quantized:
+        no_pictures(name, meta_reason or f"pictures are drawn of dense (strided) tensors, not {layout} ones", opts)
     if meta_reason:
         stats_note = meta_reason + ": no statistics"
         if nested:
@@ -229,6 +249,8 @@ def inspect_tensor(name: str, t: torch.Tensor, namespace: Mapping[str, Any] | No
         stats, sample = got if got is not None else (None, None)
         if stats is not None:
             histogram, _ = safe_stats(lambda: value_histogram(t, stats.min, stats.max, sample=sample, stats=stats))
+        if opts.kinds != ():
+            drawn = safe_pictures(t, stats, budget, opts, sample)
     if nested:
         layout = "nested (" + layout + ")"
     if strided and storage_nbytes is None:
@@ -287,4 +309,5 @@ def inspect_tensor(name: str, t: torch.Tensor, namespace: Mapping[str, Any] | No
         histogram=histogram,
         details=details,
         notes=notes,
+        pictures=drawn,
     )

@@ -28,13 +28,14 @@
  *
  * Files: fused_common.h (kinds, vector types, conversions, walking a block, the histogram's
  * sample), fused_float64.h, fused_narrow.h (float32, float16, bfloat16), fused_int.h (integers,
- * bool), and this one (the threads, the centring pivot and the Python binding).
+ * bool), fused_histogram.h (the histogram's counts, a second function), and this one (the threads, the centring pivot and the Python binding).
  */
 /* The kernels live in headers by kind; this file is the pass itself and its Python binding. */
 #include "fused_common.h"
 #include "fused_float64.h"
 #include "fused_narrow.h"
 #include "fused_int.h"
+#include "fused_histogram.h"
 
 /* ---- the pass ----------------------------------------------------------------------------- */
 
@@ -252,6 +253,7 @@ static PyObject *stats(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"stats", stats, METH_VARARGS, stats_doc},
+    {"histogram", histogram, METH_VARARGS, histogram_doc},
     {NULL, NULL, 0, NULL},
 };
 

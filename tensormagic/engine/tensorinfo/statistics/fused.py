@@ -187,3 +187,21 @@ def cpu_moments(t: torch.Tensor, pivot: float = 0.0, threads: int = 1) -> tuple[
         s1 = math.nan if pinf and ninf else (math.inf if pinf else -math.inf)
         return (-math.inf if ninf else lo), (math.inf if pinf else hi), s1, math.inf, zeros
     return lo, hi, s1, s2, zeros
+
+
+def histogram(t: torch.Tensor, edges: Sequence[float]) -> list[int] | None:
+    """Counts of a strided CPU tensor's values in the equal bins between ``edges`` (numpy's
+    rule: the last bin closed, each value in the bin whose float64 edges hold it), in one
+    multi-threaded pass of the C helper; None where it does not apply."""
+    kind = TORCH_KINDS.get(t.dtype)
+    if _fused is None or not hasattr(_fused, "histogram") or kind is None or kind == "bool" or t.device.type != "cpu" or t.layout != torch.strided or t.is_neg() or t.is_conj():
+        return None
+    n = t.numel()
+    if n == 0 or not in_storage(t):
+        return None
+    size = t.element_size()
+    order = walk_order(t.shape, [s * size for s in t.stride()])
+    if order is None:
+        return None
+    threads = torch.get_num_threads() if n >= FUSED_THREADS_MIN else 1
+    return list(_fused.histogram(t.data_ptr(), kind, order[0], order[1], [float(e) for e in edges], threads))
