@@ -73,11 +73,16 @@ def tensorinfo(
     exact: bool = False,
     input: Any = None,
     namespace: Mapping[str, Any] | None = None,
+    global_stats: bool = False,
+    timeout: float | None = None,
 ) -> Report:
     """The ``%tensorinfo`` report of an array, tensor or module (``obj``), named ``name`` (its
     variable name in the caller when not given); with no ``obj``, of every array, tensor and
     module of ``namespace`` (the caller's names by default).  ``input``: a model's input (a
-    tensor, a tuple of arguments or a dict of keywords): the report goes layer by layer."""
+    tensor, a tuple of arguments or a dict of keywords): the report goes layer by layer.
+    ``global_stats=True`` (a DTensor): the whole tensor's statistics (``%tensorinfo --global``;
+    every rank must call it within ``timeout`` seconds, else a one-line
+    :class:`~tensormagic.engine.sharding.MeetingError` and nothing is communicated)."""
     from tensormagic.engine.tensorinfo import DEFAULT_BUDGET, inspect_namespace, inspect_object
 
     names = dict(namespace) if namespace is not None else _caller_names()
@@ -86,7 +91,7 @@ def tensorinfo(
     if name is None:
         name = next((n for n, v in names.items() if v is obj and not n.startswith("_")), type(obj).__name__)
     size = 2**62 if exact else (budget if budget is not None else DEFAULT_BUDGET)
-    report = inspect_object(name, obj, names, size)
+    report = inspect_object(name, obj, names, size, global_stats=global_stats, timeout=timeout)
     if input is not None:
         from tensormagic.engine.layers import DEFAULT_LAYER_BUDGET, inspect_layers, model_inputs
 

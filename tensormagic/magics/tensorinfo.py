@@ -12,6 +12,8 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from tensormagic.engine import tensorinfo as tensorinfo_engine
 from tensormagic.engine.layers import DEFAULT_LAYER_BUDGET
 from tensormagic.engine.namespace import describe_non_array, is_inspectable
+from tensormagic.engine.sharding import MeetingError, is_dtensor
+from tensormagic.engine.sharding.global_stats import DEFAULT_TIMEOUT
 from tensormagic.engine.tensorinfo import DEFAULT_BUDGET
 from tensormagic.magics.common import UserNamespace, parse_line
 from tensormagic.magics.model_options import check_model, layers_report, split_model_options
@@ -31,6 +33,8 @@ class TensorinfoMagics(UserNamespace):
         help=f"compute statistics exactly up to N elements, from a sample above (default {DEFAULT_BUDGET:,})",
     )
     @argument("--exact", action="store_true", help="always compute exact statistics, however large the tensor")
+    @argument("--global", dest="global_", action="store_true", help="a DTensor only: statistics of the whole tensor, from one all_gather of a few numbers per rank (every rank of the mesh must run it at once, e.g. %%px %%tensorinfo --global x); default: this rank's local shard, with no communication")
+    @argument("--timeout", type=float, default=None, metavar="SECONDS", help=f"with --global: how long to wait for every rank before giving up with an error and communicating nothing (default {DEFAULT_TIMEOUT:g})")
     @argument("--input", metavar="EXPR", help="a model only: run one forward pass on EXPR (a tensor, a tuple of arguments or a dict of keyword arguments) and show every layer: shapes, parameters, MACs, memory, activations (may follow the model: %%tensorinfo model --input x)")
     @argument("--input-size", metavar="SHAPE", help="a model only: the same with a random input of this shape, e.g. 8,3,32,32 (several inputs: 2,16;2,16)")
     @argument(
@@ -53,7 +57,10 @@ class TensorinfoMagics(UserNamespace):
             %tensorinfo model --input-size 8,3,32,32
 
         Statistics are computed where the data lives, exactly up to --budget elements and from a
-        fixed-seed sample above it (labelled as such).
+        fixed-seed sample above it (labelled as such).  A DTensor (FSDP2, tensor parallel) is
+        described on this rank without communication: its mesh, placements, every rank's block
+        and the statistics of the local shard; ``%tensorinfo --global x`` on every rank at once
+        gives the whole tensor's statistics.
         """
         try:
             args = parse_line(self.tensorinfo, line)
@@ -63,9 +70,14 @@ class TensorinfoMagics(UserNamespace):
             raise
         args.expr, late_input, late_size = split_model_options(args.expr)
         input_expr, input_size = args.input or late_input, args.input_size or late_size
-        late = [tok for tok in args.expr if tok in ("--budget", "--exact") or tok.startswith("--budget=")]
+        late = [tok for tok in args.expr if tok in ("--budget", "--exact", "--global", "--timeout") or tok.startswith(("--budget=", "--timeout="))]
         if late:
-            raise UsageError(f"{late[0]} must come before the expression, e.g. %tensorinfo {late[0].split('=')[0]}{' N' if late[0].startswith('--budget') else ''} x")
+            example = {"--budget": " N", "--timeout": " SECONDS"}.get(late[0].split("=")[0], "")
+            raise UsageError(f"{late[0]} must come before the expression, e.g. %tensorinfo {late[0].split('=')[0]}{example} x")
+        if args.timeout is not None and not args.global_:
+            raise UsageError("--timeout applies to --global (how long to wait for every rank), e.g. %tensorinfo --global --timeout 10 x")
+        if args.timeout is not None and not (0 < args.timeout <= 3600):
+            raise UsageError(f"--timeout must be a number of seconds between 0 and 3600, not {args.timeout:g}")
         if args.budget is not None and args.budget <= 0:
             raise UsageError(f"--budget must be a positive number of elements, not {args.budget}")
         if args.exact and args.budget is not None:
@@ -75,6 +87,8 @@ class TensorinfoMagics(UserNamespace):
         if not expr:
             if input_expr or input_size:
                 raise UsageError(f"{'--input' if input_expr else '--input-size'} needs the model to run, e.g. %tensorinfo model {'--input x' if input_expr else '--input-size 8,3,32,32'}")
+            if args.global_:
+                raise UsageError("--global applies to one DTensor; give an expression, e.g. %tensorinfo --global x")
             if args.exact or args.budget is not None:
                 raise UsageError(f"{'--exact' if args.exact else '--budget'} applies to one array or tensor; give an expression, e.g. %tensorinfo {'--exact' if args.exact else '--budget N'} x")
             return tensorinfo_engine.inspect_namespace(self.user_ns, self.hidden)
@@ -83,9 +97,13 @@ class TensorinfoMagics(UserNamespace):
             raise UsageError(f"{expr} {describe_non_array(obj)}")
         if input_expr or input_size:
             check_model(expr, obj, input_expr, input_size)
+        if args.global_ and not is_dtensor(obj):
+            raise UsageError(f"--global is for DTensors (sharded over ranks); {expr} is a {type(obj).__name__} whose statistics already cover all its values: %tensorinfo {expr}")
+        if args.global_ and (input_expr or input_size):
+            raise UsageError("--global and --input do not combine: --global is for one DTensor")
         try:
-            report = tensorinfo_engine.inspect_object(expr, obj, self.user_ns, budget, self.hidden)
-        except tensorinfo_engine.UninspectableError as exc:
+            report = tensorinfo_engine.inspect_object(expr, obj, self.user_ns, budget, self.hidden, global_stats=args.global_, timeout=args.timeout)
+        except (tensorinfo_engine.UninspectableError, MeetingError) as exc:
             raise UsageError(str(exc)) from None
         if input_expr or input_size:
             layer_budget = budget if args.exact or args.budget is not None else DEFAULT_LAYER_BUDGET

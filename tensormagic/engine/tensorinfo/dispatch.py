@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from tensormagic.engine.sharding.rendezvous import MeetingError
 from tensormagic.engine.naming import describe_exception, is_array, is_module, is_tensor, type_name
 from tensormagic.engine.tensorinfo.array import inspect_array
 from tensormagic.engine.tensorinfo.module import inspect_module
@@ -27,19 +28,32 @@ def _refusal_hint(obj: Any) -> str:
     return ""
 
 
-def inspect_object(name: str, obj: Any, namespace: Mapping[str, Any] | None = None, budget: int = DEFAULT_BUDGET, hidden: frozenset[str] | set[str] = frozenset()) -> TensorInfo | ModuleInfo:
+def inspect_object(
+    name: str,
+    obj: Any,
+    namespace: Mapping[str, Any] | None = None,
+    budget: int = DEFAULT_BUDGET,
+    hidden: frozenset[str] | set[str] = frozenset(),
+    *,
+    global_stats: bool = False,
+    timeout: float | None = None,
+) -> TensorInfo | ModuleInfo:
     """Dispatch on the object's true type (an object whose ``__class__`` lies is not inspectable).
 
     Raises TypeError for objects that are not inspectable, and :class:`UninspectableError` (one
-    line) for an array, tensor or module that raises while its report is built.
+    line) for an array, tensor or module that raises while its report is built;
+    ``global_stats`` (a DTensor's whole-tensor statistics, every rank must ask) may raise
+    :class:`~tensormagic.engine.sharding.rendezvous.MeetingError` (one line, nothing communicated).
     """
     try:
         if is_tensor(obj):
-            return inspect_tensor(name, obj, namespace, budget, hidden)
+            return inspect_tensor(name, obj, namespace, budget, hidden, global_stats=global_stats, timeout=timeout)
         if is_array(obj):
             return inspect_array(name, obj, namespace, budget, hidden)
         if is_module(obj):
             return inspect_module(name, obj)
+    except MeetingError:
+        raise
     except Exception as exc:  # noqa: BLE001 - an object that refuses: one line, never a traceback
         raise UninspectableError(f"{name} ({type_name(obj)}) cannot be described: {describe_exception(exc)}{_refusal_hint(obj)}") from None
     raise TypeError(f"{name} is a {type(obj).__name__}, not an array, tensor or module")

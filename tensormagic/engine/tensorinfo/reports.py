@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tensormagic.engine.report import Report
+from tensormagic.engine.sharding.layout import ShardingInfo
 from tensormagic.engine.tensorinfo.dtypes import DtypeTwin
 from tensormagic.engine.tensorinfo.statistics import Histogram, ValueStats
 
@@ -62,9 +63,13 @@ class TensorInfo(Report):
     histogram: Histogram | None = None
     details: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    sharding: ShardingInfo | None = None  # a DTensor's layout (None: not sharded)
 
 
     def summary(self) -> str:
+        if self.sharding is not None:
+            s = self.sharding
+            return f"{self.name}: DTensor {self.dtype} {list(s.global_shape)} ({', '.join(s.placements)}), local {list(s.local_shape)} on rank {s.rank}"
         shape = "x".join(map(str, self.shape)) if self.shape else ("scalar" if self.shape == [] else "?")
         return f"{self.name}: {self.type} {self.dtype} [{shape}] on {self.device}"
 

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from tensormagic.engine.naming import UNINITIALIZED, is_uninitialized, type_name
+from tensormagic.engine.sharding.detect import is_dtensor
 from tensormagic.engine.tensorinfo.aliases import find_aliases
 from tensormagic.engine.tensorinfo.conversions import tensor_conversions
 from tensormagic.engine.tensorinfo.dtypes import DtypeTwin, dtype_table, numpy_twin_of_torch
@@ -55,6 +56,11 @@ def _grad_summary(t: torch.Tensor) -> str | None:
     g = t.grad if t.is_leaf or t.retains_grad else None
     if g is None:
         return None
+    return grad_text(g)
+
+
+def grad_text(g: torch.Tensor) -> str:
+    """A gradient in a few words: its values (small), else dtype, shape and norm."""
     with torch.no_grad():
         if g.layout != torch.strided or g.is_nested:
             return f"{g.dtype} {list(g.shape)} ({str(g.layout).removeprefix('torch.')})"
@@ -184,8 +190,22 @@ def _uninitialized_info(name: str, t: torch.Tensor, namespace: Mapping[str, Any]
     )
 
 
-def inspect_tensor(name: str, t: torch.Tensor, namespace: Mapping[str, Any] | None = None, budget: int = DEFAULT_BUDGET, hidden: frozenset[str] | set[str] = frozenset()) -> TensorInfo:
-    """Build the report of a torch tensor (any layout, dtype or device)."""
+def inspect_tensor(
+    name: str,
+    t: torch.Tensor,
+    namespace: Mapping[str, Any] | None = None,
+    budget: int = DEFAULT_BUDGET,
+    hidden: frozenset[str] | set[str] = frozenset(),
+    *,
+    global_stats: bool = False,
+    timeout: float | None = None,
+) -> TensorInfo:
+    """Build the report of a torch tensor (any layout, dtype or device); a DTensor's from its
+    local shard (``global_stats``: the whole tensor's statistics, see :mod:`~tensormagic.engine.sharding`)."""
+    if is_dtensor(t):
+        from tensormagic.engine.sharding.report import inspect_dtensor
+
+        return inspect_dtensor(name, t, namespace, budget, hidden, global_stats=global_stats, timeout=timeout)  # type: ignore[arg-type]
     if is_uninitialized(t):
         return _uninitialized_info(name, t, namespace, hidden)
     twin = numpy_twin_of_torch(t.dtype) if not t.is_quantized else DtypeTwin(str(t.dtype), None, "quantized dtypes have no NumPy twin; use .dequantize() or .int_repr()")
