@@ -15,7 +15,10 @@ MAX_RANK_ROWS = 64
 def mesh_text(info: ShardingInfo) -> str:
     dims = "x".join(map(str, info.mesh_shape))
     names = f" ({', '.join(info.mesh_dim_names)})" if info.mesh_dim_names else ""
-    return f"{dims}{names} on {info.device_type}"
+    ranks = 1
+    for n in info.mesh_shape:
+        ranks *= n
+    return f"{dims}{names}: {ranks} rank{'s' if ranks != 1 else ''} on {info.device_type}"
 
 
 def placement_rows(info: ShardingInfo) -> list[tuple[str, str]]:

@@ -182,8 +182,18 @@ def module_panel(info: ModuleInfo, layers_hint: bool = True) -> Panel:
             ("devices", ", ".join(f"{k} ({v} tensors)" for k, v in info.devices.items()) or "-"),
         ]
     )
+    if info.local_parameters is not None:
+        summary.rows[1:1] = [("parameters on this rank", f"{fmt_number(info.local_parameters)} (rank {info.rank}; {info.sharded} sharded tensors)")]
+        summary.rows[4:4] = [("parameter bytes on this rank", fmt_bytes(info.local_parameter_bytes))]
     rows = [[r.name, r.kind, fmt_shape(r.shape) if r.shape is not None else "? (uninitialized)", r.dtype, r.device, fmt_number(r.numel), yes_no(r.trainable)] for r in info.rows[:MAX_ROWS]]
-    table = Table(["name", "kind", "shape", "dtype", "device", "elements", "trainable"], rows, total_rows=len(info.rows))
+    headers = ["name", "kind", "shape", "dtype", "device", "elements", "trainable"]
+    if info.sharded:
+        headers = ["name", "kind", "global shape", "placement", "local shape", "dtype", "device", "global elements", "trainable"]
+        rows = [
+            [r.name, r.kind, fmt_shape(r.shape) if r.shape is not None else "? (uninitialized)", ", ".join(r.placements) if r.placements else "not sharded", fmt_shape(r.local_shape if r.placements else r.shape), r.dtype, r.device, fmt_number(r.numel), yes_no(r.trainable)]
+            for r in info.rows[:MAX_ROWS]
+        ]
+    table = Table(headers, rows, total_rows=len(info.rows))
     shared: list = [Note("no tied or shared parameters")] if not info.shared else [
         Table(["names", "relation", "detail"], [[" & ".join(s["names"]), s["relation"], s["detail"]] for s in info.shared[:MAX_ROWS]], total_rows=len(info.shared))
     ]

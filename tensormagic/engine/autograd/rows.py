@@ -21,7 +21,8 @@ from tensormagic.engine.autograd.naming import Names
 from tensormagic.engine.autograd.recorder import CallRecord, Recorder, Target
 from tensormagic.engine.autograd.report import GradientRow, Status
 from tensormagic.engine.autograd.source import CellSource
-from tensormagic.engine.autograd.summary import GradSummary
+from tensormagic.engine.autograd.summary import GradSummary, summarise
+from tensormagic.engine.sharding.fsdp import GradMark, grad_changed, placement_words, unsharded_copies
 
 #: Rows for the unused parameters of one module, at most.
 MAX_MODULE_ROWS = 200
@@ -75,12 +76,15 @@ def _meta(t: Any) -> tuple[list[int] | None, str | None]:
 class RowBuilder:
     """Rows for one cell (see the module docstring)."""
 
-    def __init__(self, namespace: Mapping[str, Any], cell: CellSource, names: Names, recorder: Recorder, used_names: list[str]) -> None:
+    def __init__(self, namespace: Mapping[str, Any], cell: CellSource, names: Names, recorder: Recorder, used_names: list[str], sharded_grads: dict[int, GradMark] | None = None) -> None:
         self.ns = namespace
         self.cell = cell
         self.names = names
         self.recorder = recorder
         self.used_names = used_names  # the names the cell binds or uses, in cell order
+        self.sharded_grads = sharded_grads or {}  # .grad marks of DTensor parameters before the cell
+        modules = [(n, namespace.get(n)) for n in used_names if isinstance(namespace.get(n), torch.nn.Module)]
+        self.fsdp_copies = unsharded_copies(modules) if self.sharded_grads else {}
 
     def of(self, record: CallRecord) -> str:
         return ", ".join(r.name or "?" for r in record.roots)
@@ -92,8 +96,12 @@ class RowBuilder:
             label = "vector-Jacobian product with the gradient passed to backward"
         elif record.ones or any(r.shape is not None and math.prod(r.shape) != 1 for r in record.roots):
             label = "vector-Jacobian product with ones (the gradient of the sum)"
-        rows = [self._target_row(record, target, of, label) for target in record.targets.values()]
+        rows = [self._target_row(record, target, of, label) for target in record.targets.values() if target.key not in self.fsdp_copies]
         seen = set(record.targets) | {r.key for r in record.roots} | {r.seed_key for r in record.roots if r.seed_key is not None}
+        copies = [self.fsdp_copies[k] for k in record.targets if k in self.fsdp_copies]
+        for pname, sharded in copies:
+            seen.add(id(sharded))
+            rows.append(self._sharded_row(pname, sharded, record, of, label, fsdp=True))
         rows += self._other_rows(record, of, seen)
         order = {Status.OK: 0, Status.NON_FINITE: 0, Status.NON_LEAF: 1}
         info = record.graph
@@ -239,6 +247,9 @@ class RowBuilder:
             if not p.requires_grad:
                 continue
             full = self.names.name(p) or f"{name}.{pname}"
+            if grad_changed(p, self.sharded_grads):
+                rows.append(self._sharded_row(full, p, record, of, "gradient", fsdp=False))
+                continue
             reason = f"{full} requires grad but {of} does not depend on it (this part of {name} is not used in computing {of})"
             if record.kind == "backward":
                 reason += f"; {full}.grad is left as it was"
@@ -247,6 +258,21 @@ class RowBuilder:
             if len(rows) >= MAX_MODULE_ROWS:
                 break
         return rows
+
+
+    def _sharded_row(self, name: str, p: torch.Tensor, record: CallRecord, of: str, label: str, fsdp: bool) -> GradientRow:
+        """A DTensor parameter whose ``.grad`` the cell's backward set (through FSDP2's hooks when
+        ``fsdp``: autograd's leaf was FSDP's unsharded copy): computed, from its local shard."""
+        shape, dtype = _meta(p)
+        base = {"wrt": name, "of": of, "shape": shape, "dtype": dtype, "kind": "leaf", "line": self.cell.assigned.get(name.split(".")[0]), "aliases": self.names.aliases(p)}
+        placed = placement_words(p.grad) if p.grad is not None else None
+        if not grad_changed(p, self.sharded_grads):
+            how = "its unsharded copy got no gradient" if fsdp else "its .grad did not change"
+            return GradientRow(status=Status.UNUSED, **base, reason=f"{name} requires grad but {of} does not depend on it ({how})", fix="check that it is really used in computing the output")
+        plain = summarise(p.grad).plain()  # type: ignore[union-attr]
+        via = "FSDP2 reduce-scattered the gradient of its unsharded copy into" if fsdp else "the cell's backward set"
+        reason = f"{via} {name}.grad (a {placed or 'plain'} DTensor gradient); summarised from this rank's local shard only"
+        return GradientRow(status=Status.OK, **base, grad=grad_value(plain), norm=plain.get("norm"), label=label + " (local shard)", nan=plain.get("nan", 0), inf=plain.get("inf", 0), reason=reason)
 
 
 __all__ = ["RowBuilder", "grad_value"]

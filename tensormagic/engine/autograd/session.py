@@ -29,6 +29,7 @@ from tensormagic.engine.autograd.outputs import evaluate, graph_roots, last_of_e
 from tensormagic.engine.autograd.recorder import CallRecord, Recorder, root_value
 from tensormagic.engine.autograd.report import AutogradReport, JacobianInfo
 from tensormagic.engine.autograd.rows import RowBuilder
+from tensormagic.engine.sharding.fsdp import grad_marks
 from tensormagic.engine.autograd.source import analyse_source
 from tensormagic.engine.autograd.walk import Walk, merge_graphs
 from tensormagic.engine.autograd.wrt import wrt_rows
@@ -44,6 +45,8 @@ class AutogradSession:
         self.hidden = set(hidden) | set(HIDDEN_NAMES)
         self.cell = analyse_source(source, tree)
         self._before = {k: id(v) for k, v in namespace.items()}  # once per cell: rebinding the source hides
+        # the .grad of each DTensor parameter of the modules the cell names (FSDP2's hooks set them)
+        self.sharded_grads = grad_marks(namespace.get(n) for n in self.cell.loaded)
         self.names = CellNames(namespace, self.cell, self.hidden)
         self.lines: LineSpans | None = LineSpans() if self.options.lines else None
         self._trace_functions = False  # set by compile(): the cell defines functions
@@ -177,7 +180,7 @@ class AutogradSession:
                 root.name = root.name or (names.name(root.ref()) if root.ref is not None and root.ref() is not None else None)
             name_roots(r, self.cell)
         used = self.used_names()
-        builder = RowBuilder(self.namespace, self.cell, names, rec, used)
+        builder = RowBuilder(self.namespace, self.cell, names, rec, used, self.sharded_grads)
         rows = [row for r in records for row in builder.rows(r)]
         if self.options.wrt:
             rows = wrt_rows(self.options.wrt, rows, records, self.namespace, builder)

@@ -87,6 +87,9 @@ class ParameterRow:
     nbytes: int
     trainable: bool
     note: str | None = None
+    placements: list[str] | None = None  # a DTensor parameter's (FSDP2: ["Shard(0)"]); None: not sharded
+    local_shape: list[int] | None = None  # a DTensor parameter's shard on this rank
+    local_nbytes: int | None = None
 
 
 @dataclass(repr=False)
@@ -107,10 +110,19 @@ class ModuleInfo(Report):
     structure: str
     notes: list[str] = field(default_factory=list)
     uninitialized: int = 0  # parameters and buffers of a lazy module not created yet
+    #: DTensor parameters and buffers (FSDP2, tensor parallel): how many, and what this rank holds
+    #: of the global counts above (None: nothing is sharded, this rank holds everything)
+    sharded: int = 0
+    local_parameters: int | None = None
+    local_parameter_bytes: int | None = None
+    local_buffer_bytes: int | None = None
+    rank: int | None = None
 
 
     def summary(self) -> str:
         lazy = f" (and {self.uninitialized} uninitialized)" if self.uninitialized else ""
+        if self.local_parameters is not None:
+            return f"{self.name}: {self.type}, {self.parameters:,} parameters ({self.local_parameters:,} on rank {self.rank}, {self.sharded} sharded){lazy} on {', '.join(self.devices) or 'no device'}"
         return f"{self.name}: {self.type}, {self.parameters:,} parameters{lazy} on {', '.join(self.devices) or 'no device'}"
 
 
