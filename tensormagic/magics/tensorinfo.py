@@ -16,7 +16,11 @@ from tensormagic.engine.sharding import MeetingError, is_dtensor
 from tensormagic.engine.sharding.global_stats import DEFAULT_TIMEOUT
 from tensormagic.engine.tensorinfo import DEFAULT_BUDGET
 from tensormagic.magics.common import UserNamespace, parse_line
-from tensormagic.magics.model_options import check_model, layers_report, split_model_options
+from tensormagic.magics.model_options import (
+    check_model,
+    layers_report,
+    split_model_options,
+)
 
 
 @magics_class

@@ -114,11 +114,11 @@ def text_table(g: Grid, partial_ops: str) -> tuple[list[str], list[list[str]], b
     ccuts = sorted({0, g.cols} | {b.col0 for b in g.blocks} | {b.col1 for b in g.blocks})
     short = len(rcuts) > MAX_CUTS + 1 or len(ccuts) > MAX_CUTS + 1
     rcuts, ccuts = rcuts[: MAX_CUTS + 1], ccuts[: MAX_CUTS + 1]
-    headers = ["rows \\ columns"] + [_span(a, b) for a, b in zip(ccuts, ccuts[1:])]
+    headers = ["rows \\ columns"] + [_span(a, b) for a, b in itertools.pairwise(ccuts)]
     body: list[list[str]] = []
-    for r0, r1 in zip(rcuts, rcuts[1:]):
+    for r0, r1 in itertools.pairwise(rcuts):
         line = [_span(r0, r1)]
-        for c0, c1 in zip(ccuts, ccuts[1:]):
+        for c0, c1 in itertools.pairwise(ccuts):
             held = sorted({r for b in g.blocks if b.row0 <= r0 and r1 <= b.row1 and b.col0 <= c0 and c1 <= b.col1 for r in b.ranks})
             cell = rank_list(held) if held else "-"
             if held and g.blocks and g.blocks[0].partial:

@@ -18,7 +18,9 @@ def mesh_text(info: ShardingInfo) -> str:
     ranks = 1
     for n in info.mesh_shape:
         ranks *= n
-    return f"{dims}{names}: {ranks} rank{'s' if ranks != 1 else ''} on {info.device_type}"
+    if len(info.mesh_shape) == 1:
+        return f"1-D{names}: {ranks} rank{'s' if ranks != 1 else ''} on {info.device_type}"
+    return f"{dims}{names}: {ranks} ranks on {info.device_type}"
 
 
 def placement_rows(info: ShardingInfo) -> list[tuple[str, str]]:

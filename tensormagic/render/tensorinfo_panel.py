@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from tensormagic.engine.sharding.layout import mesh_words
 from tensormagic.engine.tensorinfo import ModuleInfo, NamespaceInfo, TensorInfo
+from tensormagic.render.document import (
+    Bars,
+    KeyValues,
+    Note,
+    Panel,
+    Preformatted,
+    Section,
+    Table,
+)
+from tensormagic.render.format import (
+    fmt_bytes,
+    fmt_number,
+    fmt_shape,
+    short_type,
+    truncate,
+    yes_no,
+)
 from tensormagic.render.registry import builds
-from tensormagic.render.document import Bars, KeyValues, Note, Panel, Preformatted, Section, Table
 from tensormagic.render.sharding_panel import sharding_section
-from tensormagic.render.format import fmt_bytes, fmt_number, fmt_shape, short_type, truncate, yes_no
 
 #: Rows shown at most in any table of a panel (large namespaces and modules stay small).
 MAX_ROWS = 40
@@ -22,7 +38,7 @@ def _headline(info: TensorInfo) -> str:
     parts = [f"{truncate(info.name, 60)}: {info.type} {info.dtype} {fmt_shape(info.shape)} on {info.device}"]
     sh = info.sharding
     if sh is not None:
-        parts = [f"{truncate(info.name, 60)}: DTensor {info.dtype} {fmt_shape(sh.global_shape)} ({', '.join(sh.placements)}) on a {'x'.join(map(str, sh.mesh_shape))} {sh.device_type} mesh, local {fmt_shape(sh.local_shape)} on rank {sh.rank}"]
+        parts = [f"{truncate(info.name, 60)}: DTensor {info.dtype} {fmt_shape(sh.global_shape)} ({', '.join(sh.placements)}) on {mesh_words(sh.mesh_shape, sh.device_type)}, local {fmt_shape(sh.local_shape)} on rank {sh.rank}"]
     parts.append(f"twin {info.equivalent_dtype}" if info.equivalent_dtype else "no twin dtype")
     s = info.stats
     if s is not None and s.count:

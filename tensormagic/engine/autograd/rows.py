@@ -22,7 +22,12 @@ from tensormagic.engine.autograd.recorder import CallRecord, Recorder, Target
 from tensormagic.engine.autograd.report import GradientRow, Status
 from tensormagic.engine.autograd.source import CellSource
 from tensormagic.engine.autograd.summary import GradSummary, summarise
-from tensormagic.engine.sharding.fsdp import GradMark, grad_changed, placement_words, unsharded_copies
+from tensormagic.engine.sharding.fsdp import (
+    GradMark,
+    grad_changed,
+    placement_words,
+    unsharded_copies,
+)
 
 #: Rows for the unused parameters of one module, at most.
 MAX_MODULE_ROWS = 200
@@ -264,15 +269,24 @@ class RowBuilder:
         """A DTensor parameter whose ``.grad`` the cell's backward set (through FSDP2's hooks when
         ``fsdp``: autograd's leaf was FSDP's unsharded copy): computed, from its local shard."""
         shape, dtype = _meta(p)
-        base = {"wrt": name, "of": of, "shape": shape, "dtype": dtype, "kind": "leaf", "line": self.cell.assigned.get(name.split(".")[0]), "aliases": self.names.aliases(p)}
-        placed = placement_words(p.grad) if p.grad is not None else None
-        if not grad_changed(p, self.sharded_grads):
+        line = self.cell.assigned.get(name.split(".")[0])
+        aliases = self.names.aliases(p)
+        if not grad_changed(p, self.sharded_grads) or p.grad is None:
             how = "its unsharded copy got no gradient" if fsdp else "its .grad did not change"
-            return GradientRow(status=Status.UNUSED, **base, reason=f"{name} requires grad but {of} does not depend on it ({how})", fix="check that it is really used in computing the output")
-        plain = summarise(p.grad).plain()  # type: ignore[union-attr]
+            return GradientRow(
+                wrt=name, of=of, status=Status.UNUSED, shape=shape, dtype=dtype, kind="leaf", line=line, aliases=aliases,
+                reason=f"{name} requires grad but {of} does not depend on it ({how})", fix="check that it is really used in computing the output",
+            )
+        summary = summarise(p.grad)
+        plain = summary.plain() if summary is not None else {}
         via = "FSDP2 reduce-scattered the gradient of its unsharded copy into" if fsdp else "the cell's backward set"
-        reason = f"{via} {name}.grad (a {placed or 'plain'} DTensor gradient); summarised from this rank's local shard only"
-        return GradientRow(status=Status.OK, **base, grad=grad_value(plain), norm=plain.get("norm"), label=label + " (local shard)", nan=plain.get("nan", 0), inf=plain.get("inf", 0), reason=reason)
+        placed = placement_words(p.grad) or "plain"
+        return GradientRow(
+            wrt=name, of=of, status=Status.OK, shape=shape, dtype=dtype, kind="leaf", line=line, aliases=aliases,
+            grad=grad_value(plain) if plain else None, norm=plain.get("norm"), label=label + " (local shard)",
+            nan=int(plain.get("nan", 0)), inf=int(plain.get("inf", 0)),
+            reason=f"{via} {name}.grad (a {placed} DTensor gradient); summarised from this rank's local shard only",
+        )
 
 
 __all__ = ["RowBuilder", "grad_value"]

@@ -18,22 +18,45 @@ import torch
 from tensormagic.engine.autograd import keeper, summaries
 from tensormagic.engine.autograd.check import TapeMode, custom_functions_as_one_call
 from tensormagic.engine.autograd.extra import ExtraWork
-from tensormagic.engine.autograd.guards import builtin, engine_calls, flop_counter, function_mode, hook_registrations, line_tracer
+from tensormagic.engine.autograd.guards import (
+    builtin,
+    engine_calls,
+    flop_counter,
+    function_mode,
+    hook_registrations,
+    line_tracer,
+)
 from tensormagic.engine.autograd.health import first_non_finite, health
 from tensormagic.engine.autograd.jacobian import jacobian
+from tensormagic.engine.autograd.lines import (
+    MARKER,
+    LineSpans,
+    LineTracer,
+    can_trace_lines,
+    defines_functions,
+    instrument,
+    line_marker,
+    next_sequence_nr,
+)
 from tensormagic.engine.autograd.modules import ModuleCalls, module_infos
-from tensormagic.engine.autograd.lines import MARKER, LineSpans, LineTracer, can_trace_lines, defines_functions, instrument, line_marker, next_sequence_nr
 from tensormagic.engine.autograd.naming import CellNames
 from tensormagic.engine.autograd.options import AutogradOptions
-from tensormagic.engine.autograd.outputs import evaluate, graph_roots, last_of_each_output, name_roots, of_tensor, output_infos
+from tensormagic.engine.autograd.outputs import (
+    evaluate,
+    graph_roots,
+    last_of_each_output,
+    name_roots,
+    of_tensor,
+    output_infos,
+)
 from tensormagic.engine.autograd.recorder import CallRecord, Recorder, root_value
 from tensormagic.engine.autograd.report import AutogradReport, JacobianInfo
 from tensormagic.engine.autograd.rows import RowBuilder
-from tensormagic.engine.sharding.fsdp import grad_marks
 from tensormagic.engine.autograd.source import analyse_source
 from tensormagic.engine.autograd.walk import Walk, merge_graphs
 from tensormagic.engine.autograd.wrt import wrt_rows
 from tensormagic.engine.namespace import HIDDEN_NAMES
+from tensormagic.engine.sharding.fsdp import grad_marks
 
 
 class AutogradSession:

@@ -23,7 +23,11 @@ import torch
 
 from tensormagic.engine.sharding.layout import ShardingInfo, sharding_info
 from tensormagic.engine.sharding.rendezvous import MeetingError, meet
-from tensormagic.engine.tensorinfo.statistics import DEFAULT_BUDGET, ValueStats, tensor_stats
+from tensormagic.engine.tensorinfo.statistics import (
+    DEFAULT_BUDGET,
+    ValueStats,
+    tensor_stats,
+)
 
 if TYPE_CHECKING:
     from torch.distributed.tensor import DTensor
@@ -83,7 +87,7 @@ def merge(rows: list[torch.Tensor], dtype: torch.dtype, over: str) -> ValueStats
             bits = row[13:15].view(torch.int64).tolist()
             rlo, rhi = int(bits[0]), int(bits[1])
         else:
-            rlo, rhi = f["min"], f["max"]  # type: ignore[assignment]
+            rlo, rhi = f["min"], f["max"]
         lo = rlo if lo is None or rlo < lo else lo
         hi = rhi if hi is None or rhi > hi else hi
     if dtype == torch.bool and lo is not None and hi is not None:

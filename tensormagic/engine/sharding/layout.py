@@ -116,7 +116,9 @@ def own_shape_and_offset(global_shape: Sequence[int], mesh_shape: Sequence[int],
 
 def _shape_and_offset(global_shape: Sequence[int], mesh_shape: Sequence[int], coordinate: Sequence[int], placements: Sequence[Any]) -> tuple[list[int], list[int], Literal["torch", "tensormagic"]]:
     try:
-        from torch.distributed.tensor._utils import _compute_local_shape_and_global_offset
+        from torch.distributed.tensor._utils import (
+            _compute_local_shape_and_global_offset,
+        )
 
         shape, offset = _compute_local_shape_and_global_offset(tuple(global_shape), tuple(mesh_shape), list(coordinate), list(placements))
         return [int(s) for s in shape], [int(o) for o in offset], "torch"
@@ -197,6 +199,13 @@ def sharding_info(dt: DTensor) -> ShardingInfo:
     )
 
 
+def mesh_words(mesh_shape: Sequence[int], device_type: str) -> str:
+    """``a 2-rank cpu mesh`` (1-D) or ``a 2x2 cpu mesh``."""
+    if len(mesh_shape) == 1:
+        return f"a {mesh_shape[0]}-rank {device_type} mesh"
+    return f"a {'x'.join(map(str, mesh_shape))} {device_type} mesh"
+
+
 def block_label(info: ShardingInfo, shape: Sequence[int] | None = None, offset: Sequence[int] | None = None) -> str:
     """Which part of the global tensor a block is: ``rows 0-3``, ``rows 0-7, columns 2-3``."""
     shape = list(info.local_shape if shape is None else shape)
@@ -213,4 +222,4 @@ def block_label(info: ShardingInfo, shape: Sequence[int] | None = None, offset: 
     return ", ".join(parts) or "all of it"
 
 
-__all__ = ["MAX_LISTED_RANKS", "RankShard", "ShardingInfo", "block_label", "chunk_bounds", "own_shape_and_offset", "placement_text", "sharding_info"]
+__all__ = ["MAX_LISTED_RANKS", "RankShard", "ShardingInfo", "block_label", "chunk_bounds", "mesh_words", "own_shape_and_offset", "placement_text", "sharding_info"]

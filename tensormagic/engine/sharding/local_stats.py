@@ -9,9 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tensormagic.engine.naming import describe_exception
 from tensormagic.engine.sharding.layout import ShardingInfo, block_label
-from tensormagic.engine.tensorinfo.guard import safe_stats
-from tensormagic.engine.tensorinfo.statistics import DEFAULT_BUDGET, Histogram, ValueStats, stats_and_sample, value_histogram
+from tensormagic.engine.tensorinfo.statistics import (
+    DEFAULT_BUDGET,
+    Histogram,
+    ValueStats,
+    stats_and_sample,
+    value_histogram,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -32,14 +38,18 @@ def local_stats(local: torch.Tensor, info: ShardingInfo, budget: int = DEFAULT_B
     """Statistics and histogram of the local shard, labelled; ``(None, why, None)`` when empty."""
     if local.numel() == 0:
         return None, f"this rank's shard is empty (rank {info.rank} holds no element of the global {list(info.global_shape)}): no local statistics; %tensorinfo --global gives the whole tensor's", None
-    got, note = safe_stats(lambda: stats_and_sample(local, budget))
-    if got is None:
-        return None, note, None
-    stats, sample = got
+    try:
+        stats, sample = stats_and_sample(local, budget)
+    except Exception as exc:  # noqa: BLE001 - never raise on an exotic tensor
+        return None, f"statistics unavailable: {describe_exception(exc)}", None
     label = scope_label(info)
     stats.over = label if stats.over == "values" else f"{stats.over} of the {label}"
     stats.scope = "partial" if info.partial else "local"
-    histogram, _ = safe_stats(lambda: value_histogram(local, stats.min, stats.max, sample=sample, stats=stats))
+    histogram: Histogram | None
+    try:
+        histogram = value_histogram(local, stats.min, stats.max, sample=sample, stats=stats)
+    except Exception:  # noqa: BLE001 - a histogram that fails leaves the numbers
+        histogram = None
     return stats, None, histogram
 
 

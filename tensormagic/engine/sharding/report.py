@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from tensormagic.engine.sharding.layout import ShardingInfo, block_label, sharding_info
+from tensormagic.engine.sharding.layout import (
+    ShardingInfo,
+    block_label,
+    mesh_words,
+    sharding_info,
+)
 from tensormagic.engine.sharding.local_stats import local_stats
 from tensormagic.engine.tensorinfo.guard import guarded
 from tensormagic.engine.tensorinfo.reports import Conversion, TensorInfo
@@ -50,7 +55,7 @@ def grad_summary(dt: DTensor) -> str | None:
 
 
 def _notes(info: ShardingInfo) -> list[str]:
-    notes = [f"a DTensor on a {'x'.join(map(str, info.mesh_shape))} {info.device_type} mesh: shape, elements and dtype are the global tensor's; strides, storage and bytes are this rank's local shard's ({block_label(info)})"]
+    notes = [f"a DTensor on {mesh_words(info.mesh_shape, info.device_type)}: shape, elements and dtype are the global tensor's; strides, storage and bytes are this rank's local shard's ({block_label(info)})"]
     if info.empty:
         notes.append(f"this rank's shard is empty: uneven sharding leaves ranks {', '.join(map(str, info.empty_ranks))} without elements")
     elif info.uneven:

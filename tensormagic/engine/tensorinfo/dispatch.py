@@ -7,13 +7,20 @@ from typing import Any
 
 import torch
 
+from tensormagic.engine.naming import (
+    describe_exception,
+    is_array,
+    is_module,
+    is_tensor,
+    type_name,
+)
 from tensormagic.engine.sharding.rendezvous import MeetingError
-from tensormagic.engine.naming import describe_exception, is_array, is_module, is_tensor, type_name
 from tensormagic.engine.tensorinfo.array import inspect_array
 from tensormagic.engine.tensorinfo.module import inspect_module
 from tensormagic.engine.tensorinfo.reports import ModuleInfo, TensorInfo
 from tensormagic.engine.tensorinfo.statistics import DEFAULT_BUDGET
 from tensormagic.engine.tensorinfo.tensor import inspect_tensor
+
 
 class UninspectableError(ValueError):
     """An inspectable object that refused to be described; the message is one line (the glue

@@ -8,11 +8,17 @@ from typing import Any
 
 import torch
 
-from tensormagic.engine.naming import UNINITIALIZED, describe_exception, is_uninitialized, type_name
+from tensormagic.engine.naming import (
+    UNINITIALIZED,
+    describe_exception,
+    is_uninitialized,
+    type_name,
+)
 from tensormagic.engine.sharding.detect import as_dtensor, is_fsdp_module
 from tensormagic.engine.sharding.layout import placement_text
 from tensormagic.engine.tensorinfo import memory
 from tensormagic.engine.tensorinfo.reports import ModuleInfo, ParameterRow
+
 
 def inspect_module(name: str, module: torch.nn.Module, max_rows: int = 200) -> ModuleInfo:
     """Summarise a module: parameter and buffer counts, dtypes, devices, bytes, sharing."""

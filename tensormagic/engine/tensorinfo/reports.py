@@ -10,6 +10,7 @@ from tensormagic.engine.sharding.layout import ShardingInfo
 from tensormagic.engine.tensorinfo.dtypes import DtypeTwin
 from tensormagic.engine.tensorinfo.statistics import Histogram, ValueStats
 
+
 @dataclass
 class Alias:
     """Another variable whose memory overlaps the inspected object's."""

@@ -12,10 +12,25 @@ from tensormagic.engine.naming import UNINITIALIZED, is_uninitialized, type_name
 from tensormagic.engine.sharding.detect import is_dtensor
 from tensormagic.engine.tensorinfo.aliases import find_aliases
 from tensormagic.engine.tensorinfo.conversions import tensor_conversions
-from tensormagic.engine.tensorinfo.dtypes import DtypeTwin, dtype_table, numpy_twin_of_torch
+from tensormagic.engine.tensorinfo.dtypes import (
+    DtypeTwin,
+    dtype_table,
+    numpy_twin_of_torch,
+)
 from tensormagic.engine.tensorinfo.guard import guarded, safe_stats
 from tensormagic.engine.tensorinfo.reports import TensorInfo
-from tensormagic.engine.tensorinfo.statistics import CPU_CHUNK, DEFAULT_BUDGET, Histogram, ValueStats, chunks_stats, iter_chunks, pieces, stats_and_sample, tensor_stats, value_histogram
+from tensormagic.engine.tensorinfo.statistics import (
+    CPU_CHUNK,
+    DEFAULT_BUDGET,
+    Histogram,
+    ValueStats,
+    chunks_stats,
+    iter_chunks,
+    pieces,
+    stats_and_sample,
+    tensor_stats,
+    value_histogram,
+)
 
 #: Stored values of an uncoalesced COO tensor up to which it is coalesced (a copy) for statistics.
 MAX_COALESCE = 2**22

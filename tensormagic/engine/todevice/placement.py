@@ -30,7 +30,7 @@ from tensormagic.engine.naming import (
     type_name,
 )
 from tensormagic.engine.sharding.detect import as_dtensor, is_fsdp_module
-from tensormagic.engine.sharding.layout import placement_text
+from tensormagic.engine.sharding.layout import mesh_words, placement_text
 from tensormagic.engine.tensorinfo.dtypes import numpy_dtype_name
 from tensormagic.engine.tensorinfo.statistics.masked import masked_count
 
@@ -195,11 +195,10 @@ def _placement_row(name: str, obj: Any) -> PlacementRow | None:
         dt = as_dtensor(obj)
         if dt is not None:
             local = dt.to_local()
-            mesh = "x".join(map(str, dt.device_mesh.shape))
             placed = [placement_text(p) for p in dt.placements]
             local_bytes = local.numel() * local.element_size()
             row.type, row.placements, row.local_nbytes = "torch.distributed.tensor.DTensor", placed, local_bytes
-            row.note = f"a DTensor ({', '.join(placed)}) on a {mesh} {dt.device_mesh.device_type} mesh: {local_bytes:,} bytes on this rank of {row.nbytes:,}"
+            row.note = f"a DTensor ({', '.join(placed)}) on {mesh_words(list(dt.device_mesh.shape), dt.device_mesh.device_type)}: {local_bytes:,} bytes on this rank of {row.nbytes:,}"
         return row
     if is_array(obj):
         arr = np.ma.getdata(obj) if is_masked_array(obj) else np.asarray(obj)

@@ -14,8 +14,18 @@ import torch
 
 from tensormagic.engine.naming import is_array, short_type_name
 from tensormagic.engine.report import Report
-from tensormagic.engine.todevice.devices import DeviceInfo, auto_device, available_devices
-from tensormagic.engine.todevice.placement import SPLIT_MESH, PlacementRow, dtype_of, leaves, placement
+from tensormagic.engine.todevice.devices import (
+    DeviceInfo,
+    auto_device,
+    available_devices,
+)
+from tensormagic.engine.todevice.placement import (
+    SPLIT_MESH,
+    PlacementRow,
+    dtype_of,
+    leaves,
+    placement,
+)
 
 if TYPE_CHECKING:
     from tensormagic.engine.todevice.mover import Plan
