@@ -172,6 +172,9 @@ def test_two_ranks_local_values_and_no_communication(two: list[dict[str, Any]]) 
 
 def test_two_ranks_global_statistics(two: list[dict[str, Any]]) -> None:
     _check_global(two)
+    for o in two:  # the public API and the magic as typed give the same numbers
+        R = o["results"]
+        assert R["api_global"] == R["typed_global"] == R["global"]["s0"]
     ints = two[0]["results"]["global"]["ints"]
     assert (ints["min"], ints["max"]) == (2**60, 2**60 + 9)  # exact, not rounded through float64
 
@@ -227,6 +230,10 @@ def test_two_ranks_fsdp2_model_report_and_gradients(two: list[dict[str, Any]]) -
         assert any("splits the mesh" in n for n in R["todevice"]["notes"])
         assert any("splits the mesh" in w for w in R["move"]["warnings"])
         assert R["after_all"] == 2.0
+        ns = R["namespace"]  # %tensorinfo with no argument: global shapes, this rank's bytes, no collective
+        assert R["namespace_comms"] == 0
+        assert ns["s0"]["shape"] == [8, 4] and ns["s0"]["nbytes"] == 64 and "Shard(0)" in ns["s0"]["type"]
+        assert ns["model"]["nbytes"] == m["local_parameter_bytes"]
 
 
 def test_four_ranks_two_by_two_mesh_layout(four: list[dict[str, Any]]) -> None:

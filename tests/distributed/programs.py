@@ -108,6 +108,12 @@ RESULTS["typed"] = {"comms": comm.get_total_counts(), "over": r.to_dict()["stats
 """,
     TRUTH,
     GLOBAL,
+    """
+import tensormagic
+RESULTS["api_global"] = tensormagic.tensorinfo(s0, global_stats=True, timeout=10).to_dict()["stats"]
+r = %tensorinfo --global --timeout 10 s0
+RESULTS["typed_global"] = r.to_dict()["stats"]
+""",
     SUBSET,
     # %%autograd with a DTensor leaf, against the same cell run plainly
     """
@@ -142,6 +148,10 @@ RESULTS["fsdp_comms"] = comm.get_total_counts()
 RESULTS["fsdp_truth"] = {n: {"local": list(p.to_local().shape), "global": list(p.shape), "placements": [str(q) for q in p.placements]} for n, p in model.named_parameters()}
 r = %todevice
 RESULTS["todevice"] = r.to_dict()
+with CommDebugMode() as comm:
+    r = %tensorinfo
+RESULTS["namespace"] = {e["name"]: e for e in r.to_dict()["entries"]}
+RESULTS["namespace_comms"] = comm.get_total_counts()
 """,
     """%%autograd
 out = model(xin)

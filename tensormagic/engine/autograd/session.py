@@ -220,7 +220,7 @@ class AutogradSession:
             cost=summaries.cost(rec, records, computed, self.cell_seconds, self.extra.spent_s),
             health=health(rows, graph, params),
             jacobian=self.jacobians,
-            notes=summaries.notes(rec, records) + self.notes,
+            notes=summaries.notes(rec, records) + self.notes + _sharded_note(rows),
             not_computed=self.extra.not_computed,
         )
         if not records:
@@ -230,6 +230,14 @@ class AutogradSession:
             report.check = summaries.check(self.tape, records)
         report.cost.report_s = time.perf_counter() - t0
         return report
+
+
+def _sharded_note(rows: list[Any]) -> list[str]:
+    """What the gradients of DTensors are, when the cell has any (no communication was run)."""
+    if any("local shard" in (r.reason or "") for r in rows):
+        return ["gradients of DTensors (and their norms in Health) are this rank's local shards', read without communication; "
+                "with Shard placements the global norm is the square root of the sum over ranks of the squared local norms"]
+    return []
 
 
 def _pauser(tracer: LineTracer | None, modes: list[Any]) -> Any:
