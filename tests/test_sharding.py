@@ -216,3 +216,38 @@ def test_global_usage_errors(shell: Any, capsys: pytest.CaptureFixture[str], cel
     err = shown_as_one_line_usage_error(shell, capsys, cell)
     assert words in str(err)
     assert torch.equal(shell.user_ns["x"], torch.arange(4.))
+
+
+@pytest.mark.parametrize("fake_rank", [2], indirect=True)
+def test_fake_group_scalars_vectors_modules_and_todevice(fake_rank: int) -> None:
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import DTensor, Partial, Shard
+    from torch.distributed.tensor.debug import CommDebugMode
+
+    from tensormagic.engine.tensorinfo import inspect_object
+    from tensormagic.engine.todevice import placement_report
+    from tensormagic.render.html import render_panel
+    from tensormagic.render.registry import panel_of
+
+    line = init_device_mesh("cpu", (4,))
+    scalar = DTensor.from_local(torch.tensor(2.5), line, [Partial()], run_check=False)
+    vector = _dtensor(torch.arange(10.), line, [Shard(0)])  # 3, 3, 3, 1: rank 2 holds 6-8
+    lin = torch.nn.Linear(4, 8)
+    lin.weight = torch.nn.Parameter(_dtensor(lin.weight.detach(), line, [Shard(0)]))
+    before = vector.to_local().clone()
+    with CommDebugMode() as comm:
+        s, v, m = inspect_object("s", scalar), inspect_object("v", vector), inspect_object("lin", lin)
+        html = render_panel(panel_of(s)) + render_panel(panel_of(v)) + render_panel(panel_of(m))
+        placed = placement_report({"v": vector, "lin": lin})
+        text = str(placed)
+    assert comm.get_total_counts() == 0
+    assert torch.equal(vector.to_local(), before)  # nothing the user had changed
+    assert s.shape == [] and s.stats is not None and s.stats.scope == "partial" and s.stats.max == 2.5
+    assert s.sharding is not None and s.sharding.replication == 4.0 and "<svg" in html
+    assert v.stats is not None and v.stats.over == "local shard on rank 2 (rows 6-8)" and (v.stats.min, v.stats.max) == (6.0, 8.0)
+    assert (m.parameters, m.local_parameters, m.sharded) == (40, 2 * 4 + 8, 1)  # a Shard(0) weight, a plain bias
+    assert m.rows[0].placements == ["Shard(0)"] and m.rows[0].local_shape == [2, 4] and m.rows[1].placements is None
+    rows = {r.name: r for r in placed.placement}
+    assert rows["v"].placements == ["Shard(0)"] and rows["v"].local_nbytes == 12 and rows["v"].nbytes == 40
+    assert rows["lin"].local_nbytes == (8 + 8) * 4 and rows["lin"].nbytes == 40 * 4
+    assert "bytes on this rank" in text and any("splits the mesh" in n for n in placed.notes)
