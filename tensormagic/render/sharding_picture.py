@@ -76,9 +76,9 @@ def svg_markup(info: ShardingInfo) -> tuple[str, Grid]:
             size = max(8.0, min(12.0, h * 0.6, w / max(len(text), 1) * 1.7))
             parts.append(f'<text x="{x + w / 2:.1f}" y="{y + h / 2 + size * 0.35:.1f}" font-size="{size:.1f}" text-anchor="middle" fill="{THEME_COLOR}" font-weight="{"bold" if b in mine else "normal"}">{escape(text)}</text>')
     shape = "x".join(map(str, info.global_shape)) or "scalar"
-    parts.append(f'<text x="{MARGIN}" y="{MARGIN - 8}" font-size="11" fill="{THEME_COLOR}">{escape(f"global {shape}: columns = last dim" + ("; " + g.leading if g.leading else ""))}</text>')
+    parts.append(f'<text x="{MARGIN}" y="{MARGIN - 8}" font-size="11" text-anchor="start" fill="{THEME_COLOR}">{escape(f"global {shape}: columns = last dim" + ("; " + g.leading if g.leading else ""))}</text>')
     foot = f"bold: rank {info.rank} (this one)" + ("; hatched, dashed: partial values (the tensor is their reduction)" if info.partial else "")
-    parts.append(f'<text x="{MARGIN}" y="{height - 8:.0f}" font-size="10" fill="{THEME_COLOR}">{escape(foot)}</text>')
+    parts.append(f'<text x="{MARGIN}" y="{height - 8:.0f}" font-size="10" text-anchor="start" fill="{THEME_COLOR}">{escape(foot)}</text>')
     parts.append("</svg>")
     return "".join(parts), g
 
@@ -90,7 +90,8 @@ def draw_layout(info: ShardingInfo) -> Drawing:
     if g.truncated:
         notes.append("too many blocks to draw them all: the picture shows part of the layout")
     if g.empty_ranks:
-        notes.append(f"ranks {', '.join(map(str, g.empty_ranks))} hold empty shards (not drawn)")
+        many = len(g.empty_ranks) != 1
+        notes.append(f"rank{'s' if many else ''} {', '.join(map(str, g.empty_ranks))} hold{'' if many else 's'} {'empty shards' if many else 'an empty shard'} (not drawn)")
     label = alt_text(info, g)
     return Drawing(svg=inert_svg(markup, label, css_class="tm-picture tm-sharding"), alt=label, notes=notes)
 
