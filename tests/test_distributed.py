@@ -224,6 +224,10 @@ def test_two_ranks_fsdp2_model_report_and_gradients(two: list[dict[str, Any]]) -
         statuses = {g["wrt"]: g["status"] for g in R["ag_fsdp"]}
         assert {statuses[n] for n in ("model.0.weight", "model.0.bias", "model.2.weight", "model.2.bias")} == {"ok"}
         assert "unused" not in statuses.values() and R["ag_fsdp_same"] is True
+        # trained through a function the cell calls: the model is not named in the cell
+        through = {g["wrt"]: g["status"] for g in R["ag_fsdp_function"]}
+        assert {through.get(n) for n in ("model3.0.weight", "model3.0.bias", "model3.2.weight", "model3.2.bias")} == {"ok"}, through
+        assert "unused" not in through.values(), through
         dev = {row["name"]: row for row in R["todevice"]["placement"]}
         assert dev["model"]["local_nbytes"] == m["local_parameter_bytes"] and dev["model"]["nbytes"] == m["parameter_bytes"]
         assert dev["s0"]["placements"] == ["Shard(0)"] and dev["s0"]["local_nbytes"] == 64

@@ -161,6 +161,15 @@ loss2.backward()
     """
 RESULTS["ag_fsdp"] = _.to_dict()["gradients"]
 RESULTS["ag_fsdp_same"] = all(torch.equal(p.grad.to_local(), q.grad.to_local()) for p, q in zip(model.parameters(), model_plain.parameters()))
+model3 = make_model()
+def step():
+    model3(xin).sum().backward()
+""",
+    """%%autograd
+step()
+""",
+    """
+RESULTS["ag_fsdp_function"] = _.to_dict()["gradients"]
 spare = distribute_tensor(torch.ones(4), mesh, [Shard(0)])
 r = %todevice spare meta
 RESULTS["move"] = r.to_dict()

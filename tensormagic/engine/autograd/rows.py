@@ -24,6 +24,7 @@ from tensormagic.engine.autograd.source import CellSource
 from tensormagic.engine.autograd.summary import GradSummary, summarise
 from tensormagic.engine.sharding.fsdp import (
     GradMark,
+    fsdp_roots,
     grad_changed,
     placement_words,
     unsharded_copies,
@@ -88,8 +89,11 @@ class RowBuilder:
         self.recorder = recorder
         self.used_names = used_names  # the names the cell binds or uses, in cell order
         self.sharded_grads = sharded_grads or {}  # .grad marks of DTensor parameters before the cell
-        modules = [(n, namespace.get(n)) for n in used_names if isinstance(namespace.get(n), torch.nn.Module)]
-        self.fsdp_copies = unsharded_copies(modules) if self.sharded_grads else {}
+        self.fsdp_copies: dict[int, tuple[str, torch.Tensor]] = {}
+        if self.sharded_grads:
+            modules = [(n, namespace.get(n)) for n in used_names if isinstance(namespace.get(n), torch.nn.Module)]
+            modules += [(n, m) for n, m in fsdp_roots(namespace) if n not in used_names]
+            self.fsdp_copies = unsharded_copies(modules)
 
     def of(self, record: CallRecord) -> str:
         return ", ".join(r.name or "?" for r in record.roots)

@@ -56,7 +56,7 @@ from tensormagic.engine.autograd.source import analyse_source
 from tensormagic.engine.autograd.walk import Walk, merge_graphs
 from tensormagic.engine.autograd.wrt import wrt_rows
 from tensormagic.engine.namespace import HIDDEN_NAMES
-from tensormagic.engine.sharding.fsdp import grad_marks
+from tensormagic.engine.sharding.fsdp import fsdp_roots, grad_marks
 
 
 class AutogradSession:
@@ -69,7 +69,8 @@ class AutogradSession:
         self.cell = analyse_source(source, tree)
         self._before = {k: id(v) for k, v in namespace.items()}  # once per cell: rebinding the source hides
         # the .grad of each DTensor parameter of the modules the cell names (FSDP2's hooks set them)
-        self.sharded_grads = grad_marks(namespace.get(n) for n in self.cell.loaded)
+        # (and of every FSDP2 model in the namespace: a cell may train one through a function)
+        self.sharded_grads = grad_marks([namespace.get(n) for n in self.cell.loaded] + [m for _, m in fsdp_roots(namespace)])
         self.names = CellNames(namespace, self.cell, self.hidden)
         self.lines: LineSpans | None = LineSpans() if self.options.lines else None
         self._trace_functions = False  # set by compile(): the cell defines functions
@@ -235,8 +236,8 @@ class AutogradSession:
 def _sharded_note(rows: list[Any]) -> list[str]:
     """What the gradients of DTensors are, when the cell has any (no communication was run)."""
     if any("local shard" in (r.reason or "") for r in rows):
-        return ["gradients of DTensors (and their norms in Health) are this rank's local shards', read without communication; "
-                "with Shard placements the global norm is the square root of the sum over ranks of the squared local norms"]
+        return [("gradients of DTensors (and their norms in Health) are this rank's local shards', read without communication; "
+                 "with Shard placements the global norm is the square root of the sum over ranks of the squared local norms")]
     return []
 
 

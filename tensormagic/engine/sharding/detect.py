@@ -15,8 +15,17 @@ if TYPE_CHECKING:
     from torch.distributed.tensor import DTensor
 
 
+_KNOWN: dict[type, bool] = {}
+
+
 def _from_distributed(cls: type) -> bool:
-    return any(str(getattr(c, "__module__", "")).startswith("torch.distributed") for c in cls.__mro__)
+    """True when ``cls`` or a base comes from ``torch.distributed`` (remembered per type)."""
+    got = _KNOWN.get(cls)
+    if got is None:
+        got = any(str(getattr(c, "__module__", "")).startswith("torch.distributed") for c in cls.__mro__)
+        if len(_KNOWN) < 4096:
+            _KNOWN[cls] = got
+    return got
 
 
 def is_dtensor(obj: Any) -> bool:

@@ -10,7 +10,8 @@ parameters' ``.grad`` changed during the cell: those gradients were computed, ne
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -78,6 +79,13 @@ def unsharded_copies(modules: Iterable[tuple[str, Any]]) -> dict[int, tuple[str,
     return out
 
 
+def fsdp_roots(namespace: Mapping[str, Any]) -> list[tuple[str, torch.nn.Module]]:
+    """The FSDP2 models among ``namespace``'s values (none, at no cost, until FSDP is imported)."""
+    if "torch.distributed.fsdp" not in sys.modules:
+        return []
+    return [(n, v) for n, v in list(namespace.items()) if isinstance(v, torch.nn.Module) and is_fsdp_module(v)]
+
+
 def placement_words(t: torch.Tensor) -> str | None:
     """``Shard(0)`` / ``Shard(0), Replicate()`` of a DTensor, None for a plain tensor."""
     dt = as_dtensor(t)
@@ -88,4 +96,4 @@ def placement_words(t: torch.Tensor) -> str | None:
     return ", ".join(placement_text(p) for p in dt.placements)
 
 
-__all__ = ["GradMark", "grad_changed", "grad_mark", "grad_marks", "placement_words", "unsharded_copies"]
+__all__ = ["GradMark", "fsdp_roots", "grad_changed", "grad_mark", "grad_marks", "placement_words", "unsharded_copies"]
