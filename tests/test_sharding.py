@@ -251,3 +251,23 @@ def test_fake_group_scalars_vectors_modules_and_todevice(fake_rank: int) -> None
     assert rows["v"].placements == ["Shard(0)"] and rows["v"].local_nbytes == 12 and rows["v"].nbytes == 40
     assert rows["lin"].local_nbytes == (8 + 8) * 4 and rows["lin"].nbytes == 40 * 4
     assert "bytes on this rank" in text and any("splits the mesh" in n for n in placed.notes)
+
+
+@pytest.mark.parametrize("fake_rank", [1], indirect=True)
+def test_fake_group_automatic_display_reads_the_local_shard_only(fake_rank: int) -> None:
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard
+    from torch.distributed.tensor.debug import CommDebugMode
+
+    from tensormagic.engine.preview import tensor_preview
+    from tensormagic.engine.tensorinfo import inspect_object
+    from tensormagic.render.summary_line import summary_line
+
+    dt = _dtensor(torch.arange(64.).reshape(16, 4), init_device_mesh("cpu", (4,)), [Shard(0)])
+    with CommDebugMode() as comm:
+        line = summary_line(inspect_object("x", dt))
+        preview = tensor_preview(dt)
+    assert comm.get_total_counts() == 0
+    assert "Shard(0), local (4, 4) on rank 1" in line and "local shard range [16, 31]" in line
+    assert preview is not None and preview.note == "this rank's local shard"
+    assert (preview.lo, preview.hi) == (16.0, 31.0)
