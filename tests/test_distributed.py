@@ -228,6 +228,8 @@ def test_two_ranks_fsdp2_model_report_and_gradients(two: list[dict[str, Any]]) -
         through = {g["wrt"]: g["status"] for g in R["ag_fsdp_function"]}
         assert {through.get(n) for n in ("model3.0.weight", "model3.0.bias", "model3.2.weight", "model3.2.bias")} == {"ok"}, through
         assert "unused" not in through.values(), through
+        assert R["magic_comms"] == R["plain_comms"] and R["plain_comms"], (R["magic_comms"], R["plain_comms"])
+        assert R["magic_same"] is True
         dev = {row["name"]: row for row in R["todevice"]["placement"]}
         assert dev["model"]["local_nbytes"] == m["local_parameter_bytes"] and dev["model"]["nbytes"] == m["parameter_bytes"]
         assert dev["s0"]["placements"] == ["Shard(0)"] and dev["s0"]["local_nbytes"] == 64

@@ -170,6 +170,21 @@ step()
 """,
     """
 RESULTS["ag_fsdp_function"] = _.to_dict()["gradients"]
+model4, model5 = make_model(), make_model()
+with CommDebugMode() as comm:
+    model4(xin).sum().backward()
+RESULTS["plain_comms"] = {str(k): v for k, v in comm.get_comm_counts().items()}
+""",
+    # the same cell under %%autograd: the same collectives, no more (the magic's own passes issue none)
+    """%%autograd
+with CommDebugMode() as comm:
+    out5 = model5(xin)
+    loss5 = out5.sum()
+    loss5.backward()
+""",
+    """
+RESULTS["magic_comms"] = {str(k): v for k, v in comm.get_comm_counts().items()}
+RESULTS["magic_same"] = all(torch.equal(p.grad.to_local(), q.grad.to_local()) for p, q in zip(model4.parameters(), model5.parameters()))
 spare = distribute_tensor(torch.ones(4), mesh, [Shard(0)])
 r = %todevice spare meta
 RESULTS["move"] = r.to_dict()
