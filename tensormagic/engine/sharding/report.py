@@ -92,10 +92,11 @@ def inspect_dtensor(
         stats_note = None
         details["histogram_scope"] = "local shard"
     grad_fn = guarded("?", lambda: type(dt.grad_fn).__name__ if dt.grad_fn is not None else None)
+    numpy_ok = local.device.type == "cpu" and not local.requires_grad
     conversion = [
-        Conversion(f"{name}.to_local()", "shares memory", "this rank's shard, a plain tensor (no communication)"),
-        Conversion(f"{name}.full_tensor()", "copies", "the whole tensor on every rank: a collective, every rank must call it"),
-        Conversion(f"{name}.to_local().numpy()", "shares memory" if local.device.type == "cpu" and not local.requires_grad else "fails", "the local shard only" if local.device.type == "cpu" and not local.requires_grad else "needs .detach() (and .cpu()) first"),
+        Conversion(call=f"{name}.to_local()", result="shares memory", detail="this rank's shard, a plain tensor (no communication)"),
+        Conversion(call=f"{name}.full_tensor()", result="copies", detail="the whole tensor on every rank: a collective, every rank must call it"),
+        Conversion(call=f"{name}.to_local().numpy()", result="shares memory" if numpy_ok else "fails", detail="the local shard only" if numpy_ok else "needs .detach() (and .cpu()) first"),
     ]
     return dataclasses.replace(
         base,
