@@ -1,5 +1,5 @@
 # The two quick-start commands: `make walkthrough` (the main job) and `make test`.
-.PHONY: walkthrough test setup benchmark
+.PHONY: walkthrough test lint setup benchmark
 VENV := .venv/bin
 
 setup:
@@ -20,9 +20,17 @@ walkthrough: setup
 		--output-dir $(HTML_DIR) --output quickstart examples/quickstart.ipynb
 	@echo "walkthrough: the executed notebook is $(HTML_DIR)/quickstart.html"
 
+# The lint and type gates run first (seconds): ruff's rule set and mypy --strict, both written
+# down in pyproject.toml; then the suite.
 test:
 	scripts/setup.sh browser
+	$(VENV)/ruff check tensormagic
+	$(VENV)/mypy
 	$(VENV)/python -m pytest
+
+lint:
+	$(VENV)/ruff check tensormagic
+	$(VENV)/mypy
 
 benchmark: setup
 	$(VENV)/python benchmarks/bench_tensorinfo.py

@@ -47,6 +47,7 @@ def autograd(
 
     The keyword arguments are the magic's options (``of=["loss"]`` is ``--of loss``): the block
     behaves exactly as without it, and the report says every derivative it computed."""
+    _presenting()
     from tensormagic.engine.autograd import DEFAULT_EXTRA_SECONDS, DEFAULT_JACOBIAN_BUDGET, AutogradOptions
     from tensormagic.engine.autograd.block import observe_block
 
@@ -57,6 +58,12 @@ def autograd(
         lines=lines, locate_nan=locate_nan,
     )
     return observe_block(options)
+
+
+def _presenting() -> None:
+    """Register the renderers (text and HTML; ipywidgets only in a kernel) so that the reports the
+    API returns print and display as panels (importing them imports no IPython)."""
+    import tensormagic.render.display  # noqa: F401 - registers the presenter on import
 
 
 def _caller_names(depth: int = 2) -> dict[str, Any]:
@@ -80,9 +87,11 @@ def tensorinfo(
     variable name in the caller when not given); with no ``obj``, of every array, tensor and
     module of ``namespace`` (the caller's names by default).  ``input``: a model's input (a
     tensor, a tuple of arguments or a dict of keywords): the report goes layer by layer.
-    ``global_stats=True`` (a DTensor): the whole tensor's statistics (``%tensorinfo --global``;
-    every rank must call it within ``timeout`` seconds, else a one-line
-    :class:`~tensormagic.engine.sharding.MeetingError` and nothing is communicated)."""
+    ``budget`` / ``exact``: the magic's ``--budget N`` / ``--exact``; ``global_stats=True`` (a
+    DTensor): the whole tensor's statistics (``%tensorinfo --global``; every rank must call it
+    within ``timeout`` seconds, else a one-line :class:`~tensormagic.engine.sharding.MeetingError`
+    and nothing is communicated)."""
+    _presenting()
     from tensormagic.engine.tensorinfo import DEFAULT_BUDGET, inspect_namespace, inspect_object
 
     names = dict(namespace) if namespace is not None else _caller_names()
@@ -108,11 +117,15 @@ def todevice(
     non_blocking: bool = False,
     pin_memory: bool = False,
     namespace: Mapping[str, Any] | None = None,
-) -> Any:
+) -> TodeviceReport | tuple[Any, TodeviceReport]:
     """With no ``device``: the ``%todevice`` placement report of ``namespace`` (the caller's names by
     default).  With a device: move ``objects`` (name -> tensor, array, module, optimizer or
     container) there, all or nothing, and return ``(moved, report)``: ``moved`` maps each name to
-    its object on the device (modules move in place, as ``Module.to`` does)."""
+    its object on the device (modules move in place, as ``Module.to`` does).  ``dtype``,
+    ``non_blocking`` and ``pin_memory`` are the magic's ``--dtype``, ``--non-blocking`` and
+    ``--pin-memory``; a move that fails raises ``tensormagic.engine.todevice.MoveError`` (one
+    line) and changes nothing."""
+    _presenting()
     from tensormagic.engine.todevice import moves, placement_report
 
     if device is None:

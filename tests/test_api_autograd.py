@@ -93,3 +93,28 @@ def test_a_script_uses_it_without_ipython(tmp_path):
     )
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["3", "ok", "False"]
+
+
+def test_only_what_the_block_uses_is_reported_not_the_rest_of_the_file(tmp_path):
+    script = textwrap.dedent(
+        """
+        import torch, tensormagic
+        model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+        w = torch.tensor(4., requires_grad=True)
+        x = torch.tensor(3.)
+        with tensormagic.autograd() as run:
+            y = w * x
+            y.backward()
+        def inside():
+            w2 = torch.tensor(2., requires_grad=True)
+            with tensormagic.autograd() as run2:
+                z = w2 * 3
+                z.backward()
+            return run2.report
+        print(sorted(g.wrt for g in run.report.gradients), sorted(g.wrt for g in inside().gradients))
+        """
+    )
+    path = tmp_path / "script.py"
+    path.write_text(script)
+    out = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['w', 'x'] ['w2']"  # not the model's parameters, nor the globals inside()

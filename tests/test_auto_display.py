@@ -77,7 +77,7 @@ def test_lines_for_arrays_modules_scalars_nan_grad_and_lists(ns):
     auto(ns, True)
     run(ns, "w = torch.ones(3, requires_grad=True); y = w * 2; n = torch.tensor([1., float('nan'), float('inf')])")
     ev = ns.ev
-    assert shown(ns, ev("a"))["text/plain"] == "ndarray (3, 4) float64 · range [0, 11] · mean 5.5 ± 3.606 · no NaN/inf"
+    assert shown(ns, ev("a"))["text/plain"] == "ndarray (3, 4) float64 · range [0, 11] · mean 5.5 ± 3.452 · no NaN/inf"  # np.std (ddof=0), as a.std() says
     assert shown(ns, ev("model"))["text/plain"] == "torch.nn.Sequential · 58 parameters · 232 B · float32 · cpu"
     assert shown(ns, ev("torch.tensor(3.)"))["text/plain"] == "tensor () float32 cpu · value 3 · no NaN/inf · requires_grad=False"
     assert shown(ns, ev("w"))["text/plain"].endswith("requires_grad (leaf)")

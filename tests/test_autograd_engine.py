@@ -10,12 +10,13 @@ import time
 import pytest
 import torch
 
+from tensormagic.engine.autograd import AutogradOptions, AutogradSession
+from tensormagic.engine.autograd.graph import find_repeats
 from tensormagic.engine.autograd.lines import MARKER, LineSpans, instrument, line_marker
-from tensormagic.engine.autograd.walk import find_repeats, walk_graph
 from tensormagic.engine.autograd.options import split_names
 from tensormagic.engine.autograd.source import analyse_source
-from tensormagic.engine.autograd import AutogradOptions, AutogradSession
 from tensormagic.engine.autograd.summary import summarise
+from tensormagic.engine.autograd.walk import walk_graph
 from tests.conftest import run
 
 
@@ -172,7 +173,7 @@ def test_line_spans_and_instrumented_statements():
     code = ast.unparse(tree)
     assert code.count(MARKER) == 4  # before w =, for, y = (in the loop body) and def; none inside f
     assert code.startswith('"""doc"""\nfrom __future__ import annotations\n')  # both must stay first
-    assert f"def f():\n    return w * 2" in code
+    assert "def f():\n    return w * 2" in code
     spans = LineSpans()
     mark = line_marker(spans)
     ns = {MARKER: mark, "torch": torch}
@@ -234,11 +235,10 @@ def _global_state():
 def test_session_restores_its_own_state_on_any_exception(exc):
     before = _global_state()
     session = AutogradSession({}, "", "<cell>", AutogradOptions(flops=True, check=True))
-    with pytest.raises(exc):
-        with session.observe():
-            assert torch.autograd.__dict__["_engine_run_backward"] is not before[2]
-            assert torch._C._len_torch_function_stack() > before[9]
-            raise exc
+    with pytest.raises(exc), session.observe():
+        assert torch.autograd.__dict__["_engine_run_backward"] is not before[2]
+        assert torch._C._len_torch_function_stack() > before[9]
+        raise exc
     assert _global_state() == before
 
 

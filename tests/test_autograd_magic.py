@@ -43,7 +43,7 @@ def test_seed_exact(ag):
     r = run(ag, SEED)
     d = r.to_dict()
     json.dumps(d)
-    assert d["outputs"] == [{"name": "y", "shape": [], "dtype": "torch.float32", "value": 17.0, "source": "backward", "line": 4, "weighted": False, "seed": None, "calls": 1, "error": None}]
+    assert d["outputs"] == [{"name": "y", "shape": [], "dtype": "torch.float32", "value": 17.0, "source": "backward", "line": 4, "call_line": 5, "weighted": False, "seed": None, "calls": 1, "error": None}]
     g = {row["wrt"]: row for row in d["gradients"]}
     assert set(g) == {"w", "b", "x"}
     assert g["w"]["grad"] == 3.0 and g["w"]["status"] == "ok" and g["w"]["of"] == "y"
@@ -408,7 +408,8 @@ def test_no_lines_option(ag):
         ("--jacobian-budget 0", "x = 1", "--jacobian-budget must be a positive"),
         ("--of a+", "x = 1", "is not a variable name or expression"),
         ("--out 1x", "x = 1", "--out needs a variable name"),
-        ("--wat", "x = 1", "unrecognized arguments"),
+        ("--wat", "x = 1", "unknown option --wat: did you mean --wrt?"),
+        ("--wat-wat-wat", "x = 1", "unrecognized arguments"),
         ("--of nope", "w = torch.tensor(1., requires_grad=True)", "'nope' is not defined after the cell ran"),
         ("--of w", "w = torch.tensor(1., requires_grad=True)", "it is a leaf"),
         ("", "ran = 1\nx = (1,\ny = 2", "the cell has a syntax error, so it did not run: line 2"),

@@ -403,3 +403,20 @@ def test_to_dict_is_json_ready_with_layers_and_totals():
     assert set(d["layers"][3]["stats"]) >= {"min", "max", "mean", "std", "nan", "inf", "zero_fraction"}
     assert d["totals"]["parameters"] == 10730 and d["totals"]["macs"] == d["layers"][0]["macs_inclusive"]
     assert d["parameters"] == 10730  # the module report's own fields stay
+
+
+def test_the_first_report_of_a_process_does_not_time_the_probes_own_set_up():
+    """The probe's one-time set-up (about a second) is not the first layer's time."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from tensormagic.engine.layers import inspect_layers\n"
+        "m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()); x = torch.ones(2, 4)\n"
+        "first = inspect_layers('m', m, (x,)).totals.time_s\n"
+        "second = inspect_layers('m', m, (x,)).totals.time_s\n"
+        "print(first, second)\n"
+    )
+    first, second = map(float, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    assert first < 10 * max(second, 0.02)

@@ -162,6 +162,7 @@ def test_fake_group_reports_every_rank_truthfully(fake_rank: int) -> None:
     from torch.distributed.tensor.debug import CommDebugMode
 
     from tensormagic.engine.tensorinfo import inspect_object
+    from tensormagic.render.display import render_text
     from tensormagic.render.html import render_panel
     from tensormagic.render.registry import panel_of
 
@@ -180,7 +181,7 @@ def test_fake_group_reports_every_rank_truthfully(fake_rank: int) -> None:
         with CommDebugMode() as comm:
             info = inspect_object(name, dt)
             html = render_panel(panel_of(info))
-            text = str(info)
+            text = render_text(info)
         assert comm.get_total_counts() == 0, name
         shape, offset = compute_local_shape_and_global_offset(full.shape, mesh, placements)
         sh = info.sharding
@@ -226,6 +227,7 @@ def test_fake_group_scalars_vectors_modules_and_todevice(fake_rank: int) -> None
 
     from tensormagic.engine.tensorinfo import inspect_object
     from tensormagic.engine.todevice import placement_report
+    from tensormagic.render.display import render_text
     from tensormagic.render.html import render_panel
     from tensormagic.render.registry import panel_of
 
@@ -239,7 +241,7 @@ def test_fake_group_scalars_vectors_modules_and_todevice(fake_rank: int) -> None
         s, v, m = inspect_object("s", scalar), inspect_object("v", vector), inspect_object("lin", lin)
         html = render_panel(panel_of(s)) + render_panel(panel_of(v)) + render_panel(panel_of(m))
         placed = placement_report({"v": vector, "lin": lin})
-        text = str(placed)
+        text = render_text(placed)
     assert comm.get_total_counts() == 0
     assert torch.equal(vector.to_local(), before)  # nothing the user had changed
     assert s.shape == [] and s.stats is not None and s.stats.scope == "partial" and s.stats.max == 2.5

@@ -174,6 +174,25 @@ def test_package_and_every_engine_module_import_neither_ipython_nor_ipywidgets()
     assert int(count) >= 30 and (ipython, widgets, render) == ("False", "False", "False")
 
 
+def test_no_engine_module_imports_the_renderers_ipython_or_ipywidgets_anywhere():
+    """Not even lazily inside a function: every arrow points from render and the glue down."""
+    import ast
+    from pathlib import Path
+
+    import tensormagic.engine
+
+    forbidden = ("tensormagic.render", "tensormagic.magics", "IPython", "ipywidgets")
+    found = []
+    files = sorted(Path(tensormagic.engine.__file__).parent.rglob("*.py"))
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            found += [f"{path.name}: {n}" for n in names if n.startswith(forbidden)]
+        if "importlib" in path.read_text() and any(f in path.read_text() for f in forbidden):
+            found.append(f"{path.name}: importlib with a forbidden module name")
+    assert len(files) >= 30 and found == []
+
+
 def test_builtin_names_are_evaluated_not_called_unknown(shell):
     with pytest.raises(UsageError, match=r"^len is a builtin_function_or_method, not an array"):
         shell.run_line_magic("tensorinfo", "len")

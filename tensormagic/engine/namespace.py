@@ -12,7 +12,16 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tensormagic.engine.naming import claimed_class, describe_exception, has_attribute, is_array, is_module, is_optimizer, short_type_name, type_name
+from tensormagic.engine.naming import (
+    claimed_class,
+    describe_exception,
+    has_attribute,
+    is_array,
+    is_module,
+    is_optimizer,
+    short_type_name,
+    type_name,
+)
 
 #: Names a notebook namespace holds that are never the user's data.
 HIDDEN_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython", "open"})

@@ -6,11 +6,10 @@ error messages), so the same object is always named the same way.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import torch
-
 
 # What an object is, by its true type: ``type(obj)`` cannot be faked, while ``isinstance`` also
 # believes an object's ``__class__`` (which may lie) and may run its ``__getattr__``.
@@ -41,14 +40,14 @@ def is_optimizer(obj: Any) -> bool:
     return issubclass(type(obj), torch.optim.Optimizer)
 
 
-def is_masked_array(obj: Any) -> bool:
+def is_masked_array(obj: object) -> TypeGuard[np.ma.MaskedArray]:
     """A ``numpy.ma.MaskedArray``."""
     return issubclass(type(obj), np.ma.MaskedArray)
 
 
 def is_uninitialized(obj: Any) -> bool:
     """An uninitialized parameter or buffer (of a lazy module): no shape until the first forward."""
-    return issubclass(type(obj), torch.nn.parameter.UninitializedTensorMixin)
+    return issubclass(type(obj), torch.nn.parameter.UninitializedTensorMixin)  # type: ignore[attr-defined]  # not in torch's .pyi stub
 
 
 #: How every report describes an uninitialized parameter or buffer.

@@ -48,7 +48,8 @@ def _as_tensor(obj: Any) -> torch.Tensor | None:
             t = dt.to_local().detach() if dt is not None else obj.detach()
             if t.layout != torch.strided or t.is_nested or t.device.type == "meta" or t.is_quantized:
                 return None
-            return t
+            dense: torch.Tensor = t
+            return dense
         if is_ndarray(obj) and not isinstance(obj, np.ma.MaskedArray) and obj.dtype.kind in "biuf" and obj.dtype.isnative:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a read-only array: only read here

@@ -1,9 +1,12 @@
 """The base class of every report the engine returns.
 
 A report is a dataclass of plain Python values (never tensors or arrays, so it pins no
-memory).  ``to_dict()`` gives a JSON-serialisable dict; ``_repr_mimebundle_`` asks the
-renderers for text, HTML and (inside a live kernel) a widget, importing them lazily so the
-engine itself never imports IPython or ipywidgets.
+memory).  ``to_dict()`` gives a JSON-serialisable dict.  ``str(report)`` and
+``_repr_mimebundle_`` (text, HTML and, inside a live kernel, a widget) go through the presenter
+that :mod:`tensormagic.render.display` registers when it is imported (the magics and the public
+API import it), so every arrow points from the renderers down to the engine, never back: the
+engine imports neither ``tensormagic.render`` nor IPython nor ipywidgets.  Without a presenter a
+report shows its one-line ``repr``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,18 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+from collections.abc import Callable
 from typing import Any
+
+#: ``(report, include, exclude) -> mime bundle`` and ``report -> text``, set by the renderers.
+_mimebundle: Callable[[Any, Any, Any], dict[str, Any]] | None = None
+_text: Callable[[Any], str] | None = None
+
+
+def set_presenter(mimebundle: Callable[[Any, Any, Any], dict[str, Any]], text: Callable[[Any], str]) -> None:
+    """Register how reports display (called once, by :mod:`tensormagic.render.display`)."""
+    global _mimebundle, _text
+    _mimebundle, _text = mimebundle, text
 
 
 def plain(value: Any) -> Any:
@@ -37,17 +51,16 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-serialisable plain data."""
-        return plain(self)
+        data: dict[str, Any] = plain(self)
+        return data
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        from tensormagic.render.display import mimebundle
-
-        return mimebundle(self, include, exclude)
+        if _mimebundle is None:
+            return {"text/plain": repr(self)}
+        return _mimebundle(self, include, exclude)
 
     def __str__(self) -> str:
-        from tensormagic.render.display import render_text
-
-        return render_text(self)
+        return repr(self) if _text is None else _text(self)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {self.summary()}>"

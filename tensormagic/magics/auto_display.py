@@ -136,7 +136,7 @@ class AutoDisplay:
         hidden = self.hidden()
         for name, value in list(self.shell.user_ns.items()):
             if value is obj and not name.startswith("_") and name not in hidden:
-                return name
+                return str(name)
         return "value"
 
     def _report(self, obj: Any, namespace: bool) -> Any:

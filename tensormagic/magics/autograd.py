@@ -9,10 +9,22 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import cell_magic, magics_class, output_can_be_silenced
-from IPython.core.magic_arguments import argument, magic_arguments
 
 from tensormagic.engine import autograd as autograd_engine
-from tensormagic.magics.common import UserNamespace, parse_line
+from tensormagic.magics.common import UserNamespace, argument, magic_arguments, parse_line
+
+
+def cell_number(shell: Any) -> int:
+    """The number IPython gave the cell running this magic (``In[N]``), so that a traceback of
+    the cell's code says ``Cell In[N]`` as in a plain cell."""
+    numbers = getattr(shell.compile, "_filename_map", {})
+    frame = sys._getframe(1)
+    while frame is not None:
+        number = numbers.get(frame.f_code.co_filename)
+        if isinstance(number, int):
+            return number
+        frame = frame.f_back  # type: ignore[assignment]
+    return int(shell.execution_count)
 
 
 def compile_cell(tree: Any, filename: str, compile_fn: Any = compile) -> tuple[Any, Any]:
@@ -36,10 +48,10 @@ def run_code(compiled: tuple[Any, Any], globals_: dict[str, Any], locals_: dict[
     __tracebackhide__ = True
     code, expr = compiled
     if code is not None:
-        exec(code, globals_, locals_)  # noqa: S102 - the user's own cell
+        exec(code, globals_, locals_)
     if expr is None:
         return None
-    return eval(expr, globals_, locals_)  # noqa: S307
+    return eval(expr, globals_, locals_)
 
 
 @magics_class
@@ -47,7 +59,7 @@ class AutogradMagics(UserNamespace):
     """``%%autograd``."""
 
     @output_can_be_silenced
-    @magic_arguments()
+    @magic_arguments("%autograd")  # a cell magic: its usage line reads %%autograd
     @argument("--of", action="append", default=[], metavar="NAMES", help="the outputs to differentiate (comma-separated names or expressions); default: what the cell called backward on, else its last expression, else the graph roots it assigned")
     @argument("--wrt", action="append", default=[], metavar="NAMES", help="only these inputs (comma-separated names or expressions); default: every tensor the computation involves")
     @argument("--check", action="store_true", help="also run torch.autograd.gradcheck in float64 on copies of small inputs")
@@ -70,12 +82,21 @@ class AutogradMagics(UserNamespace):
             y.backward()
 
             %%autograd --of loss --wrt w,b --flops --check --out r
+            %%autograd --nan              # also find the op whose gradient first turns NaN/inf
+            %%autograd --jacobian-budget 100 --extra-time 5
+            %%autograd --no-jacobian --no-lines
 
         For each output (what the cell called backward / torch.autograd.grad on, else its last
         expression, else the graph roots it assigned; or --of) each tensor involved gets a row
         with its gradient, or a status (ok, no_requires_grad, non_leaf, detached, unused,
-        integer_dtype, non_finite), the reason and the fix.  The cell's own .grad results end
-        exactly as without the magic; if it calls no backward, no .grad is touched.
+        integer_dtype, non_finite, not_computed), the reason and the fix.  The cell's own .grad
+        results end exactly as without the magic; if it calls no backward, no .grad is touched.
+
+        The magic's own computations (its backward pass for a cell that calls none, full
+        Jacobians of non-scalar outputs up to --jacobian-budget entries, the NaN search) run only
+        where they run no user code, within --extra-time seconds; what they leave out is said,
+        with the option that asks for it.  --no-jacobian gives non-scalar outputs the
+        vector-Jacobian product with ones instead; --no-lines skips recording each op's cell line.
         """
         __tracebackhide__ = True
         args = parse_line(self.autograd, line)
@@ -106,10 +127,11 @@ class AutogradMagics(UserNamespace):
         shell = self.shell
         assert shell is not None
         transformed = shell.transform_cell(cell)
+        number = cell_number(shell)
         try:
-            filename = shell.compile.cache(transformed, shell.execution_count, raw_code=cell)
+            filename = shell.compile.cache(transformed, number, raw_code=cell)
         except TypeError:  # an older IPython without raw_code
-            filename = shell.compile.cache(transformed, shell.execution_count)
+            filename = shell.compile.cache(transformed, number)
         try:
             tree = shell.transform_ast(shell.compile.ast_parse(transformed, filename=filename))
             session = autograd_engine.AutogradSession(shell.user_ns, transformed, filename, options, self.hidden, tree=tree)

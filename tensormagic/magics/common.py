@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import difflib
+from collections.abc import Callable
+from typing import Any, cast
 
+from IPython.core import magic_arguments as ipython_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics
-from IPython.utils.process import arg_split
+from IPython.utils.process import arg_split  # type: ignore[attr-defined]  # its documented home
 
 from tensormagic.engine.namespace import suggest
+
+Method = Callable[..., Any]
+Decorator = Callable[[Method], Method]
+
+
+def magic_arguments(name: str | None = None) -> Decorator:
+    """IPython's ``@magic_arguments()`` (builds the magic's parser and its ``%magic?`` help), typed;
+    ``name="%autograd"`` makes a cell magic's usage line read ``%%autograd``."""
+    return cast("Decorator", ipython_arguments.magic_arguments(name))
+
+
+def argument(*args: Any, **kwargs: Any) -> Decorator:
+    """IPython's ``@argument(...)``: one argparse argument of a magic, typed."""
+    return cast("Decorator", ipython_arguments.argument(*args, **kwargs))
 
 
 def parse_line(magic: Any, line: str) -> argparse.Namespace:
@@ -24,7 +41,22 @@ def parse_line(magic: Any, line: str) -> argparse.Namespace:
         tokens = arg_split(line, posix=False, strict=False)
     except ValueError as exc:
         raise UsageError(f"could not split the arguments ({exc}); check the quotes") from None
-    return magic.parser.parse_args(tokens)
+    _check_options(magic.parser, tokens)
+    args: argparse.Namespace = magic.parser.parse_args(tokens)
+    return args
+
+
+def _check_options(parser: argparse.ArgumentParser, tokens: list[str]) -> None:
+    """A misspelled option (``--exat``) is named with the option meant, before argparse reads it
+    as something else."""
+    known = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+    for token in tokens:
+        option = token.split("=", 1)[0]
+        if not option.startswith("--") or option in known or option == "--":
+            continue
+        close = difflib.get_close_matches(option, known, n=1, cutoff=0.75)
+        if close:
+            raise UsageError(f"unknown option {option}: did you mean {close[0]}? (%{parser.prog}? lists every option)")
 
 
 class UserNamespace(Magics):

@@ -7,7 +7,6 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import line_magic, magics_class, output_can_be_silenced
-from IPython.core.magic_arguments import argument, magic_arguments
 
 from tensormagic.engine import tensorinfo as tensorinfo_engine
 from tensormagic.engine.layers import DEFAULT_LAYER_BUDGET
@@ -15,12 +14,8 @@ from tensormagic.engine.namespace import describe_non_array, is_inspectable
 from tensormagic.engine.sharding import MeetingError, is_dtensor
 from tensormagic.engine.sharding.global_stats import DEFAULT_TIMEOUT
 from tensormagic.engine.tensorinfo import DEFAULT_BUDGET
-from tensormagic.magics.common import UserNamespace, parse_line
-from tensormagic.magics.model_options import (
-    check_model,
-    layers_report,
-    split_model_options,
-)
+from tensormagic.magics.common import UserNamespace, argument, magic_arguments, parse_line
+from tensormagic.magics.model_options import check_model, layers_report, split_model_options
 
 
 @magics_class
@@ -34,7 +29,7 @@ class TensorinfoMagics(UserNamespace):
         type=int,
         default=None,
         metavar="N",
-        help=f"compute statistics exactly up to N elements, from a sample above (default {DEFAULT_BUDGET:,})",
+        help=f"compute statistics exactly up to N elements, from a sample above (default {DEFAULT_BUDGET:,}; each activation of --input: {DEFAULT_LAYER_BUDGET:,})",
     )
     @argument("--exact", action="store_true", help="always compute exact statistics, however large the tensor")
     @argument("--global", dest="global_", action="store_true", help="a DTensor only: statistics of the whole tensor, from one all_gather of a few numbers per rank (every rank of the mesh must run it at once, e.g. %%px %%tensorinfo --global x); default: this rank's local shard, with no communication")
@@ -59,12 +54,16 @@ class TensorinfoMagics(UserNamespace):
             r = %tensorinfo x             # the report: r.to_dict() for code
             %tensorinfo model --input x   # a model layer by layer: one row per module call
             %tensorinfo model --input-size 8,3,32,32
+            %tensorinfo --budget 1000000 x
+            %tensorinfo --exact x
 
         Statistics are computed where the data lives, exactly up to --budget elements and from a
-        fixed-seed sample above it (labelled as such).  A DTensor (FSDP2, tensor parallel) is
-        described on this rank without communication: its mesh, placements, every rank's block
-        and the statistics of the local shard; ``%tensorinfo --global x`` on every rank at once
-        gives the whole tensor's statistics.
+        fixed-seed sample above it (labelled as such); --exact computes them exactly whatever the
+        size.  --budget and --exact come before the expression; --input and --input-size may
+        follow the model.
+        A DTensor (FSDP2, tensor parallel) is described on this rank without communication: its
+        mesh, placements, every rank's block and the statistics of the local shard;
+        ``%tensorinfo --global x`` on every rank at once gives the whole tensor's statistics.
         """
         try:
             args = parse_line(self.tensorinfo, line)

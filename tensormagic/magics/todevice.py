@@ -7,11 +7,11 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import line_magic, magics_class, output_can_be_silenced
-from IPython.core.magic_arguments import argument, magic_arguments
 
 from tensormagic.engine.todevice import moves as move_engine
 from tensormagic.engine.todevice import placement_report
-from tensormagic.magics.common import UserNamespace, parse_line
+from tensormagic.engine.todevice.devices import KINDS
+from tensormagic.magics.common import UserNamespace, argument, magic_arguments, parse_line
 from tensormagic.render.actions import offer_move
 
 
@@ -64,7 +64,7 @@ class TodeviceMagics(UserNamespace):
             return report
         if len(tokens) == 1:
             devices = ", ".join(move_engine.device_names()) + ", auto"
-            if tokens[0].split(":")[0].lower() in ("cpu", "cuda", "mps", "xpu", "meta", "auto"):
+            if tokens[0].split(":")[0].lower() in (*KINDS, "auto"):
                 raise UsageError(f"name what to move to {tokens[0]}, e.g. %todevice x model {tokens[0]}, or move everything with %todevice --all {tokens[0]}")
             raise UsageError(f"give the names and then a device, e.g. %todevice {tokens[0]} cuda (devices: {devices})")
         return self._todevice_move(tokens[:-1], tokens[-1], options)

@@ -17,7 +17,11 @@ _moves: dict[int, tuple[Any, Callable[[str], Any]]] = {}
 def offer_move(report: Any, move: Callable[[str], Any]) -> None:
     """Let ``report``'s panel move the same objects to another device with ``move(device)``."""
     key = id(report)
-    _moves[key] = (weakref.ref(report, lambda _ref, key=key: _moves.pop(key, None)), move)
+
+    def forget(_ref: object) -> None:
+        _moves.pop(key, None)
+
+    _moves[key] = (weakref.ref(report, forget), move)
 
 
 def move_of(report: Any) -> Callable[[str], Any] | None:

@@ -5,16 +5,26 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tensormagic.engine.autograd.walk import GraphInfo, GraphNode
+from tensormagic.engine.autograd.graph import GraphInfo, GraphNode
 from tensormagic.engine.autograd.report import AutogradReport, GradientRow
 from tensormagic.render.charts import gradient_flow
-from tensormagic.render.document import Bars, KeyValues, Note, Panel, Picture, Preformatted, Section, Table
-from tensormagic.render.registry import builds
-from tensormagic.render.format import fmt_bytes, fmt_number, fmt_shape, truncate
+from tensormagic.render.document import (
+    Bars,
+    Block,
+    KeyValues,
+    Level,
+    Note,
+    Panel,
+    Picture,
+    Preformatted,
+    Section,
+    Table,
+)
+from tensormagic.render.format import MAX_ROWS, fmt_bytes, fmt_number, fmt_shape, truncate
 from tensormagic.render.graph_drawing import draw_graph
+from tensormagic.render.registry import builds
 
 #: Rows shown at most in a table; graph lines at most in the text graph.
-MAX_ROWS = 40
 MAX_GRAPH_LINES = 120
 MAX_BARS = 60
 MAX_CHANGES = 8
@@ -57,13 +67,13 @@ def _d(of: str, wrt: str) -> str:
     return f"d{of}/d{wrt}" if of.isidentifier() else f"∂/∂{wrt}"
 
 
-def _headline(report: AutogradReport) -> tuple[str, str]:
+def _headline(report: AutogradReport) -> tuple[str, Level]:
     if report.message:
         return report.message, "warning"
     parts = []
     for o in report.outputs[:3]:
         parts.append(f"{truncate(o.name, 30)} = {fmt_number(o.value)}" if o.value is not None else f"{truncate(o.name, 30)} {fmt_shape(o.shape)}")
-    level = "ok"
+    level: Level = "ok"
     statuses = [row.status for row in report.gradients]
     if "non_finite" in statuses:
         level = "error"
@@ -96,10 +106,10 @@ def _gradients(report: AutogradReport) -> Section:
     rows = []
     for g in report.gradients[:MAX_ROWS]:
         rows.append([truncate(wrt_label(g), 40), truncate(g.of, 30), str(g.status), fmt_value(g.grad, 40), fmt_shape(g.shape), fmt_number(g.norm), g.label if g.label != "gradient" and g.grad is not None else ""])
-    blocks: list = []
+    blocks: list[Block] = []
     outs = []
     for o in report.outputs:
-        chosen = o.source + (f" (line {o.line})" if o.line else "")
+        chosen = o.source + (f" at line {o.call_line}" if o.call_line else (f" (made at line {o.line})" if o.line else ""))
         if o.calls > 1:
             chosen += f", last of {o.calls:,} calls"
         if o.seed:
@@ -198,20 +208,20 @@ def _graph(report: AutogradReport) -> Section:
     leaves = sum(1 for n in info.nodes if n.kind == "leaf")
     summary = KeyValues(
         [
-            ("nodes", f"{len(info.nodes):,} ({len(info.nodes) - leaves:,} ops, {leaves:,} leaves)"),
+            ("nodes", f"{len(info.nodes):,} ({len(info.nodes) - leaves:,} op{'' if len(info.nodes) - leaves == 1 else 's'}, {leaves:,} lea{'f' if leaves == 1 else 'ves'})"),
             ("ops", truncate(", ".join(f"{k} ×{v}" for k, v in sorted(ops.items(), key=lambda kv: -kv[1])[:8]), 200)),
             ("saved for backward", fmt_bytes(info.saved_bytes)),
         ]
         + ([("modules", _modules(info))] if info.modules else [])
     )
-    as_text = [Note("read from the outputs (top) back to the inputs: each op node sends gradients to the nodes after ←"), Preformatted(graph_text(info))]
+    as_text: list[Block] = [Note("read from the outputs (top) back to the inputs: each op node sends gradients to the nodes after ←"), Preformatted(graph_text(info))]
     picture = Picture(
         draw=lambda: draw_graph(report),
         text=as_text,
         caption="read from the outputs (top) down to the inputs: each arrow carries a gradient towards an input; hover over a node for its cell line, what it saved for backward and its row",
         text_summary="the graph as text",
     )
-    blocks: list = [summary, picture]
+    blocks: list[Block] = [summary, picture]
     if info.repeats:
         big = max(info.repeats, key=lambda b: b.times * b.length)
         blocks.append(Note(f"repeated block collapsed: {' ← '.join(big.ops)} ×{big.times:,}"))
@@ -231,7 +241,7 @@ def _cost(report: AutogradReport) -> Section:
     if c.flops_forward is not None:
         rows.append(("FLOPs forward", fmt_number(c.flops_forward)))
         rows.append(("FLOPs backward", fmt_number(c.flops_backward)))
-    blocks: list = [KeyValues(rows)]
+    blocks: list[Block] = [KeyValues(rows)]
     blocks.append(Note("every gradient has a cost: backward usually takes about 2× the forward time, and the tensors saved for it stay in memory until backward frees them"))
     return Section("Cost", blocks)
 
@@ -247,13 +257,16 @@ def _secs(s: float | None) -> str:
 
 
 def _health(report: AutogradReport) -> Section:
-    blocks: list = []
+    blocks: list[Block] = []
     nf = report.non_finite
     if nf:
         where = nf.get("where")
         if nf.get("op"):
             line = f" at line {nf['line']}: {nf['code']}" if nf.get("line") else ""
-            what = f"the {'value' if where == 'forward' else 'gradient'} first turns NaN/inf in {where}: {nf['op']}" + (f" ({nf['name']})" if nf.get("name") else "") + line
+            if where == "forward":  # the first named value holding one: the op on its line that made it is not known
+                what = f"the first value of the cell holding NaN/inf is {nf.get('name') or 'an output'}" + (f", made at line {nf['line']}: {nf['code']}" if nf.get("line") else "")
+            else:
+                what = f"the gradient first turns NaN/inf in backward: {nf['op']}" + (f" ({nf['name']})" if nf.get("name") else "") + line
             blocks.append(Note(what, "error"))
         else:
             hint = ASK.get(nf.get("ask") or "", "the op could not be found")
@@ -271,7 +284,7 @@ def _health(report: AutogradReport) -> Section:
     for flag in ("NaN/inf", "exploding", "vanishing"):
         names = [h.name for h in flagged if h.flag == flag]
         if names:
-            level = "error" if flag == "NaN/inf" else "warning"
+            level: Level = "error" if flag == "NaN/inf" else "warning"
             blocks.append(Note(f"{flag}: {', '.join(names[:6])}{'…' if len(names) > 6 else ''} ({len(names)} parameter{'s' if len(names) > 1 else ''})", level))
     if not flagged:
         blocks.append(Note("no NaN/inf, vanishing or exploding gradients", "ok"))
@@ -281,7 +294,7 @@ def _health(report: AutogradReport) -> Section:
 def _jacobian(report: AutogradReport) -> Section | None:
     if not report.jacobian:
         return None
-    blocks: list = []
+    blocks: list[Block] = []
     for j in report.jacobian[:MAX_ROWS]:
         caption = f"d{j.of}/d{j.wrt}: shape {fmt_shape(j.shape)}, {j.entries:,} entries"
         if j.values is not None and j.entries <= 400:
@@ -304,7 +317,7 @@ def _check(report: AutogradReport) -> Section | None:
     c = report.check
     if c is None:
         return None
-    level = "ok" if c.ok else ("error" if c.ok is False else "info")
+    level: Level = "ok" if c.ok else ("error" if c.ok is False else "info")
     return Section("Check", [Note(c.message, level), KeyValues([("inputs", ", ".join(c.inputs) or "-")])])
 
 

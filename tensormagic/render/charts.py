@@ -14,6 +14,7 @@ import functools
 import io
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from tensormagic.engine.autograd.health import EXPLODING, VANISHING
 from tensormagic.engine.autograd.report import HealthRow
@@ -72,14 +73,14 @@ def _chart(rows: tuple[tuple[str, float, str | None], ...], alt: str) -> str:
     # from a decade below the smallest norm (so that its bar shows) to the decade above the largest
     lo = 10.0 ** (math.floor(math.log10(min(finite))) - 1) if finite else 1e-8
     hi = 10.0 ** math.ceil(math.log10(max(finite)) + 1e-9) if finite else 1.0
-    style = {
+    style: dict[str, Any] = {
         "svg.fonttype": "none", "svg.hashsalt": "tensormagic", "font.family": FONT, "font.size": 8,
         "text.color": THEME_COLOR, "axes.edgecolor": THEME_COLOR, "axes.labelcolor": THEME_COLOR,
         "xtick.color": THEME_COLOR, "ytick.color": THEME_COLOR, "axes.facecolor": "none",
         "figure.facecolor": "none", "savefig.facecolor": "none", "savefig.transparent": True,
         "axes.spines.top": False, "axes.spines.right": False, "svg.image_inline": False,
     }
-    with matplotlib.rc_context(style):
+    with matplotlib.rc_context(style):  # type: ignore[arg-type]  # keys checked by matplotlib at run time
         height = 0.9 + 0.2 * len(rows)
         fig = Figure(figsize=(6.4, height), dpi=72)
         FigureCanvasSVG(fig)
@@ -92,13 +93,13 @@ def _chart(rows: tuple[tuple[str, float, str | None], ...], alt: str) -> str:
         ax.xaxis.set_major_formatter(FuncFormatter(_decade))
         ys = list(range(len(rows)))
         widths, lefts, colors = [], [], []
-        for name, value, flag in rows:
+        for _name, value, flag in rows:
             ok = math.isfinite(value) and value > 0
             widths.append(value - lo if ok else 0.0)
             lefts.append(lo)
             colors.append(FLAG_COLORS.get(flag, FLAG_COLORS[None]))
         ax.barh(ys, widths, left=lefts, color=colors, height=0.7)
-        for y, (name, value, flag) in zip(ys, rows):
+        for y, (_name, value, _flag) in zip(ys, rows):
             if not math.isfinite(value):
                 ax.text(lo * 1.2, y, " NaN/inf", va="center", color=FLAG_COLORS["NaN/inf"], fontsize=8, fontweight="bold")
             elif value <= 0:

@@ -2,7 +2,9 @@
 
 ``mimebundle(report)`` gives ``text/plain`` and ``text/html`` (one panel feeds both) and, inside
 a live Jupyter kernel, the ipywidgets view as well.  ``%config TensorMagics.display`` sets the
-mode through :func:`set_display_mode`.
+mode through :func:`set_display_mode`.  Importing this module registers :func:`mimebundle` and
+:func:`render_text` as the engine's presenter (:func:`tensormagic.engine.report.set_presenter`),
+which ``str(report)`` and ``report._repr_mimebundle_`` call.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from tensormagic.engine.report import set_presenter
 from tensormagic.render import html, text
 from tensormagic.render.document import Panel
 from tensormagic.render.registry import panel_of
@@ -43,7 +46,7 @@ def in_kernel() -> bool:
 
 
 def build_panel(report: Any) -> Panel:
-    """The panel of a report, from the builder registered for its type (render/registry.py)."""
+    """The panel of a report, from the builder registered for its type (:mod:`.registry`)."""
     return panel_of(report)
 
 
@@ -90,3 +93,6 @@ def mimebundle(report: Any, include: Any = None, exclude: Any = None) -> dict[st
         if view and WIDGET_MIME in view:
             bundle[WIDGET_MIME] = view[WIDGET_MIME]
     return bundle
+
+
+set_presenter(mimebundle, render_text)  # reports display through these from now on

@@ -7,9 +7,12 @@ rich's single render pass).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
+
+from tensormagic.engine.naming import describe_exception
+from tensormagic.render.format import truncate
 
 Level = Literal["info", "ok", "warning", "error"]
 
@@ -73,7 +76,7 @@ class Action:
 
     label: str
     choices: list[str]
-    run: Callable[[str], "Panel"]
+    run: Callable[[str], Panel]
     fallback: str
     button: str = "Run"
 
@@ -99,7 +102,7 @@ class Picture:
     summary; where the picture cannot be drawn they show ``text`` and why."""
 
     draw: Callable[[], Drawing]
-    text: list["Block"] = field(default_factory=list)
+    text: Sequence[Block] = field(default_factory=list)
     caption: str | None = None
     text_summary: str | None = None
     _drawing: Drawing | None = field(default=None, init=False, repr=False, compare=False)
@@ -110,11 +113,11 @@ class Picture:
             try:
                 self._drawing = self.draw()
             except Exception as exc:  # noqa: BLE001 - a picture that fails leaves the text view
-                self._drawing = Drawing(missing=f"the picture could not be drawn ({type(exc).__name__}: {str(exc)[:200]})")
+                self._drawing = Drawing(missing=f"the picture could not be drawn ({truncate(describe_exception(exc), 200)})")
         return self._drawing
 
 
-Block = Union[KeyValues, Table, Note, Bars, Preformatted, Action, Picture]
+Block = KeyValues | Table | Note | Bars | Preformatted | Action | Picture
 
 
 @dataclass
@@ -122,7 +125,7 @@ class Section:
     """One tab of the widget, one headed part of the text and HTML views."""
 
     title: str
-    blocks: list[Block] = field(default_factory=list)
+    blocks: Sequence[Block] = field(default_factory=list)
 
 
 @dataclass

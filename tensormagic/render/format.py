@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from tensormagic.engine.naming import format_bytes
+
+#: Rows a panel's table shows at most (the rest are counted: "... and N more").
+MAX_ROWS = 40
 
 
 def fmt_bytes(n: int | None, exact: bool = True) -> str:
     """``1.5 MiB (1,572,864 B)`` style sizes; ``exact=False`` drops the byte count (for tables)."""
     return "-" if n is None else format_bytes(n, exact=exact)
+
+
+def shown_std(stats: Any, numpy: bool) -> tuple[str, float | None]:
+    """The std as the user's own call gives it, with its label: ``np.std``'s population std
+    (ddof=0) for NumPy arrays, ``torch.std``'s sample std (ddof=1, what the engine computes) for
+    tensors."""
+    std = stats.std
+    if not numpy:
+        return "std (ddof=1, as torch.std)", std
+    finite = (stats.sample_size or stats.count) - stats.nan - stats.posinf - stats.neginf  # count leaves masked values out
+    if std is not None and finite > 1:
+        std = std * math.sqrt((finite - 1) / finite)
+    return "std (ddof=0, as np.std)", std
 
 
 def short_type(name: str) -> str:

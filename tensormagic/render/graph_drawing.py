@@ -175,7 +175,7 @@ def dot_source(view: GraphView) -> str:
             g.edge(e.a, e.b, style="dotted", arrowhead="none", label="saved", fontsize="8", fontcolor=THEME_COLOR, fontname=FONT)
         else:
             g.edge(e.a, e.b)
-    return g.source
+    return str(g.source)
 
 
 def _titles(view: GraphView) -> dict[str, str]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from tensormagic.engine.autograd.graph import GraphInfo, GraphNode
 from tensormagic.engine.autograd.report import AutogradReport, GradientRow, Status
-from tensormagic.engine.autograd.walk import GraphInfo, GraphNode
 from tensormagic.render.format import fmt_bytes, fmt_shape, truncate
 
 #: Status categories, worst last: the colour of a node.
@@ -213,7 +213,7 @@ def view_node(info: GraphInfo, n: GraphNode, status: str, row: GradientRow | Non
         op = n.op
     tip = tooltip(n, row, nan_words if n.id == nan_node else None)
     if len(more) > 1:
-        others = [info.nodes[i].name for i in more[1:] if info.nodes[i].name]
+        others = [name for i in more[1:] if (name := info.nodes[i].name)]
         tip += f"\n(the first of {len(more):,} like it" + (f": also {', '.join(others[:4])}{'…' if len(others) > 4 else ''}" if others else "") + ")"
     return ViewNode(
         key=f"n{n.id}", kind=n.kind, title=truncate(title, 40) if title else None, op=op, caption=caption,

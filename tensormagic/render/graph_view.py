@@ -13,11 +13,25 @@ from __future__ import annotations
 
 from collections import Counter
 
+from tensormagic.engine.autograd.graph import GraphInfo
 from tensormagic.engine.autograd.report import AutogradReport, GradientRow
-from tensormagic.engine.autograd.walk import GraphInfo
 from tensormagic.render.format import truncate
 from tensormagic.render.graph_nodes import (
-    WORDS, Box, GraphView, Rows, ViewEdge, ViewNode, captions, category, first_nan, module_chain, module_label, node_names, node_outputs, view_node, worst,
+    WORDS,
+    Box,
+    GraphView,
+    Rows,
+    ViewEdge,
+    ViewNode,
+    captions,
+    category,
+    first_nan,
+    module_chain,
+    module_label,
+    node_names,
+    node_outputs,
+    view_node,
+    worst,
 )
 
 #: Nodes drawn one by one at most (after collapsing repeats); above, the module level.
@@ -156,7 +170,7 @@ def _modules(view: GraphView, info: GraphInfo, drawn: list[int], rep: dict[int, 
             view.nodes.append(view_node(info, first, status[ids[0]], None, None, None, (), [ids[0]]))
             continue
         ops = Counter(info.nodes[i].op for i in ids if info.nodes[i].kind == "op")
-        leaves = [info.nodes[i].name for i in ids if info.nodes[i].kind == "leaf" and info.nodes[i].name]
+        leaves = [name for i in ids if info.nodes[i].kind == "leaf" and (name := info.nodes[i].name)]
         summary = ", ".join(f"{op} ×{k}" for op, k in ops.most_common(6))
         tooltip = f"{len(ids):,} nodes: {summary}" + (f"\nleaves: {', '.join(leaves[:8])}{'…' if len(leaves) > 8 else ''}" if leaves else "")
         if c:

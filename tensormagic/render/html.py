@@ -10,7 +10,18 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from tensormagic.render.document import Action, Bars, Block, KeyValues, Note, Panel, Picture, Preformatted, Section, Table
+from tensormagic.render.document import (
+    Action,
+    Bars,
+    Block,
+    KeyValues,
+    Note,
+    Panel,
+    Picture,
+    Preformatted,
+    Section,
+    Table,
+)
 from tensormagic.render.text import bar, bar_lengths
 
 _MARK = {"info": "ℹ", "ok": "✔", "warning": "⚠", "error": "✘"}

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tensormagic.engine.layers import LayerRow, LayersInfo, LayerTotals
-from tensormagic.render.registry import builds
-from tensormagic.render.document import KeyValues, Note, Panel, Section, Table
+from tensormagic.render.document import KeyValues, Level, Note, Panel, Section, Table
 from tensormagic.render.format import fmt_bytes, fmt_number, fmt_shape, truncate
+from tensormagic.render.registry import builds
 from tensormagic.render.tensorinfo_panel import module_panel
 from tensormagic.render.text import bar
 
@@ -60,7 +60,7 @@ def _size(n: int) -> str:
     return fmt_bytes(n, exact=False)
 
 
-def _headline(info: LayersInfo, t: LayerTotals) -> tuple[str, str]:
+def _headline(info: LayersInfo, t: LayerTotals) -> tuple[str, Level]:
     parts = [
         f"{truncate(info.name, 40)}: {info.type.rsplit('.', 1)[-1]}",
         f"{t.parameters:,} parameters" + (f" ({t.tied_parameters:,} tied, counted once)" if t.tied_parameters else ""),

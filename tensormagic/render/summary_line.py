@@ -8,7 +8,7 @@ from the same report ``%tensorinfo`` builds (statistics from a sample above the 
 from __future__ import annotations
 
 from tensormagic.engine.tensorinfo import ModuleInfo, TensorInfo
-from tensormagic.render.format import fmt_bytes, fmt_shape, short_type
+from tensormagic.render.format import fmt_bytes, fmt_shape, short_type, shown_std
 
 
 def num(x: object) -> str:
@@ -64,7 +64,8 @@ def tensor_line(info: TensorInfo) -> str:
         elif s.min is not None:
             parts.append(f"{over}range [{num(s.min)}, {num(s.max)}]")
         if s.mean is not None and s.count > 1:
-            parts.append(f"mean {num(s.mean)} ± {num(s.std)}" if s.std is not None else f"mean {num(s.mean)}")
+            _, std = shown_std(s, numpy=info.type.startswith("numpy"))
+            parts.append(f"mean {num(s.mean)} ± {num(std)}" if std is not None else f"mean {num(s.mean)}")
         bad = [f"{n:,} {label}" for n, label in ((s.nan, "NaN"), (s.posinf, "+inf"), (s.neginf, "-inf")) if n]
         parts.append(", ".join(bad) + "!" if bad else "no NaN/inf")
         if s.masked:

@@ -163,8 +163,8 @@ def inert_svg(markup: str, label: str, titles: Mapping[str, str] | None = None, 
             attrs["aria-label"] = label
         head = "".join(f' {k}="{escape(v, quote=True) if _SUSPECT.search(v) else v}"' for k, v in attrs.items())
         children = [c for c in el if _local(c.tag) in _ELEMENTS or _local(c.tag) == "a"]
-        text = el.text if tag in ("text", "tspan") and el.text and (el.text.strip() or not children) else None
-        inner: list[str] = [escape(text, quote=False)] if text else []
+        content = el.text if tag in ("text", "tspan") and el.text and (el.text.strip() or not children) else None
+        inner: list[str] = [escape(content, quote=False)] if content else []
         for child in children:
             emit_child(child, inner)
         if not inner:

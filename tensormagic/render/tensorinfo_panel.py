@@ -6,7 +6,9 @@ from tensormagic.engine.sharding.layout import mesh_words
 from tensormagic.engine.tensorinfo import ModuleInfo, NamespaceInfo, TensorInfo
 from tensormagic.render.document import (
     Bars,
+    Block,
     KeyValues,
+    Level,
     Note,
     Panel,
     Preformatted,
@@ -14,18 +16,17 @@ from tensormagic.render.document import (
     Table,
 )
 from tensormagic.render.format import (
+    MAX_ROWS,
     fmt_bytes,
     fmt_number,
     fmt_shape,
     short_type,
+    shown_std,
     truncate,
     yes_no,
 )
 from tensormagic.render.registry import builds
 from tensormagic.render.sharding_panel import sharding_section
-
-#: Rows shown at most in any table of a panel (large namespaces and modules stay small).
-MAX_ROWS = 40
 
 
 def _twin(info: TensorInfo) -> str:
@@ -65,7 +66,7 @@ def _summary(info: TensorInfo) -> Section:
     ]
     if info.requires_grad is not None:
         rows.append(("requires_grad", yes_no(info.requires_grad)))
-    blocks: list = [KeyValues(rows)]
+    blocks: list[Block] = [KeyValues(rows)]
     blocks += [Note(n, "warning" if "NaN" in n else "info") for n in info.notes if "stride of 0" in n]
     for key in ("sparse", "quantized", "nested", "masked", "file"):
         if key in info.details:
@@ -87,7 +88,7 @@ def _layout(info: TensorInfo) -> Section:
     ]
     if info.storage_offset is not None:
         rows.append(("storage offset", fmt_number(info.storage_offset)))
-    blocks: list = [KeyValues(rows)]
+    blocks: list[Block] = [KeyValues(rows)]
     blocks += [Note(n) for n in info.notes]
     return Section("Layout & memory", blocks)
 
@@ -97,12 +98,13 @@ def _values(info: TensorInfo) -> Section:
     if s is None:
         return Section("Values", [Note(info.stats_note or "no statistics", "info")])
     how = "exact" if s.exact else f"estimated from a sample of {s.sample_size:,} of {s.count:,} elements"
-    rows = [("scope", {"local": "this rank's local shard", "partial": "partial values (not the tensor's)", "global": "the whole tensor (all ranks)"}[s.scope])] if s.scope else []
-    rows += [
+    std_label, std = shown_std(s, numpy=info.type.startswith("numpy"))
+    scope = {"local": "this rank's local shard", "partial": "partial values (not the tensor's)", "global": "the whole tensor (all ranks)"}
+    rows = ([("scope", scope[s.scope])] if s.scope else []) + [
         ("min", fmt_number(s.min)),
         ("max", fmt_number(s.max)),
         ("mean", fmt_number(s.mean)),
-        ("std", fmt_number(s.std)),
+        (std_label, fmt_number(std)),
         ("NaN", fmt_number(s.nan)),
         ("+inf", fmt_number(s.posinf)),
         ("-inf", fmt_number(s.neginf)),
@@ -112,11 +114,11 @@ def _values(info: TensorInfo) -> Section:
         rows.append(("masked (left out)", fmt_number(s.masked)))
     if not s.exact:  # counts are the sample's, not the tensor's
         rows = [(k + " (in the sample)", v) if k in ("NaN", "+inf", "-inf", "zeros") else (k, v) for k, v in rows]
-    blocks: list = [KeyValues(rows), Note(f"over {s.over}; {how}")]
+    blocks: list[Block] = [KeyValues(rows), Note(f"over {s.over}; {how}")]
     if s.nan or s.posinf or s.neginf:
         blocks.append(Note("non-finite values present: min, max, mean and std are over the finite values", "warning"))
     h = info.histogram
-    if h is not None and len(h.counts) > 1 and sum(h.counts):
+    if h is not None and len(h.counts) > 1 and sum(h.counts) > 0:
         if h.boolean:
             labels = ["False", "True"]
         elif h.integer:
@@ -140,7 +142,7 @@ def _autograd(info: TensorInfo) -> Section:
         ("grad", info.grad or "None"),
         ("version", fmt_number(info.version)),
     ]
-    blocks: list = [KeyValues(rows)]
+    blocks: list[Block] = [KeyValues(rows)]
     if info.requires_grad and not info.is_leaf:
         blocks.append(Note("a non-leaf tensor: .grad stays None after backward unless you call .retain_grad() first"))
     elif not info.requires_grad:
@@ -150,7 +152,7 @@ def _autograd(info: TensorInfo) -> Section:
 
 def _aliases(info: TensorInfo) -> Section:
     if not info.aliases:
-        blocks: list = [Note("no other variable shares its memory")]
+        blocks: list[Block] = [Note("no other variable shares its memory")]
     else:
         rows = [[a.name, a.relation, a.detail] for a in info.aliases[:MAX_ROWS]]
         blocks = [Table(["variable", "relation", "detail"], rows, total_rows=len(info.aliases))]
@@ -210,10 +212,10 @@ def module_panel(info: ModuleInfo, layers_hint: bool = True) -> Panel:
             for r in info.rows[:MAX_ROWS]
         ]
     table = Table(headers, rows, total_rows=len(info.rows))
-    shared: list = [Note("no tied or shared parameters")] if not info.shared else [
+    shared: list[Block] = [Note("no tied or shared parameters")] if not info.shared else [
         Table(["names", "relation", "detail"], [[" & ".join(s["names"]), s["relation"], s["detail"]] for s in info.shared[:MAX_ROWS]], total_rows=len(info.shared))
     ]
-    level = "warning" if info.notes else "info"
+    level: Level = "warning" if info.notes else "info"
     return Panel(
         title=f"tensorinfo · {truncate(info.name, 80)}",
         headline=info.summary(),
@@ -241,7 +243,7 @@ def namespace_panel(info: NamespaceInfo) -> Panel:
         [e.name, short_type(e.type), e.dtype, fmt_shape(e.shape), e.device, fmt_bytes(e.nbytes, exact=False), "-" if e.group is None else f"#{e.group}", e.relation or ""]
         for e in ordered[:MAX_ROWS]
     ]
-    blocks: list = [Table(["name", "type", "dtype", "shape", "device", "bytes", "memory group", "relation"], rows, total_rows=len(ordered))]
+    blocks: list[Block] = [Table(["name", "type", "dtype", "shape", "device", "bytes", "memory group", "relation"], rows, total_rows=len(ordered))]
     if not info.entries:
         blocks = [Note("no arrays, tensors or modules in the namespace yet")]
     groups = [Note(f"group #{i}: {', '.join(g)} share memory") for i, g in enumerate(info.groups[:MAX_ROWS], start=1)]

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import math
 
-from tensormagic.render.document import Action, Bars, Block, KeyValues, Note, Panel, Picture, Preformatted, Table
+from tensormagic.render.document import (
+    Action,
+    Bars,
+    Block,
+    KeyValues,
+    Note,
+    Panel,
+    Picture,
+    Preformatted,
+    Table,
+)
 
 _MARK = {"info": "·", "ok": "✓", "warning": "!", "error": "✗"}
 BAR_WIDTH = 30

@@ -1,7 +1,8 @@
 """Draw a :class:`~tensormagic.engine.preview.Preview` as a small PNG (Pillow, imported lazily).
 
-``png(preview)`` gives the PNG's bytes, or None when Pillow is not installed; ``sparkline``
-gives the same shape as block characters (what the HTML shows without Pillow).  Non-finite
+``png(preview)`` gives the PNG's bytes (``data_uri`` the same inline), or None when Pillow is not
+installed; ``sparkline`` gives a histogram's or a module's bars, or a heatmap's column means, as
+block characters (what the HTML shows without Pillow; nothing for an image).  Non-finite
 values are drawn in one colour of their own (magenta), so NaN/inf stand out in a heatmap.
 """
 

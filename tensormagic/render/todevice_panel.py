@@ -1,20 +1,18 @@
-"""The panel of ``%todevice``'s report: moves, placement, devices, and a Move action.
+"""The panel of ``%todevice``'s report: moves, warnings, placement, devices, and a Move action.
 
-When the IPython glue offered a move for the report (render/actions.py), the widget shows a device picker
-and a Move button (an :class:`~tensormagic.render.document.Action`) whose callback performs the
-same move as the magic and returns the updated panel; text and HTML show the magic to type.
+When the IPython glue offered a move for the report (:mod:`~tensormagic.render.actions`), the
+widget shows a device picker and a Move button (an :class:`~tensormagic.render.document.Action`)
+whose callback performs the same move as the magic and returns the updated panel; text and HTML
+show the magic to type.
 """
 
 from __future__ import annotations
 
-from tensormagic.engine.todevice.report import FAILED, MOVED, TodeviceReport
-from tensormagic.render.registry import builds
+from tensormagic.engine.todevice.report import FAILED, TodeviceReport
 from tensormagic.render.actions import move_of
-from tensormagic.render.document import Action, KeyValues, Note, Panel, Section, Table
-from tensormagic.render.format import fmt_bytes, fmt_shape, short_type, truncate
-
-#: Rows shown at most in any table of the panel.
-MAX_ROWS = 40
+from tensormagic.render.document import Action, Block, Level, Note, Panel, Section, Table
+from tensormagic.render.format import MAX_ROWS, fmt_bytes, fmt_shape, short_type, truncate
+from tensormagic.render.registry import builds
 
 
 def _ms(seconds: float | None) -> str:
@@ -41,7 +39,7 @@ def _moves(report: TodeviceReport) -> Section:
         ]
         for m in report.moves[:MAX_ROWS]
     ]
-    blocks: list = [Table(["name", "type", "from", "to", "dtype", "bytes", "time", "status"], rows, total_rows=len(report.moves))]
+    blocks: list[Block] = [Table(["name", "type", "from", "to", "dtype", "bytes", "time", "status"], rows, total_rows=len(report.moves))]
     for m in report.moves:
         for note in m.notes:
             blocks.append(Note(f"{m.name}: {note}", "error" if m.status == FAILED else "info"))
@@ -61,10 +59,10 @@ def _placement(report: TodeviceReport) -> Section:
     if any(r.local_nbytes is not None for r in report.placement):  # sharded tensors: what this rank holds, and how
         headers = ["name", "type", "device", "dtype", "shape", "placement", "bytes (global)", "bytes on this rank", "note"]
         rows = [
-            row[:5] + [", ".join(r.placements) if r.placements else "-", row[5], fmt_bytes(r.local_nbytes if r.local_nbytes is not None else r.nbytes, exact=False), row[6]]
-            for row, r in zip(rows, report.placement)
+            [*row[:5], ", ".join(r.placements) if r.placements else "-", row[5], fmt_bytes(r.local_nbytes if r.local_nbytes is not None else r.nbytes, exact=False), row[6]]
+            for row, r in zip(rows, report.placement, strict=False)
         ]
-    blocks: list = [Table(headers, rows, total_rows=len(report.placement))]
+    blocks: list[Block] = [Table(headers, rows, total_rows=len(report.placement))]
     blocks += [Note(n, "warning" if "split" in n or "devices" in n else "info") for n in report.notes]
     return Section("Placement", blocks)
 
@@ -102,11 +100,11 @@ def todevice_panel(report: TodeviceReport) -> Panel:
     action = _action(report)
     what = " ".join(report.names) if report.names else "--all"
     choices = ", ".join(["auto"] + [d.name for d in report.devices] + ["meta"])
-    placement.blocks.append(action if action is not None else Note(f"move with: %todevice {what if report.names else 'NAMES'} DEVICE (DEVICE: {choices})"))
+    placement.blocks = [*placement.blocks, action if action is not None else Note(f"move with: %todevice {what if report.names else 'NAMES'} DEVICE (DEVICE: {choices})")]
     sections += [placement, _devices(report)]
     if report.action == "placement":
         title = "todevice · placement"
-        level = "warning" if any(r.mixed for r in report.placement) or any("devices" in n for n in report.notes) else "info"
+        level: Level = "warning" if any(r.mixed for r in report.placement) or any("devices" in n for n in report.notes) else "info"
     else:
         title = f"todevice · {truncate(', '.join(report.names), 60)} → {report.target}"
         level = "error" if report.error else ("warning" if report.warnings else "ok")
@@ -116,4 +114,4 @@ def todevice_panel(report: TodeviceReport) -> Panel:
     return Panel(title=title, headline=headline, sections=sections, headline_level=level)
 
 
-__all__ = ["todevice_panel", "MOVED"]
+__all__ = ["todevice_panel"]

@@ -7,13 +7,16 @@ a button that rebuild the panel in place).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import ipywidgets as widgets
 
 from tensormagic.render import html
-from tensormagic.render.document import Action, Panel
+from tensormagic.render.document import Action, Block, Panel
 
 
-def _page(panel_box: widgets.VBox, section_blocks: list) -> widgets.Widget:
+def _page(panel_box: widgets.VBox, section_blocks: Sequence[Block]) -> widgets.Widget:
     children: list[widgets.Widget] = []
     pending: list[str] = []
 
@@ -79,7 +82,7 @@ def summary_widget(header_html: str, panel: Panel, title: str = "%tensorinfo pan
     body = widgets.VBox()
     accordion = widgets.Accordion(children=[body], titles=(title,), selected_index=None)
 
-    def opened(change: dict) -> None:
+    def opened(change: dict[str, Any]) -> None:
         if change["new"] == 0 and not body.children:
             body.children = (render_widget(panel),)
 

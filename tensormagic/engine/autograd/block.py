@@ -8,6 +8,7 @@ way to see lines of code that was not compiled by the magic: the block runs a li
 
 from __future__ import annotations
 
+import ast
 import linecache
 import sys
 from collections.abc import Iterator, Mapping
@@ -50,6 +51,23 @@ class FrameNamespace(Mapping[str, Any]):
         return key in local or key in glob
 
 
+def block_tree(source: str, line: int) -> ast.Module | None:
+    """The statements of the ``with`` block whose header is at ``line`` (their line numbers the
+    file's), so that only the names the block uses are the report's; None when the file's source
+    is not there (then the whole source is read, as before)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    found: ast.With | ast.AsyncWith | None = None
+    blocks = [n for n in ast.walk(tree) if isinstance(n, (ast.With, ast.AsyncWith)) and n.body]
+    for node in blocks:
+        starts_there = node.lineno <= line < max(node.body[0].lineno, node.lineno + 1)
+        if starts_there and (found is None or node.lineno > found.lineno):
+            found = node  # the innermost block that starts there
+    return None if found is None else ast.Module(body=found.body, type_ignores=[])
+
+
 class BlockRun:
     """What ``with autograd() as run:`` gives: :attr:`report` once the block is over."""
 
@@ -67,7 +85,7 @@ def observe_block(options: AutogradOptions | None = None, depth: int = 2) -> Ite
     filename = frame.f_code.co_filename
     source = "".join(linecache.getlines(filename, frame.f_globals))
     namespace = FrameNamespace(frame)
-    session = AutogradSession(namespace, source, filename, options)  # type: ignore[arg-type]
+    session = AutogradSession(namespace, source, filename, options, tree=block_tree(source, frame.f_lineno))  # type: ignore[arg-type]
     run = BlockRun()
     tracer = LineTracer(filename, session.lines, module_frames=True) if session.lines is not None and can_trace_lines() else None
     try:

@@ -56,9 +56,7 @@ def grad_change(recorder: Recorder, key: int, name: str) -> str | None:
         return f"{name}.grad: last of {calls:,} backward calls; .grad was {' and '.join(between)} in between; now {now_text}"
     added = difference(now, track.before) if now is not None else None
     if not track.had_grad:
-        if added is None or calls == 1:
-            return f"{name}.grad was None, now {now_text}" + (f" (added{over})" if calls > 1 else "")
-        return f"{name}.grad was None, now {now_text} (added{over})"
+        return f"{name}.grad was None, now {now_text}" + (f" (added{over})" if calls > 1 else "")
     if added is not None:
         return f"{name}.grad += {short(added)}{over}, now {now_text}"
     before = track.before.plain() if track.before is not None else None

@@ -25,7 +25,8 @@ from typing import Any
 import torch
 
 from tensormagic.engine.autograd.guards import without_user_modes
-from tensormagic.engine.autograd.recorder import CallRecord, Recorder, leaf_node, root_info, turns_non_finite
+from tensormagic.engine.autograd.recorder import Recorder
+from tensormagic.engine.autograd.records import CallRecord, leaf_node, root_info, turns_non_finite
 from tensormagic.engine.autograd.report import NotComputed
 from tensormagic.engine.autograd.summary import local_shard, summarise
 from tensormagic.engine.autograd.walk import Walk, walk_graph

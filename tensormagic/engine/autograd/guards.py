@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-
 from torch.overrides import TorchFunctionMode
 
 from tensormagic.engine.autograd.lines import LineTracer

@@ -9,12 +9,12 @@ from typing import Any
 
 import torch
 
+from tensormagic.engine.autograd.graph import GraphInfo
 from tensormagic.engine.autograd.guards import without_user_modes
-from tensormagic.engine.autograd.recorder import CallRecord
+from tensormagic.engine.autograd.records import CallRecord
 from tensormagic.engine.autograd.report import GradientRow, HealthRow, Status
 from tensormagic.engine.autograd.source import CellSource
 from tensormagic.engine.autograd.summary import local_shard
-from tensormagic.engine.autograd.walk import GraphInfo
 from tensormagic.engine.tensorinfo.statistics import cpu_moments
 
 #: A gradient norm below this (or below VANISHING_RELATIVE x the largest) is flagged as vanishing.
@@ -33,7 +33,8 @@ def _readable(t: Any) -> torch.Tensor | None:
         t = shard
     if type(t) not in (torch.Tensor, torch.nn.Parameter) or t.layout != torch.strided or t.device.type == "meta" or t.is_nested:
         return None
-    return t
+    readable: torch.Tensor = t
+    return readable
 
 
 def param_norm(t: torch.Tensor | None) -> float:
@@ -90,7 +91,8 @@ def _has_non_finite(t: torch.Tensor) -> bool:
 
 def first_non_finite(records: Sequence[CallRecord], rows: Sequence[GradientRow], outputs: Sequence[Any], cell: CellSource, namespace: Mapping[str, Any]) -> dict[str, Any] | None:
     """Where the first NaN/inf appears: the first named tensor of the cell holding one (forward),
-    else the node the cell's backward (``locate_nan``) or the magic's own pass found."""
+    else the node the cell's backward (``locate_nan``) or the magic's own pass found, else
+    ``unknown`` (asking for ``locate_nan``); None when no gradient or output holds one."""
     bad = [r.wrt for r in rows if r.status == Status.NON_FINITE]
     outs_bad = [v for v in outputs if isinstance(v, float) and not math.isfinite(v)]
     if not bad and not outs_bad:
@@ -102,9 +104,9 @@ def first_non_finite(records: Sequence[CallRecord], rows: Sequence[GradientRow],
             return {"where": "forward", "name": name, "op": op, "line": line, "code": cell.code(line), "wrt": bad}
     for record in records:
         if record.non_finite_at is not None:
-            node_id, op, line = record.non_finite_at
+            node_id, op, at = record.non_finite_at
             node = record.graph.nodes[node_id] if node_id < len(record.graph.nodes) else None
-            return {"where": "backward", "name": node.name if node else None, "op": op, "line": line, "code": cell.code(line), "wrt": bad}
+            return {"where": "backward", "name": node.name if node else None, "op": op, "line": at, "code": cell.code(at), "wrt": bad}
     return {"where": "unknown", "name": None, "op": None, "line": None, "code": None, "wrt": bad, "ask": "locate_nan"}
 
 

@@ -27,6 +27,7 @@ import threading
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 import torch
@@ -208,7 +209,7 @@ def _alive(ref: Any, module: Any) -> bool:
 def _running_modules() -> list[Any]:
     """The modules whose forward is running now, outermost first (from the Python stack)."""
     found = []
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame.f_code is _CALL_IMPL:
             m = frame.f_locals.get("self")

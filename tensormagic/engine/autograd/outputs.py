@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from tensormagic.engine.autograd.options import AutogradUsageError
-from tensormagic.engine.autograd.recorder import CallRecord, Recorder
+from tensormagic.engine.autograd.recorder import Recorder
+from tensormagic.engine.autograd.records import CallRecord
 from tensormagic.engine.autograd.report import OutputInfo
 from tensormagic.engine.autograd.source import CellSource
 from tensormagic.engine.autograd.walk import walk_graph
@@ -27,7 +28,7 @@ MAX_OUTPUT_GROUPS = 8
 def evaluate(expr: str, namespace: Mapping[str, Any]) -> Any:
     """``expr`` in the user's namespace; every failure as an AutogradUsageError."""
     try:
-        return eval(expr, namespace if isinstance(namespace, dict) else dict(namespace))  # noqa: S307 - the user's own expression, in their namespace
+        return eval(expr, namespace if isinstance(namespace, dict) else dict(namespace))
     except NameError as exc:
         raise AutogradUsageError(f"{expr!r} is not defined after the cell ran ({exc})") from None
     except Exception as exc:  # noqa: BLE001
@@ -102,7 +103,7 @@ def output_infos(records: list[CallRecord], sources: list[str], recorder: Record
             line = cell.assigned.get(name) if name in cell.assigned else record.line
             out.append(
                 OutputInfo(
-                    name=name, shape=r.shape, dtype=r.dtype, value=r.value, source=source, line=line,
+                    name=name, shape=r.shape, dtype=r.dtype, value=r.value, source=source, line=line, call_line=record.line if record.kind != "computed" else None,
                     weighted=r.seeded, seed=seed_name(r.seed_key) if r.seed_key is not None else None,
                     calls=calls, error=record.error,
                 )

@@ -5,8 +5,9 @@
 it walks the graph and puts removable hooks on the tensors whose gradient the report gives, so
 the gradients of *that* call are captured as it runs: no second pass, ``.grad`` ends exactly as
 without the magic, and no user hook or saved-tensor hook runs more often.  Calls it cannot
-analyse (inside ``torch.func`` transforms, batched, from another thread, on ``GradientEdge``s)
-run untouched and are counted.
+analyse (inside ``torch.func`` transforms, batched, on ``GradientEdge``s) run untouched and are
+counted in the report's notes; calls from another thread, and calls made while a call it
+observes or its own analysis is running, run untouched and uncounted.
 """
 
 from __future__ import annotations
@@ -15,198 +16,38 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from tensormagic.engine.autograd import keeper
+from tensormagic.engine.autograd.graph import GraphInfo
 from tensormagic.engine.autograd.lines import Lines, cell_line
 from tensormagic.engine.autograd.modules import ModuleCalls
 from tensormagic.engine.autograd.naming import CellNames, Names
+from tensormagic.engine.autograd.records import (
+    BACKWARD_CODE,
+    GRAD_CODE,
+    HAS_GRADIENT_EDGE,
+    CallKind,
+    CallRecord,
+    FastPath,
+    LeafTrack,
+    Target,
+    accumulator,
+    as_list,
+    functorch_active,
+    grad_state,
+    leaf_node,
+    root_info,
+    turns_non_finite,
+)
 from tensormagic.engine.autograd.source import CellSource
-from tensormagic.engine.autograd.summary import GradSummary, summarise
-from tensormagic.engine.autograd.walk import GraphInfo, Walk, light_walk, walk_graph
+from tensormagic.engine.autograd.summary import summarise
+from tensormagic.engine.autograd.walk import Walk, light_walk, walk_graph
 from tensormagic.engine.naming import describe_exception
-
-CallKind = Literal["backward", "grad", "computed"]
-
-_BACKWARD_CODE = torch.autograd.backward.__code__
-_GRAD_CODE = torch.autograd.grad.__code__
-
-
-@dataclass(slots=True, kw_only=True)
-class RootInfo:
-    """One tensor a gradient computation started from."""
-
-    key: int  # id() while the record lives
-    name: str | None
-    shape: list[int] | None
-    dtype: str
-    value: Any  # a number for one-element tensors
-    seeded: bool = False  # the call was given the gradient to start from (a vector-Jacobian product)
-    seed_key: int | None = None  # id() of that gradient tensor
-    ref: Any = None  # weakref to the output (--check replays it)
-    version: int = 0  # its version counter then (a value read later must be the same)
-
-
-@dataclass(slots=True, kw_only=True)
-class Target:
-    """A tensor the report gives a gradient for: a graph leaf or a named intermediate."""
-
-    key: int
-    name: str | None
-    kind: Literal["leaf", "intermediate"]
-    ref: Any  # weakref to the tensor
-    node: int  # its node id in the call's graph (the leaf's AccumulateGrad, or its grad_fn)
-    retains_grad: bool = False
-
-
-@dataclass(kw_only=True)
-class CallRecord:
-    """One gradient computation: a ``backward``/``grad`` call of the cell, or the magic's own."""
-
-    index: int
-    kind: CallKind
-    roots: list[RootInfo]
-    graph: GraphInfo
-    targets: dict[int, Target]
-    line: int | None = None  # the cell line of the call
-    function: str | None = None  # the function the cell defined that made the call (None: the cell itself)
-    grads: dict[int, GradSummary | None] = field(default_factory=dict)
-    seconds: float = 0.0
-    flops: int | None = None
-    inputs_only: bool = False  # backward(inputs=...) / grad(inputs): only those were computed
-    asked: set[int] = field(default_factory=set)
-    retain_graph: bool = False
-    non_finite_at: tuple[int, str, int | None] | None = None  # node id, op, line where a NaN/inf first appears
-    error: str | None = None  # the call raised this
-    user_code: list[str] = field(default_factory=list)  # user code in the graph (custom Functions, hooks)
-    source: str | None = None  # for the magic's own computations: why it made them
-    ones: bool = False  # the magic used ones as the gradient of a non-scalar output
-    handles: list[Any] = field(default_factory=list)  # removable hooks (empty once the call is over)
-    group: tuple[Any, ...] = ()  # calls of one group differentiate the same output (a training loop)
-    was_none: set[int] = field(default_factory=set)  # leaves whose .grad was None when the call started
-    graph_from: int = 0  # the call whose walk gave the graph (a training loop reuses the first)
-    pending: dict[int, tuple[Any, int]] = field(default_factory=dict)  # leaf -> (weakref to its .grad, version) to read later
-    taken_from: dict[int, int] = field(default_factory=dict)  # leaf -> the earlier call whose gradient is shown
-    watching: list[tuple[Any, tuple[int, int] | None]] = field(default_factory=list)  # (weakref, .grad state) of named leaves a no-walk call watches
-
-    def read_pending(self) -> list[int]:
-        """Summarise the gradients left to read after the cell; the leaves whose ``.grad`` was
-        set to None or changed in place since the call (their gradient is gone)."""
-        lost = []
-        for key, (ref, version) in self.pending.items():
-            g = ref()
-            if g is not None and g._version == version:
-                self.grads[key] = summarise(g)
-            else:
-                lost.append(key)
-        self.pending = {}
-        return lost
-    nan_first: list[tuple[int, str, int | None]] = field(default_factory=list)
-
-
-@dataclass(slots=True, kw_only=True)
-class LeafTrack:
-    """One leaf's ``.grad`` across the cell's backward calls."""
-
-    name: str | None
-    ref: Any
-    before: GradSummary | None  # .grad when a call of the cell first touched it
-    had_grad: bool
-    calls: int = 0
-    state: tuple[int, int] | None = None  # (id, version) of .grad after the last call
-    reset: int = 0  # times .grad was set to None between calls (zero_grad)
-    changed: int = 0  # times .grad was changed in place between calls
-
-
-def _grad_state(t: torch.Tensor) -> tuple[int, int] | None:
-    g = t.grad
-    return None if g is None else (id(g), g._version)
-
-
-def root_info(t: torch.Tensor, name: str | None, seed: Any, read_value: bool = True) -> RootInfo:
-    """The output of a call.  A one-element output's value is read at once on the CPU with
-    ``read_value`` (a device would have to sync); else after the cell (:func:`root_value`), if the
-    tensor is still as the call left it."""
-    value = None
-    shape: list[int] | None
-    try:
-        shape = list(t.shape)
-        if read_value and type(t) is torch.Tensor and t.device.type == "cpu" and t.numel() == 1 and t.layout == torch.strided:
-            value = t.item()
-    except Exception:  # noqa: BLE001 - nested, fake or subclass outputs: no value
-        shape = None
-    seeded = isinstance(seed, torch.Tensor)
-    return RootInfo(key=id(t), name=name, shape=shape, dtype=str(t.dtype), value=value, seeded=seeded, seed_key=id(seed) if seeded else None, ref=weakref.ref(t), version=t._version)
-
-
-def root_value(root: RootInfo) -> Any:
-    """A one-element output's value, read after the cell (None when it is gone or not readable)."""
-    if root.value is not None or root.ref is None:
-        return root.value
-    t = root.ref()
-    try:
-        if type(t) is torch.Tensor and t._version == root.version and t.numel() == 1 and t.layout == torch.strided and t.device.type != "meta":
-            return t.item()
-    except Exception:  # noqa: BLE001
-        return None
-    return None
-
-
-def leaf_node(t: torch.Tensor) -> Any:
-    """The AccumulateGrad node of a leaf that requires grad (a backward started on a leaf)."""
-    if not t.requires_grad or t.grad_fn is not None:
-        return t.grad_fn
-    with torch.enable_grad(), torch._C.DisableTorchFunction():
-        return t.view_as(t).grad_fn.next_functions[0][0]
-
-
-_HAS_GRADIENT_EDGE = hasattr(torch.autograd.graph, "get_gradient_edge")
-
-
-def _accumulator(t: torch.Tensor | None) -> Any:
-    """The AccumulateGrad node of a leaf, without walking a graph."""
-    if t is None:
-        return None
-    try:
-        return torch.autograd.graph.get_gradient_edge(t).node
-    except Exception:  # noqa: BLE001 - an older torch: the walk gave the node objects
-        return None
-
-
-def turns_non_finite(grad_inputs: Sequence[Any], grad_outputs: Sequence[Any]) -> bool:
-    """For a node's post-hook: the gradients it sends on hold NaN/inf while the ones it received
-    are finite, i.e. this op is where a non-finite gradient first appears."""
-    with torch.no_grad(), torch._C.DisableTorchFunction():
-        bad_in = any(isinstance(g, torch.Tensor) and not bool(torch.isfinite(g).all()) for g in grad_inputs)
-        return bad_in and all(not isinstance(g, torch.Tensor) or bool(torch.isfinite(g).all()) for g in grad_outputs)
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value]
-
-
-def _functorch_active() -> bool:
-    try:
-        return torch._C._functorch.peek_interpreter_stack() is not None
-    except Exception:  # noqa: BLE001 - an older torch
-        return False
-
-
-@dataclass(slots=True)
-class _FastPath:
-    """What lets a loop's later calls skip the walk: the first graph's leaves (all named), and the
-    other named leaves to watch (one of them changing means the graph changed)."""
-
-    leaves: dict[int, Any]  # node id -> weakref to the leaf
-    watch: list[Any]  # weakrefs
+from tensormagic.engine.todevice.devices import synchronize
 
 
 class Recorder:
@@ -239,7 +80,7 @@ class Recorder:
         self._thread = threading.get_ident()
         self._inside = False
         self._last_of_group: dict[tuple[Any, ...], CallRecord] = {}
-        self._walked: dict[tuple[Any, ...], tuple[Walk, int, _FastPath | None]] = {}  # group -> its full walk (plain part), the call it was made on, the no-walk path
+        self._walked: dict[tuple[Any, ...], tuple[Walk, int, FastPath | None]] = {}  # group -> its full walk (plain part), the call it was made on, the no-walk path
 
     # -- the engine wrapper ---------------------------------------------------------------------
 
@@ -259,14 +100,14 @@ class Recorder:
             return original(t_outputs, *args, **kwargs)
         caller = sys._getframe(2)  # run <- guards.engine_calls.run <- backward / grad / vjp
         code = caller.f_code
-        kind: CallKind | None = "backward" if code is _BACKWARD_CODE else ("grad" if code is _GRAD_CODE else None)
+        kind: CallKind | None = "backward" if code is BACKWARD_CODE else ("grad" if code is GRAD_CODE else None)
         if kind == "backward":
             self.backward_calls += 1
         elif kind == "grad":
             self.grad_calls += 1
         record = self._begin(kind, caller, t_outputs, args, kwargs)
         flops0 = self.flop_counter.get_total_flops() if self.flop_counter is not None else None
-        _sync()
+        synchronize()
         t0 = time.perf_counter()
         self._inside = True
         try:
@@ -281,7 +122,7 @@ class Recorder:
             return result
         finally:
             self._inside = False
-            _sync()
+            synchronize()
             dt = time.perf_counter() - t0
             self.backward_seconds += dt
             if record is not None:
@@ -299,7 +140,7 @@ class Recorder:
         if kind is None:
             self._skip("called the autograd engine directly or batched (is_grads_batched, torch.autograd.functional with vectorize=True)")
             return None
-        if _functorch_active():
+        if functorch_active():
             self._skip("ran inside a torch.func transform (grad, vjp, jacrev, vmap): its tensors are the transform's own")
             return None
         roots = list(t_outputs)
@@ -323,8 +164,8 @@ class Recorder:
     def _prepare(self, kind: CallKind, caller: Any, roots: list[torch.Tensor]) -> CallRecord:
         keeper.sweep()
         local = caller.f_locals
-        seeds = _as_list(local.get("grad_tensors") if kind == "backward" else local.get("grad_outputs"))
-        inputs = [t for t in _as_list(local.get("inputs")) if isinstance(t, torch.Tensor)]
+        seeds = as_list(local.get("grad_tensors") if kind == "backward" else local.get("grad_outputs"))
+        inputs = [t for t in as_list(local.get("inputs")) if isinstance(t, torch.Tensor)]
         names = self.names.for_call(full=False)
         line, function = cell_line(self.filename)
         root_names = tuple(names.name(r) for r in roots)
@@ -339,7 +180,6 @@ class Recorder:
             line=line,
             function=function,
             user_code=walk.user_code,
-            retain_graph=bool(local.get("retain_graph")),
             group=group,
         )
         record.graph_from = graph_from or record.index
@@ -382,12 +222,12 @@ class Recorder:
         prev = self._walked.get(group)
         if prev is not None:
             walk, index, fast = prev
-            if fast is not None and kind == "backward" and not self.locate_nan and _HAS_GRADIENT_EDGE:
+            if fast is not None and kind == "backward" and not self.locate_nan and HAS_GRADIENT_EDGE:
                 leaves = {nid: ref() for nid, ref in fast.leaves.items()}
                 if all(t is not None for t in leaves.values()):
                     if self.module_calls is not None:
                         self.module_calls.pause()  # a loop repeats this graph: its modules are known already
-                    return Walk(info=walk.info, node_objects=[], leaves=leaves, user_code=walk.user_code, shape=walk.shape, reused=True), index  # type: ignore[arg-type]
+                    return Walk(info=walk.info, node_objects=[], leaves=leaves, user_code=walk.user_code, shape=walk.shape, reused=True), index
             objects, light_leaves, shape = light_walk(nodes)
             if shape == walk.shape:
                 if self.module_calls is not None:
@@ -408,7 +248,7 @@ class Recorder:
         if walk.leaves and all(full.name(t) for t in walk.leaves.values()) and walk.info.depth < keeper.KEEP_FROM:
             known = {id(t) for t in walk.leaves.values()}
             watch = [weakref.ref(t) for k, t in full.objects.items() if k not in known and t.requires_grad and t.is_leaf]
-            fast = _FastPath(leaves={nid: weakref.ref(t) for nid, t in walk.leaves.items()}, watch=watch)
+            fast = FastPath(leaves={nid: weakref.ref(t) for nid, t in walk.leaves.items()}, watch=watch)
         self._walked[group] = (Walk(info=walk.info, node_objects=[], leaves={}, user_code=walk.user_code, shape=walk.shape), len(self.calls) + 1, fast)
         return walk, None
 
@@ -483,7 +323,7 @@ class Recorder:
                 def pre(grad_outputs: Any, key: int = key) -> None:
                     grads[key] = summarise(grad_outputs[0])
 
-                node = walk.node_objects[target.node] if walk.node_objects else _accumulator(target.ref())
+                node = walk.node_objects[target.node] if walk.node_objects else accumulator(target.ref())
                 if node is not None:
                     handles.append(node.register_prehook(pre))
             elif record.kind == "backward":  # torch.autograd.grad returns these itself
@@ -512,7 +352,8 @@ class Recorder:
 
     def _read_grad_results(self, record: CallRecord, caller: Any, result: Any) -> None:
         try:
-            inputs = _as_list(caller.f_locals.get("inputs"))
+            inputs = as_list(caller.f_locals.get("inputs"))
+            record.results = [weakref.ref(g) for g in list(result) if isinstance(g, torch.Tensor)]
             for t, g in zip(inputs, list(result)):
                 if isinstance(t, torch.Tensor) and id(t) in record.targets:
                     record.grads[id(t)] = summarise(g)
@@ -541,7 +382,7 @@ class Recorder:
                         record.pending[key] = (weakref.ref(g), g._version)
                 track = self.leaves.get(key)
                 if track is not None:
-                    track.state = _grad_state(t)
+                    track.state = grad_state(t)
             if record.watching:
                 self._caught_after(record)
             if record.nan_first:
@@ -575,9 +416,4 @@ class Recorder:
             record.handles = []
 
 
-def _sync() -> None:
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
-
-
-__all__ = ["CallRecord", "LeafTrack", "Recorder", "RootInfo", "Target", "leaf_node", "root_info", "turns_non_finite"]
+__all__ = ["Recorder"]

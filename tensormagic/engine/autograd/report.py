@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tensormagic.engine.autograd.walk import GraphInfo
+from tensormagic.engine.autograd.graph import GraphInfo
 from tensormagic.engine.report import Report
 
 Severity = Literal["ok", "info", "warning", "error"]
@@ -61,7 +61,8 @@ class OutputInfo:
     dtype: str
     value: Any  # a number for one-element outputs
     source: str  # "backward" | "torch.autograd.grad" | "--of" | "last expression" | "graph root"
-    line: int | None = None
+    line: int | None = None  # where the cell assigned it (else the call's line)
+    call_line: int | None = None  # the cell line of the backward / torch.autograd.grad call
     weighted: bool = False  # given a gradient to start from: the gradients are vector-Jacobian products
     seed: str | None = None  # the name of that gradient tensor
     calls: int = 1  # gradient computations of this output in the cell

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from tensormagic.engine.autograd.changes import grad_change, short
 from tensormagic.engine.autograd.naming import Names
-from tensormagic.engine.autograd.recorder import CallRecord, Recorder, Target
+from tensormagic.engine.autograd.recorder import Recorder
+from tensormagic.engine.autograd.records import CallRecord, Target
 from tensormagic.engine.autograd.report import GradientRow, Status
 from tensormagic.engine.autograd.source import CellSource
 from tensormagic.engine.autograd.summary import GradSummary, summarise
@@ -111,6 +113,10 @@ class RowBuilder:
         for pname, sharded in copies:
             seen.add(id(sharded))
             rows.append(self._sharded_row(pname, sharded, record, of, label, fsdp=True))
+        for other in self.recorder.calls:  # gradients a call returned, other outputs and their graphs' tensors
+            seen |= other.result_keys()
+            if other is not record:
+                seen |= {r.key for r in other.roots} | set(other.targets)
         rows += self._other_rows(record, of, seen)
         order = {Status.OK: 0, Status.NON_FINITE: 0, Status.NON_LEAF: 1}
         info = record.graph
@@ -127,48 +133,50 @@ class RowBuilder:
         aliases = self.names.aliases(t) if t is not None else []
         shape, dtype = _meta(t)
         line = self.cell.assigned.get(name)
-        base = {"wrt": name, "of": of, "shape": shape, "dtype": dtype, "kind": target.kind, "line": line, "aliases": aliases}
+        base = GradientRow(wrt=name, of=of, status=Status.UNUSED, shape=shape, dtype=dtype, kind=target.kind, line=line, aliases=aliases)
         summary: GradSummary | None = record.grads.get(target.key)
         if summary is None:
-            return GradientRow(status=self._missing_status(record, target), **base, **self._missing(record, target, name, of))
+            reason, fix = self._missing(record, target, name, of)
+            return replace(base, status=self._missing_status(record, target), reason=reason, fix=fix)
         plain = summary.plain()
         change = grad_change(self.recorder, target.key, name) if target.kind == "leaf" and record.kind == "backward" else None
         if target.key in record.taken_from:
             label += f" of call {record.taken_from[target.key]} (.grad was set to None or changed after the last call, before the cell ended)"
-        common = {"grad": grad_value(plain), "norm": plain.get("norm"), "label": label, "nan": plain.get("nan", 0), "inf": plain.get("inf", 0), "change": change}
-        nan, inf = common["nan"], common["inf"]
+        nan, inf = int(plain.get("nan", 0)), int(plain.get("inf", 0))
+        base = replace(base, grad=grad_value(plain), norm=plain.get("norm"), label=label, nan=nan, inf=inf, change=change)
         if nan or inf:
-            return GradientRow(
-                status=Status.NON_FINITE, **base, **common,
+            return replace(
+                base, status=Status.NON_FINITE,
                 reason=f"the gradient of {of} with respect to {name} holds {nan:,} NaN and {inf:,} inf value{'s' if nan + inf != 1 else ''}",
                 fix="look at the op where it first appears (below): log/sqrt/division of 0, exp overflow or a 0/0; clamp the input (x.clamp_min(1e-12)), add an epsilon, or use a stable op (torch.logsumexp, F.log_softmax)",
             )
         if target.kind == "intermediate" and not target.retains_grad:
-            return GradientRow(
-                status=Status.NON_LEAF, **base, **common,
+            return replace(
+                base, status=Status.NON_LEAF,
                 reason=f"{name} is an intermediate result (made from other tensors), not a leaf: its gradient is shown here, but {name}.grad stays None after backward",
                 fix=f"call {name}.retain_grad() before backward to keep {name}.grad",
             )
         reason = f"{name}.retain_grad() was called, so {name}.grad keeps this gradient" if target.kind == "intermediate" else ""
         if plain.get("scope"):
             reason = f"summarised from this rank's {plain['scope']} only"
-        return GradientRow(status=Status.OK, **base, **common, reason=reason)
+        return replace(base, status=Status.OK, reason=reason)
 
     def _missing_status(self, record: CallRecord, target: Target) -> Status:
         if record.error is not None or (record.inputs_only and target.key not in record.asked) or record.kind == "computed":
             return Status.NOT_COMPUTED
         return Status.UNUSED
 
-    def _missing(self, record: CallRecord, target: Target, name: str, of: str) -> dict[str, str]:
+    def _missing(self, record: CallRecord, target: Target, name: str, of: str) -> tuple[str, str]:
+        """Why ``target`` got no gradient from ``record``, and the fix: (reason, fix)."""
         call = "backward" if record.kind == "backward" else "torch.autograd.grad"
         where = f" at line {record.line}" if record.line else ""
         if record.error is not None:
-            return {"reason": f"the cell's {call} call{where} raised {record.error}, so no gradient was computed for {name}", "fix": "fix the error above and run the cell again"}
+            return f"the cell's {call} call{where} raised {record.error}, so no gradient was computed for {name}", "fix the error above and run the cell again"
         if record.inputs_only and target.key not in record.asked:
-            return {"reason": f"the cell's {call} call{where} listed other inputs, so no gradient was computed for {name}", "fix": f"add {name} to inputs=... to get its gradient"}
+            return f"the cell's {call} call{where} listed other inputs, so no gradient was computed for {name}", f"add {name} to inputs=... to get its gradient"
         if record.kind == "computed":
-            return {"reason": f"the magic did not compute the gradients of {of} (see below why)", "fix": f"call {of}.backward() in the cell to see them"}
-        return {"reason": f"no gradient reached {name}: {of} does not depend on it through differentiable ops (the gradient is zero or undefined)", "fix": "check that it is really used in computing the output"}
+            return f"the magic did not compute the gradients of {of} (see below why)", f"call {of}.backward() in the cell to see them"
+        return f"no gradient reached {name}: {of} does not depend on it through differentiable ops (the gradient is zero or undefined)", "check that it is really used in computing the output"
 
     # -- other tensors the cell uses ---------------------------------------------------------------
 
@@ -208,7 +216,7 @@ class RowBuilder:
     def _other_row(self, name: str, obj: torch.Tensor, record: CallRecord, of: str, graph_names: set[str], saved: set[str], with_graph: set[str]) -> GradientRow | None:
         line = self.cell.assigned.get(name)
         shape, dtype = _meta(obj)
-        base = {"wrt": name, "of": of, "shape": shape, "dtype": dtype, "line": line}
+        base = GradientRow(wrt=name, of=of, status=Status.UNUSED, shape=shape, dtype=dtype, line=line)
         cut = self.cell.cuts.get(name)
         used = name in saved or name in with_graph
         if obj.requires_grad:
@@ -222,18 +230,24 @@ class RowBuilder:
             reason = f"{name} requires grad but {of} does not depend on it: it is not used in computing {of}{how}"
             if record.kind == "backward" and obj.is_leaf:
                 reason += f"; {name}.grad is left as it was"
-            fix = f"use {name} in computing {of}, or set {name}.requires_grad_(False) if it should not be trained"
-            return GradientRow(status=Status.UNUSED, **base, reason=reason, fix=fix, kind="leaf" if obj.is_leaf else "intermediate")
+            if not torch.is_grad_enabled():
+                reason = f"{name} requires grad, but grad mode is off (torch.set_grad_enabled(False) ran in this cell or before it): operations record no graph, so nothing computed from {name} has a gradient"
+                fix = "turn it back on with torch.set_grad_enabled(True) (or compute inside with torch.enable_grad():) and run the cell again"
+            elif obj.is_leaf:
+                fix = f"use {name} in computing {of}, or set {name}.requires_grad_(False) if it should not be trained"
+            else:
+                fix = f"use {name} in computing {of} if it should contribute; it is an intermediate result (made from tensors that require grad), so otherwise nothing needs to change"
+            return replace(base, status=Status.UNUSED, reason=reason, fix=fix, kind="leaf" if obj.is_leaf else "intermediate")
         if cut is not None and (cut.sources & graph_names or any(_requires_grad(self.ns.get(s)) for s in cut.sources)):
             src = ", ".join(sorted(s for s in cut.sources if _requires_grad(self.ns.get(s)) or s in graph_names)) or "its inputs"
             reason = f"{name} was made {_CUT_WORDS.get(cut.how, cut.how)} at line {cut.line} ({cut.code}): it is cut from the graph, so no gradient flows through it back to {src}"
-            return GradientRow(status=Status.DETACHED, **base, reason=reason, fix=_CUT_FIX.get(cut.how, "").format(name=name))
+            return replace(base, status=Status.DETACHED, reason=reason, fix=_CUT_FIX.get(cut.how, "").format(name=name))
         if not used:
             return None
         if not (obj.is_floating_point() or obj.is_complex()):
             reason = f"{name} has dtype {obj.dtype}: only floating-point and complex tensors can have gradients, so autograd treats it as a constant"
             fix = f"make it floating point if you need {d(of, name)}: {name} = {name}.float().requires_grad_() (or torch.tensor(3.0) instead of torch.tensor(3))"
-            return GradientRow(status=Status.INTEGER_DTYPE, **base, reason=reason, fix=fix)
+            return replace(base, status=Status.INTEGER_DTYPE, reason=reason, fix=fix)
         use = next((st.line for st in self.cell.statements if name in st.loads and (st.loads | st.stores) & graph_names), None)
         where = f" at line {use} ({self.cell.code(use)})" if use else ""
         reason = f"{name} is used in computing {of}{where} but has requires_grad=False, so autograd computes no gradient for it (normal for input data and targets)"
@@ -241,7 +255,7 @@ class RowBuilder:
         code = self.cell.code_without_comment(line) if line else None
         if code and "torch.tensor(" in code and "requires_grad" not in code and code.endswith(")") and code.count("(") == code.count(")"):
             fix = f"to get {d(of, name)}, create it with requires_grad=True: {code[:-1]}, requires_grad=True)"
-        return GradientRow(status=Status.NO_REQUIRES_GRAD, **base, reason=reason, fix=fix)
+        return replace(base, status=Status.NO_REQUIRES_GRAD, reason=reason, fix=fix)
 
     def _module_rows(self, name: str, module: torch.nn.Module, record: CallRecord, of: str, seen: set[int]) -> list[GradientRow]:
         rows: list[GradientRow] = []

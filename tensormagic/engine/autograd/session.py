@@ -1,8 +1,9 @@
 """One observed run of a cell: :meth:`AutogradSession.observe` around it, then :meth:`report`::
 
-    session = AutogradSession(namespace, source, filename, AutogradOptions())
+    session = AutogradSession(namespace, source, filename, AutogradOptions(), tree=tree)
+    code = compile(session.prepare(tree), filename, "exec")  # the cell notes its lines as it runs
     with session.observe():
-        value = run_the_cell()
+        value = run_the_cell(code)
     report = session.report(value)
 """
 
@@ -18,6 +19,7 @@ import torch
 from tensormagic.engine.autograd import keeper, summaries
 from tensormagic.engine.autograd.check import TapeMode, custom_functions_as_one_call
 from tensormagic.engine.autograd.extra import ExtraWork
+from tensormagic.engine.autograd.graph import merge_graphs
 from tensormagic.engine.autograd.guards import (
     builtin,
     engine_calls,
@@ -27,7 +29,6 @@ from tensormagic.engine.autograd.guards import (
     line_tracer,
 )
 from tensormagic.engine.autograd.health import first_non_finite, health
-from tensormagic.engine.autograd.jacobian import jacobian
 from tensormagic.engine.autograd.lines import (
     MARKER,
     LineSpans,
@@ -49,11 +50,12 @@ from tensormagic.engine.autograd.outputs import (
     of_tensor,
     output_infos,
 )
-from tensormagic.engine.autograd.recorder import CallRecord, Recorder, root_value
-from tensormagic.engine.autograd.report import AutogradReport, JacobianInfo
+from tensormagic.engine.autograd.passes import OwnPasses
+from tensormagic.engine.autograd.recorder import Recorder
+from tensormagic.engine.autograd.records import CallRecord, root_value
+from tensormagic.engine.autograd.report import AutogradReport
 from tensormagic.engine.autograd.rows import RowBuilder
 from tensormagic.engine.autograd.source import analyse_source
-from tensormagic.engine.autograd.walk import Walk, merge_graphs
 from tensormagic.engine.autograd.wrt import wrt_rows
 from tensormagic.engine.namespace import HIDDEN_NAMES
 from tensormagic.engine.sharding.fsdp import fsdp_roots, grad_marks
@@ -73,17 +75,14 @@ class AutogradSession:
         self.sharded_grads = grad_marks([namespace.get(n) for n in self.cell.loaded] + [m for _, m in fsdp_roots(namespace)])
         self.names = CellNames(namespace, self.cell, self.hidden)
         self.lines: LineSpans | None = LineSpans() if self.options.lines else None
-        self._trace_functions = False  # set by compile(): the cell defines functions
+        self._trace_functions = False  # set by prepare(): the cell defines functions
         self.recorder = Recorder(filename, self.cell, self.names, self.lines, locate_nan=self.options.locate_nan)
-        self.recorder.before_call = self._before_call
         self.module_calls = ModuleCalls()
         self.recorder.module_calls = self.module_calls
         self.extra = ExtraWork(self.recorder, self.options.extra_seconds)
+        self.passes = OwnPasses(self.options, namespace, self.names, self.lines, self.cell, self.extra)
+        self.recorder.before_call = self.passes.before_call
         self.tape: TapeMode | None = TapeMode() if self.options.check else None
-        self.of_records: dict[str, CallRecord] = {}
-        self.jacobians: list[JacobianInfo] = []
-        self._jacobian_done: set[str] = set()
-        self.notes: list[str] = []
         self.cell_seconds = 0.0
 
     def prepare(self, tree: Any) -> Any:
@@ -125,45 +124,6 @@ class AutogradSession:
                 rec.ended = time.perf_counter()
                 self.cell_seconds = rec.ended - rec.started
 
-    # -- while the cell runs: before a call of the cell frees its graph ------------------------
-
-    def _before_call(self, record: CallRecord, walk: Walk, roots: list[torch.Tensor], seeds: list[Any]) -> None:
-        wanted = [e for e in self.options.of if e not in self.of_records]
-        jacobians = self.options.jacobian and any(r.grad_fn is not None and r.numel() > 1 and info.name not in self._jacobian_done for r, info in zip(roots, record.roots))
-        if walk.reused and (wanted or jacobians or (record.kind == "grad" and record.inputs_only)):
-            walk = self.extra.walk_of(roots[0], self.names, self.lines, self.cell) if len(roots) == 1 else walk  # extra passes judge a full walk
-        for expr in self.options.of:
-            if expr not in self.of_records:
-                try:
-                    value = of_tensor(expr, evaluate(expr, self.namespace))
-                except Exception:  # noqa: BLE001 - not there yet: tried again after the cell
-                    continue
-                self.of_records[expr] = self._compute(expr, value, "--of, before the cell's backward")
-        if record.kind == "grad" and record.inputs_only:
-            extra = self.extra.missing_grads(record, walk, roots, seeds)
-            if extra:
-                self.notes.append(
-                    f"the cell's torch.autograd.grad did not ask for {extra} of the leaves: the magic computed their gradients "
-                    "in one extra backward pass (graph retained, .grad untouched)"
-                )
-        if self.options.jacobian:
-            for r, info in zip(roots, record.roots):
-                if r.grad_fn is not None and r.numel() > 1 and info.name not in self._jacobian_done:
-                    self._jacobian_done.add(info.name or "?")
-                    self._jacobian(info.name or "output", r, walk)
-
-    def _jacobian(self, name: str, output: torch.Tensor, walk: Walk) -> None:
-        leaves = [(walk.info.nodes[i].name or f"leaf{list(t.shape)}", t) for i, t in walk.leaves.items()]
-        self.jacobians += jacobian(name, output, leaves, self.options.jacobian_budget, self.extra, walk)
-
-    def _compute(self, name: str, output: torch.Tensor, source: str) -> CallRecord:
-        walk = self.extra.walk_of(output, self.names, self.lines, self.cell)
-        record = self.extra.gradients(name, output, walk, self.names, source)
-        if self.options.jacobian and output.numel() > 1 and name not in self._jacobian_done:
-            self._jacobian_done.add(name)
-            self._jacobian(name, output, walk)
-        return record
-
     # -- after the cell -----------------------------------------------------------------------
 
     def used_names(self) -> list[str]:
@@ -175,19 +135,20 @@ class AutogradSession:
 
     def _outputs(self, last_value: Any) -> tuple[list[CallRecord], list[str]]:
         rec = self.recorder
+        passes = self.passes
         if self.options.of:
             for expr in self.options.of:
-                if expr not in self.of_records:
-                    self.of_records[expr] = self._compute(expr, of_tensor(expr, evaluate(expr, self.namespace)), "--of")
-            return [self.of_records[e] for e in self.options.of], ["--of"] * len(self.options.of)
+                if expr not in passes.of_records:
+                    passes.of_records[expr] = passes.compute(expr, of_tensor(expr, evaluate(expr, self.namespace)), "--of")
+            return [passes.of_records[e] for e in self.options.of], ["--of"] * len(self.options.of)
         if rec.calls:
             records = last_of_each_output(rec)
             return records, ["backward" if r.kind == "backward" else "torch.autograd.grad" for r in records]
         if isinstance(last_value, torch.Tensor) and last_value.grad_fn is not None:
-            return [self._compute(self.cell.last_expression or "last expression", last_value, "last expression")], ["last expression"]
-        assigned = {n: line for n, line in self.cell.assigned.items()} | {n: 0 for n in self.used_names() if n not in self.cell.assigned}
+            return [passes.compute(self.cell.last_expression or "last expression", last_value, "last expression")], ["last expression"]
+        assigned = dict(self.cell.assigned.items()) | {n: 0 for n in self.used_names() if n not in self.cell.assigned}
         roots = graph_roots(assigned, self.namespace, self.names.for_call().primary())
-        return [self._compute(n, t, "graph root") for n, t in roots], ["graph root"] * len(roots)
+        return [passes.compute(n, t, "graph root") for n, t in roots], ["graph root"] * len(roots)
 
     def report(self, last_value: Any = None) -> AutogradReport:
         """The report of the cell (an AutogradUsageError when an option names something wrong)."""
@@ -212,7 +173,7 @@ class AutogradSession:
         if self.module_calls.modules and any(n.module is not None for n in graph.nodes):
             graph.modules = module_infos(self.module_calls, self.namespace, self.names.mentioned, self.hidden)
         params = {t.name: t.ref() for r in records for t in r.targets.values() if t.kind == "leaf" and t.name}
-        computed = [r for r in records if r.kind == "computed"] + [r for r in self.of_records.values() if r not in records]
+        computed = [r for r in records if r.kind == "computed"] + [r for r in self.passes.of_records.values() if r not in records]
         seed_name = lambda key: next((n for n in used if id(self.namespace.get(n)) == key), None)  # noqa: E731
         report = AutogradReport(
             outputs=output_infos(records, sources, rec, self.cell, seed_name),
@@ -220,8 +181,8 @@ class AutogradSession:
             graph=graph,
             cost=summaries.cost(rec, records, computed, self.cell_seconds, self.extra.spent_s),
             health=health(rows, graph, params),
-            jacobian=self.jacobians,
-            notes=summaries.notes(rec, records) + self.notes + _sharded_note(rows),
+            jacobian=self.passes.jacobians,
+            notes=summaries.notes(rec, records) + self.passes.notes + _sharded_note(rows),
             not_computed=self.extra.not_computed,
         )
         if not records:

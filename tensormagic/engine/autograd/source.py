@@ -90,7 +90,7 @@ class CellSource:
 
 
 def _is_autograd(node: ast.AST) -> bool:
-    return isinstance(node, ast.Attribute) and node.attr == "autograd" or isinstance(node, ast.Name) and node.id == "autograd"
+    return (isinstance(node, ast.Attribute) and node.attr == "autograd") or (isinstance(node, ast.Name) and node.id == "autograd")
 
 
 def _root_name(node: ast.AST) -> str | None:

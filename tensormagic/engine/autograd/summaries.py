@@ -9,7 +9,8 @@ import torch
 
 from tensormagic.engine.autograd.check import TapeMode, _BoundApply, check_gradients
 from tensormagic.engine.autograd.guards import without_user_modes
-from tensormagic.engine.autograd.recorder import CallRecord, Recorder
+from tensormagic.engine.autograd.recorder import Recorder
+from tensormagic.engine.autograd.records import CallRecord
 from tensormagic.engine.autograd.report import CheckInfo, CostInfo
 
 
@@ -22,7 +23,7 @@ def cost(recorder: Recorder, records: Sequence[CallRecord], computed: Sequence[C
         source = "the cell's backward" if rec.backward_calls else "the cell's torch.autograd.grad"
     elif any(r.seconds for r in computed):
         backward = sum(r.seconds for r in computed)
-        source = "the magic's own backward pass (the cell did not call backward)"
+        source = "the magic's own backward pass, not the cell's: the cell did not call backward (its first use includes one-time set-up)"
     else:
         backward, source = 0.0, "none"
     out = CostInfo(
@@ -30,7 +31,7 @@ def cost(recorder: Recorder, records: Sequence[CallRecord], computed: Sequence[C
         backward_s=backward,
         saved_bytes=sum(r.graph.saved_bytes for r in records),
         saved_under_hooks=sum(r.graph.saved_under_hooks for r in records),
-        ratio=(backward / forward) if forward > 0 and backward > 0 else None,
+        ratio=(backward / forward) if forward > 0 and backward > 0 and (rec.backward_calls or rec.grad_calls) else None,  # the cell's own only
         backward_source=source,
         backward_calls=rec.backward_calls,
         grad_calls=rec.grad_calls,
@@ -98,6 +99,12 @@ def nothing_message(assigned: Sequence[str], namespace: Mapping[str, Any]) -> st
     if not tensors:
         return "the cell made no tensor, so there is no gradient to explain: compute with tensors that require grad (and call .backward()) to see one"
     wanting = [n for n in tensors if namespace[n].requires_grad]
+    if wanting and not torch.is_grad_enabled():
+        return (
+            f"{', '.join(wanting[:5])} require{'s' if len(wanting) == 1 else ''} grad, but grad mode is off "
+            "(torch.set_grad_enabled(False) ran in this cell or before it), so no operation recorded a graph and there is no derivative "
+            "to explain: turn it back on with torch.set_grad_enabled(True) and run the cell again"
+        )
     if wanting:
         first = wanting[0]
         return (
@@ -111,4 +118,4 @@ def nothing_message(assigned: Sequence[str], namespace: Mapping[str, Any]) -> st
     )
 
 
-__all__ = ["check", "cost", "nothing_message", "notes"]
+__all__ = ["check", "cost", "notes", "nothing_message"]

@@ -176,16 +176,16 @@ def _stats(g: torch.Tensor) -> tuple[Any, ...]:
         return (s2, lo, hi, s1, n, 0, 0)
     sq = torch.linalg.vector_norm(g, dtype=torch.float64).square()
     if g.device.type == "cpu" and math.isfinite(float(sq)):
-        lo, hi = torch.aminmax(g)
-        return (sq, lo, hi, g.sum(dtype=torch.float64), n, 0, 0)
+        tlo, thi = torch.aminmax(g)
+        return (sq, tlo, thi, g.sum(dtype=torch.float64), n, 0, 0)
     finite = torch.isfinite(g)
     nan = torch.isnan(g).sum()
     count = finite.sum()
     big = torch.finfo(g.dtype).max
-    lo = torch.where(finite, g, torch.full((), big, dtype=g.dtype, device=g.device)).min()
-    hi = torch.where(finite, g, torch.full((), -big, dtype=g.dtype, device=g.device)).max()
+    tlo = torch.where(finite, g, torch.full((), big, dtype=g.dtype, device=g.device)).min()
+    thi = torch.where(finite, g, torch.full((), -big, dtype=g.dtype, device=g.device)).max()
     total = torch.where(finite, g, torch.zeros((), dtype=g.dtype, device=g.device)).sum(dtype=torch.float64)
-    return (sq, lo, hi, total, count, nan, n - count - nan)
+    return (sq, tlo, thi, total, count, nan, n - count - nan)
 
 
 def difference(after: GradSummary | None, before: GradSummary | None) -> Any:

@@ -1,4 +1,8 @@
-"""The autograd graph behind some tensors, as plain data: nodes, edges, names, cell lines, bytes.
+"""Walking the live autograd graph behind some tensors into a :class:`~.graph.GraphInfo`.
+
+The walk reads the graph objects once and gives plain data (nodes, edges, names, cell lines,
+modules, saved bytes: :mod:`.graph`) plus the live node objects and leaves the caller needs for
+a moment (:class:`Walk`).
 
 :func:`walk_graph` visits the graph iteratively (no recursion, so any size works), with the
 garbage collector paused (a 100,000-node walk would otherwise trigger full collections of the
@@ -14,79 +18,30 @@ from __future__ import annotations
 
 import bisect
 import gc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from tensormagic.engine.autograd import keeper
+from tensormagic.engine.autograd.graph import GraphInfo, GraphNode, find_repeats, signature, topological_order
 from tensormagic.engine.autograd.lines import Lines
-from tensormagic.engine.autograd.modules import UNKNOWN, ModuleInfo, ModuleTable
+from tensormagic.engine.autograd.modules import UNKNOWN, ModuleTable
 
 #: Nodes visited at most; a bigger graph is cut there and says so.
 MAX_NODES = 200_000
 #: Saved-tensor attributes read at most per walk (each costs a few microseconds the first time:
-#: torch makes a Python object for the tensor); past that, saved bytes are a lower bound, said so.
+#: torch makes a Python object for the tensor); past that, saved bytes are a lower bound
+#: (``GraphInfo.saved_unread`` counts the nodes not read).
 MAX_SAVED_READS = 4_000
-#: A repeated block is at most this many nodes long ...
-MAX_PERIOD = 16
-#: ... and is collapsed when it repeats at least this many times in a row.
-MIN_REPEATS = 3
 
 _RAW_SAVED: dict[type, tuple[str, ...]] = {}
 _CUSTOM_WORDS = {
     "BackwardHookFunctionBackward": "module backward hooks (register_full_backward_hook)",
     "CheckpointFunctionBackward": "torch.utils.checkpoint (re-entrant: its backward runs the forward again)",
 }
-
-
-@dataclass(slots=True)
-class GraphNode:
-    """One node: an op's backward (``MulBackward0``) or a leaf (``AccumulateGrad``)."""
-
-    id: int
-    op: str
-    kind: str  # "op" | "leaf"
-    name: str | None = None  # the variable(s) holding this node's output, or the leaf's name
-    line: int | None = None  # the cell line that made it (1-based, within the cell)
-    code: str | None = None  # that line's source
-    inputs: list[int] = field(default_factory=list)  # ids of the nodes it sends gradients to
-    shape: list[int] | None = None  # leaves only
-    saved_bytes: int = 0
-    saved: list[str] = field(default_factory=list)  # names of the cell's tensors it saved
-    custom: bool = False  # a custom autograd.Function's backward (user code)
-    before_cell: bool = False  # made before the cell ran (an earlier cell's graph)
-    module: int | None = None  # the innermost module call that made it (a leaf: the module holding it), in GraphInfo.modules
-
-
-@dataclass(kw_only=True)
-class RepeatedBlock:
-    """``length`` consecutive nodes of :attr:`GraphInfo.order`, from ``start``, repeated ``times`` times."""
-
-    start: int
-    length: int
-    times: int
-    ops: list[str]
-
-
-@dataclass(kw_only=True)
-class GraphInfo:
-    """The graph from the outputs back to the inputs."""
-
-    nodes: list[GraphNode] = field(default_factory=list)
-    edges: list[list[int]] = field(default_factory=list)  # [consumer, input]: gradient flows consumer -> input
-    roots: list[int] = field(default_factory=list)
-    order: list[int] = field(default_factory=list)  # topological, outputs first (the order backward runs them)
-    repeats: list[RepeatedBlock] = field(default_factory=list)
-    saved_bytes: int = 0
-    saved_under_hooks: int = 0  # saved tensors packed by saved-tensor hooks (not counted in saved_bytes)
-    saved_unread: int = 0  # nodes whose saved tensors were not read (saved_bytes is then a lower bound)
-    truncated: bool = False
-    depth: int = 0  # the longest chain from an output to an input
-    modules: list[ModuleInfo] = field(default_factory=list)  # the modules GraphNode.module points to (named after the cell)
-    module_unknown: int = 0  # op nodes made while module calls were not recorded (their module is not known)
 
 
 @dataclass(kw_only=True)
@@ -130,12 +85,6 @@ def _raw_saved(node: Any) -> tuple[str, ...]:
         attrs = tuple(a for a in dir(kind) if a.startswith("_raw_saved_"))
         _RAW_SAVED[kind] = attrs
     return attrs
-
-
-def _saved_objects(value: Any) -> Iterable[Any]:
-    if isinstance(value, (tuple, list)):
-        return value
-    return (value,)
 
 
 def _storage_key(t: torch.Tensor) -> tuple[Any, int, int] | None:
@@ -324,7 +273,7 @@ def _walk(
         edges=[[i, j] for i, ins in enumerate(inputs) for j in ins],
         roots=root_ids,
         order=order,
-        repeats=find_repeats([_signature(nodes[i]) for i in order], [nodes[i].op for i in order]),
+        repeats=find_repeats([signature(nodes[i]) for i in order], [nodes[i].op for i in order]),
         saved_bytes=sum(storages.values()) + loose_bytes,
         saved_under_hooks=hooked,
         saved_unread=unread,
@@ -471,118 +420,4 @@ def _nodes(
     return nodes, unknown
 
 
-def topological_order(nodes: Sequence[GraphNode], roots: Sequence[int]) -> tuple[list[int], int]:
-    """An order in which every node comes after all the nodes that send it a gradient (the order
-    backward can run them), outputs first, and the depth of the graph.  Short side branches (a
-    weight's ``TBackward0``) are listed right under the op that uses them, the long chain last."""
-    n = len(nodes)
-    node_inputs = [node.inputs for node in nodes]
-    pending = [0] * n
-    for ins in node_inputs:
-        for j in ins:
-            pending[j] += 1
-    # height: the longest path down to a leaf, computed in a reverse plain Kahn order
-    plain: list[int] = []
-    todo = [r for r in dict.fromkeys(roots) if pending[r] == 0]
-    left = list(pending)
-    while todo:
-        i = todo.pop()
-        plain.append(i)
-        for j in node_inputs[i]:
-            left[j] -= 1
-            if left[j] == 0:
-                todo.append(j)
-    height = [0] * n
-    for i in reversed(plain):
-        ins = node_inputs[i]
-        if len(ins) == 1:
-            height[i] = 1 + height[ins[0]]
-        elif ins:
-            height[i] = 1 + max([height[j] for j in ins])
-    order: list[int] = []
-    ready = [r for r in dict.fromkeys(roots) if pending[r] == 0][::-1]
-    while ready:
-        i = ready.pop()
-        order.append(i)
-        ins = node_inputs[i]
-        if len(ins) == 1:
-            j = ins[0]
-            pending[j] -= 1
-            if pending[j] == 0:
-                ready.append(j)
-            continue
-        freed = []
-        for j in ins:
-            pending[j] -= 1
-            if pending[j] == 0:
-                freed.append(j)
-        # the stack pops the last pushed first: push the tallest input first, so it comes last
-        if len(freed) > 1:
-            freed.sort(key=height.__getitem__, reverse=True)
-        ready.extend(freed)
-    if len(order) < n:  # nodes not reachable from a root with pending == 0 (cannot happen): keep them
-        seen = set(order)
-        order += [i for i in range(n) if i not in seen]
-    return order, (max(height) + 1 if height else 0)
-
-
-def _signature(node: GraphNode) -> tuple[Any, ...]:
-    return (node.op, node.kind, tuple(node.shape) if node.shape is not None else None, len(node.inputs))
-
-
-def find_repeats(signatures: Sequence[Any], ops: Sequence[str], max_period: int = MAX_PERIOD, min_repeats: int = MIN_REPEATS) -> list[RepeatedBlock]:
-    """Runs where a block of ``length`` signatures repeats ``times`` times in a row (greedy, left to right)."""
-    ids: dict[Any, int] = {}
-    signatures = [ids.setdefault(sig, len(ids)) for sig in signatures]  # ints compare fastest
-    n = len(signatures)
-    found: list[RepeatedBlock] = []
-    i = 0
-    while i < n:
-        best: tuple[int, int] | None = None
-        for p in range(1, min(max_period, (n - i) // min_repeats) + 1):
-            if best is not None and p % best[1] == 0:
-                continue  # a multiple of a period that repeats already covers no more
-            times = 1
-            while i + (times + 1) * p <= n and signatures[i + times * p : i + (times + 1) * p] == signatures[i : i + p]:
-                times += 1
-            if times >= min_repeats and (best is None or times * p > best[0] * best[1] + p):
-                best = (times, p)
-        if best is None:
-            i += 1
-            continue
-        times, p = best
-        found.append(RepeatedBlock(start=i, length=p, times=times, ops=list(ops[i : i + p])))
-        i += times * p
-    return found
-
-
-def merge_graphs(infos: Sequence[GraphInfo]) -> GraphInfo:
-    """Several graphs as one (node ids shifted), for a report of several outputs."""
-    if len(infos) == 1:
-        return infos[0]
-    merged = GraphInfo()
-    for info in infos:
-        off = len(merged.nodes)
-        for n in info.nodes:
-            merged.nodes.append(
-                GraphNode(
-                    id=n.id + off, op=n.op, kind=n.kind, name=n.name, line=n.line, code=n.code,
-                    inputs=[j + off for j in n.inputs], shape=n.shape, saved_bytes=n.saved_bytes,
-                    saved=n.saved, custom=n.custom, before_cell=n.before_cell, module=n.module,
-                )
-            )
-        merged.edges += [[a + off, b + off] for a, b in info.edges]
-        merged.roots += [r + off for r in info.roots]
-        start = len(merged.order)
-        merged.order += [i + off for i in info.order]
-        merged.repeats += [RepeatedBlock(start=b.start + start, length=b.length, times=b.times, ops=b.ops) for b in info.repeats]
-        merged.saved_bytes += info.saved_bytes
-        merged.saved_under_hooks += info.saved_under_hooks
-        merged.truncated = merged.truncated or info.truncated
-        merged.module_unknown += info.module_unknown
-        merged.modules = merged.modules or info.modules
-        merged.depth = max(merged.depth, info.depth)
-    return merged
-
-
-__all__ = ["GraphInfo", "GraphNode", "RepeatedBlock", "Walk", "find_repeats", "gc_paused", "light_walk", "merge_graphs", "node_name", "topological_order", "walk_graph"]
+__all__ = ["MAX_NODES", "MAX_SAVED_READS", "Walk", "gc_paused", "light_walk", "node_name", "walk_graph"]

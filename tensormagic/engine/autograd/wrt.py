@@ -9,7 +9,7 @@ import torch
 
 from tensormagic.engine.autograd.options import AutogradUsageError
 from tensormagic.engine.autograd.outputs import evaluate
-from tensormagic.engine.autograd.recorder import CallRecord
+from tensormagic.engine.autograd.records import CallRecord
 from tensormagic.engine.autograd.report import GradientRow, Status
 from tensormagic.engine.autograd.rows import RowBuilder
 

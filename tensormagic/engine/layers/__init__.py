@@ -20,7 +20,13 @@ import torch
 
 from tensormagic.engine.layers.activations import DEFAULT_LAYER_BUDGET
 from tensormagic.engine.layers.guard import ModelStateGuard
-from tensormagic.engine.layers.inputs import InputError, parse_sizes, private_copies, random_inputs, split_input
+from tensormagic.engine.layers.inputs import (
+    InputError,
+    parse_sizes,
+    private_copies,
+    random_inputs,
+    split_input,
+)
 from tensormagic.engine.layers.probe import ForwardError, Probe
 from tensormagic.engine.layers.report import ActivationStats, LayerRow, LayersInfo, LayerTotals
 from tensormagic.engine.naming import is_uninitialized
@@ -59,7 +65,8 @@ def _inclusive_saved(rows: list[LayerRow]) -> None:
 
 
 def model_inputs(model: torch.nn.Module, value: Any = None, sizes: str | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """The forward's arguments from ``--input`` (a value) or ``--input-size`` (a text)."""
+    """The forward's arguments from ``--input`` (a value) or ``--input-size`` (a text); a
+    :class:`LayersError` (one line) when they cannot be made."""
     try:
         if sizes is not None:
             return random_inputs(model, parse_sizes(sizes)), {}
@@ -68,12 +75,33 @@ def model_inputs(model: torch.nn.Module, value: Any = None, sizes: str | None = 
         raise LayersError(str(exc)) from None
 
 
+_warmed_up = False
+
+
+def _warm_up() -> None:
+    """Run the probe once on a tiny module of the magic's own (no parameters, no random numbers),
+    so that its one-time set-up (imports, the FLOP counter's tables, the first dispatch modes:
+    about a second) is not timed as the user's first layer."""
+    global _warmed_up
+    if _warmed_up:
+        return
+    _warmed_up = True
+    tiny = torch.nn.Sequential(torch.nn.ReLU())
+    try:
+        with ModelStateGuard(tiny):
+            Probe(tiny, "warm-up", 16).run((torch.zeros(1, 2),), {})
+    except Exception:  # noqa: BLE001 - only a warm-up: the real probe reports its own errors
+        pass
+
+
 def inspect_layers(name: str, model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None, budget: int = DEFAULT_LAYER_BUDGET, base: ModuleInfo | None = None) -> LayersInfo:
     """The module report of ``model`` plus one row per module call of ``model(*args, **kwargs)``.
 
     Nothing of the user's changes: the inputs are copies, the model's buffers, modes and the
-    random generators are restored, every hook and mode is removed and the graph is freed.
-    Raises :class:`LayersError` (one line) for a lazy model or a forward that raises.
+    random generators are restored, every hook and mode is removed and the graph is freed.  A
+    forward that writes parameters in place is the one exception (undoing it would need a copy of
+    every parameter): they keep the new values, and the notes name them.  Raises
+    :class:`LayersError` (one line) for a lazy model, a TorchScript module or a forward that raises.
     """
     lazy = [n for n, p in list(model.named_parameters()) + list(model.named_buffers()) if is_uninitialized(p)]
     if lazy:
@@ -82,6 +110,7 @@ def inspect_layers(name: str, model: torch.nn.Module, args: tuple[Any, ...], kwa
     if scripted:
         raise LayersError(f"{scripted[0]} is a TorchScript module: its forward runs outside Python, where module hooks cannot see its layers; give the Python module instead")
     base = base if base is not None else inspect_module(name, model)
+    _warm_up()
     args, kw, _ = private_copies(tuple(args), dict(kwargs or {}))
     probe = Probe(model, name, budget)
     with ModelStateGuard(model) as guard:

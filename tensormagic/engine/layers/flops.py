@@ -17,7 +17,7 @@ from torch.utils import flop_counter
 
 def _cpu_flash_sdpa(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
     """Torch's SDPA formula, for the CPU flash kernel (called with shapes, not tensors)."""
-    return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+    return int(flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape))
 
 
 def extra_formulas() -> dict[Any, Any]:

@@ -1,10 +1,12 @@
-"""Everything a forward pass may change, put back exactly as it was.
+"""What a forward pass may change, put back exactly as it was (parameters it writes: named).
 
 A forward in training mode updates BatchNorm's running statistics and ``num_batches_tracked``,
 draws dropout masks from the global generators, and may flip flags or swap buffers.  The guard
 records the random generators (torch's CPU and initialised CUDA ones, Python's and NumPy's),
-each module's ``training`` flag and registered buffers (copies of them) and each parameter's
-version, and restores all of it on exit, whether or not the forward raised.  A buffer whose
+each module's ``training`` flag and registered buffers (copies of them), and restores all of it
+on exit, whether or not the forward raised.  It also records each parameter's version, so that
+a parameter the forward wrote in place is named (undoing that would need a copy of every
+parameter).  A buffer whose
 values are bitwise the same is left alone (BatchNorm's kernels update the running statistics
 without moving their version counter, so values, not versions, are compared).
 """
@@ -54,7 +56,7 @@ class ModelStateGuard:
     _params: list[tuple[str, torch.Tensor, int]] = field(default_factory=list)
     _rng: dict[str, Any] = field(default_factory=dict)
 
-    def __enter__(self) -> "ModelStateGuard":
+    def __enter__(self) -> ModelStateGuard:
         self._rng = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             self._rng["cuda"] = torch.cuda.get_rng_state_all()

@@ -62,7 +62,7 @@ class LiveTensors(TorchDispatchMode):
     """Peak bytes of the storages the forward's ops created that were alive at once."""
 
     def __init__(self, skip: set[int], counted: Callable[[Any], bool]) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # TorchDispatchMode.__init__ is unannotated
         self.skip = skip
         self.counted = counted  # does torch's flop counter have a formula for this op?
         self.live: dict[int, list[int]] = {}  # storage id -> [bytes, tensors alive on it]

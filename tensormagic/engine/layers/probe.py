@@ -20,7 +20,14 @@ from typing import Any
 import torch
 
 from tensormagic.engine.layers import flops
-from tensormagic.engine.layers.activations import DEFAULT_LAYER_BUDGET, activation_stats, has_nonfinite, output_bytes, output_tensors, with_values
+from tensormagic.engine.layers.activations import (
+    DEFAULT_LAYER_BUDGET,
+    activation_stats,
+    has_nonfinite,
+    output_bytes,
+    output_tensors,
+    with_values,
+)
 from tensormagic.engine.layers.inputs import describe_shapes, shape_of
 from tensormagic.engine.layers.memory import LiveTensors, SavedTensors, storage_keys
 from tensormagic.engine.layers.report import ActivationStats, LayerRow
@@ -185,7 +192,7 @@ class Probe:
     def _locate_nonfinite(self, call: _Call) -> None:
         """The output holds NaN/inf: this call made it if its inputs were finite, else the
         innermost enclosing call with finite inputs did (in its own ops)."""
-        for c in [call] + self.stack[::-1]:
+        for c in [call, *self.stack[::-1]]:
             if not has_nonfinite(with_values(c.inputs)):
                 self.first_nonfinite = c.index
                 self.rows[c.index].nonfinite_origin = True

@@ -8,12 +8,11 @@ and ``to_dict()["totals"]`` are JSON-ready.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 from tensormagic.engine.tensorinfo import ModuleInfo
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ActivationStats:
     """Statistics of the tensors one module call returned (over all of them)."""
 
@@ -28,7 +27,7 @@ class ActivationStats:
     values: int  # elements the outputs hold
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LayerRow:
     """One module call of the forward pass, in call order.
 
@@ -62,7 +61,7 @@ class LayerRow:
     device: str | None = None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LayerTotals:
     """Totals of one forward pass."""
 
@@ -85,7 +84,7 @@ class LayerTotals:
     grad_enabled: bool = True  # False: no parameter or input requires grad, so nothing is saved
 
 
-@dataclass(repr=False)
+@dataclass(kw_only=True, repr=False)
 class LayersInfo(ModuleInfo):
     """A module's report with the per-layer table of one forward pass."""
 

@@ -43,7 +43,7 @@ def grad_marks(objects: Iterable[Any]) -> dict[int, GradMark]:
             for p in obj.parameters():
                 if is_dtensor(p):
                     marks[id(p)] = grad_mark(p)
-        except Exception:  # noqa: BLE001, S112 - a half-built module: nothing to mark
+        except Exception:  # noqa: BLE001 - a half-built module: nothing to mark
             continue
     return marks
 
@@ -74,7 +74,7 @@ def unsharded_copies(modules: Iterable[tuple[str, Any]]) -> dict[int, tuple[str,
                         copy = getattr(fp, "_unsharded_param", None)
                         if copy is not None and id(sharded) in names:
                             out[id(copy)] = (names[id(sharded)], sharded)
-        except Exception:  # noqa: BLE001, S112 - a torch whose FSDP state differs: no map
+        except Exception:  # noqa: BLE001 - a torch whose FSDP state differs: no map
             continue
     return out
 

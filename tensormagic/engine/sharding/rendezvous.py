@@ -55,7 +55,7 @@ def _decision(store: Any, key: str, deadline: float) -> str:
         try:
             if store.check([key]):
                 return bytes(store.get(key)).decode()
-        except Exception:  # noqa: BLE001, S110 - a store that cannot check: wait a little longer
+        except Exception:  # noqa: BLE001 - a store that cannot check: wait a little longer
             pass
         if time.monotonic() > deadline:
             return "closed"

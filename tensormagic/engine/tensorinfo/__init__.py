@@ -23,7 +23,15 @@ from tensormagic.engine.tensorinfo.array import inspect_array
 from tensormagic.engine.tensorinfo.dispatch import UninspectableError, inspect_object
 from tensormagic.engine.tensorinfo.module import inspect_module
 from tensormagic.engine.tensorinfo.overview import inspect_namespace
-from tensormagic.engine.tensorinfo.reports import Alias, Conversion, ModuleInfo, NamespaceEntry, NamespaceInfo, ParameterRow, TensorInfo
+from tensormagic.engine.tensorinfo.reports import (
+    Alias,
+    Conversion,
+    ModuleInfo,
+    NamespaceEntry,
+    NamespaceInfo,
+    ParameterRow,
+    TensorInfo,
+)
 from tensormagic.engine.tensorinfo.statistics import DEFAULT_BUDGET
 from tensormagic.engine.tensorinfo.tensor import inspect_tensor
 

@@ -67,7 +67,7 @@ def _owner_range(a: np.ndarray) -> tuple[str, int, int] | None:
         return "cpu", start, start + owner.nbytes
     base = owner.base if isinstance(owner, np.ndarray) else owner
     try:
-        with memoryview(base) as view:
+        with memoryview(base) as view:  # type: ignore[arg-type]  # any buffer owner; TypeError below if not
             buffer = np.frombuffer(view, dtype=np.uint8) if view.nbytes else None
         if buffer is not None:
             start = buffer.__array_interface__["data"][0]
@@ -165,10 +165,11 @@ class _Intervals:
         return found
 
 
-class _Ref(weakref.ref):
+class _Ref(weakref.ref[Any]):
     """A weak reference that remembers the id of its object (one shared callback for all)."""
 
     __slots__ = ("key",)
+    key: int
 
 
 class AliasIndex:

@@ -6,8 +6,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from tensormagic.engine.tensorinfo.alias_index import candidate_objects
 from tensormagic.engine.tensorinfo import memory
+from tensormagic.engine.tensorinfo.alias_index import candidate_objects
 from tensormagic.engine.tensorinfo.reports import Alias
 
 #: Aliases listed at most for one object.
@@ -34,7 +34,7 @@ def find_aliases(name: str, obj: Any, namespace: Mapping[str, Any], hidden: froz
             continue
         rel = memory.relation(obj, other, target, r, exact=time.perf_counter() < deadline)
         if rel is not None:
-            found.append(Alias(other_name, rel[0], rel[1]))
+            found.append(Alias(name=other_name, relation=rel[0], detail=rel[1]))
         if len(found) >= MAX_ALIASES:
             break
     return found

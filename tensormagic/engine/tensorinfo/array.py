@@ -17,8 +17,15 @@ from tensormagic.engine.tensorinfo.conversions import array_conversions
 from tensormagic.engine.tensorinfo.dtypes import dtype_table, numpy_dtype_name, torch_twin_of_numpy
 from tensormagic.engine.tensorinfo.guard import guarded, safe_stats
 from tensormagic.engine.tensorinfo.reports import Conversion, TensorInfo
-from tensormagic.engine.tensorinfo.statistics import DEFAULT_BUDGET, masked_histogram_values, masked_stats, numpy_stats_and_sample, value_histogram
+from tensormagic.engine.tensorinfo.statistics import (
+    DEFAULT_BUDGET,
+    masked_histogram_values,
+    masked_stats,
+    numpy_stats_and_sample,
+    value_histogram,
+)
 from tensormagic.engine.tensorinfo.statistics.masked import masked_count
+
 
 def _numpy_memory_format(a: np.ndarray) -> str:
     if a.flags.c_contiguous:
@@ -39,7 +46,7 @@ def numpy_storage_nbytes(a: np.ndarray) -> int | None:
     if owner is None:
         return int(root.nbytes)
     try:
-        with memoryview(owner) as view:
+        with memoryview(owner) as view:  # type: ignore[arg-type]  # any buffer owner, not only ndarrays
             return int(view.nbytes)
     except TypeError:
         pass
@@ -93,17 +100,18 @@ def inspect_array(name: str, a: np.ndarray | np.generic, namespace: Mapping[str,
     """Build the report of a NumPy array or NumPy scalar."""
     kind_name = type_name(a)
     scalar = isinstance(a, np.generic)
-    masked = is_masked_array(a)
+    masked_a = a if is_masked_array(a) else None
+    masked = masked_a is not None
     arr = np.ma.getdata(a) if masked else np.asarray(a)  # the plain ndarray over the same memory
     twin = torch_twin_of_numpy(arr.dtype)
     details: dict[str, Any] = {"writeable": bool(arr.flags.writeable), "byte_order": arr.dtype.byteorder}
     kind_notes = _kind_notes(a, details)
-    got, stats_note = safe_stats(lambda: (masked_stats(a, budget), None) if masked else numpy_stats_and_sample(arr, budget))
+    got, stats_note = safe_stats(lambda: (masked_stats(masked_a, budget), None) if masked_a is not None else numpy_stats_and_sample(arr, budget))
     stats, sample = got if got is not None else (None, None)
     histogram = None
     if stats is not None and arr.dtype.kind in "biuf" and arr.dtype.itemsize <= 8:
-        if masked:
-            values, sampled = masked_histogram_values(a)
+        if masked_a is not None:
+            values, sampled = masked_histogram_values(masked_a)
             histogram, _ = safe_stats(lambda: value_histogram(values, stats.min, stats.max))
             if histogram is not None:
                 histogram.sampled = histogram.sampled or sampled
@@ -125,9 +133,9 @@ def inspect_array(name: str, a: np.ndarray | np.generic, namespace: Mapping[str,
     notes = kind_notes + notes
     aliases = find_aliases(name, a, namespace, hidden) if namespace is not None and not scalar else []
     conversion = array_conversions(arr, masked) if not scalar else [
-        Conversion("torch.from_numpy(a)", "fails", "expects an np.ndarray; a NumPy scalar is not one"),
-        Conversion("torch.tensor(a)", "copies", "makes a 0-d tensor"),
-        Conversion("torch.as_tensor(a)", "copies", "makes a 0-d tensor"),
+        Conversion(call="torch.from_numpy(a)", result="fails", detail="expects an np.ndarray; a NumPy scalar is not one"),
+        Conversion(call="torch.tensor(a)", result="copies", detail="makes a 0-d tensor"),
+        Conversion(call="torch.as_tensor(a)", result="copies", detail="makes a 0-d tensor"),
     ]
     return TensorInfo(
         name=name,

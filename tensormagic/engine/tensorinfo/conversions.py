@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -12,20 +12,24 @@ from tensormagic.engine.naming import first_line
 from tensormagic.engine.tensorinfo import memory
 from tensormagic.engine.tensorinfo.reports import Conversion
 
-def _try(action: str, fn: Any) -> Conversion:
+
+def _try(action: str, fn: Callable[[], Conversion]) -> Conversion:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return fn()
     except Exception as exc:  # noqa: BLE001 - the library's own reason is what we report
-        return Conversion(action, "fails", first_line(exc))
+        return Conversion(call=action, result="fails", detail=first_line(exc))
 
 
 def tensor_conversions(t: torch.Tensor) -> list[Conversion]:
     def numpy() -> Conversion:
         a = t.numpy()
-        shares = memory.exact_overlap(memory.memory_region(a), memory.memory_region(t)) if t.numel() else True
-        return Conversion(".numpy()", "shares memory" if shares else "copies", "a NumPy view of the same bytes: changes show in both")
+        ra, rt = memory.memory_region(a), memory.memory_region(t)
+        if t.numel() and (ra is None or rt is None):
+            raise ValueError("the memory of the tensor or its array could not be located")
+        shares = memory.exact_overlap(ra, rt) if ra is not None and rt is not None and t.numel() else True
+        return Conversion(call=".numpy()", result="shares memory" if shares else "copies", detail="a NumPy view of the same bytes: changes show in both")
 
     fixes = []
     if t.requires_grad:
@@ -40,9 +44,9 @@ def tensor_conversions(t: torch.Tensor) -> list[Conversion]:
         conv.detail += f" - use t{''.join(fixes)}.numpy() ({cost})"
     return [
         conv,
-        Conversion("torch.from_numpy(t)", "not applicable", "takes a NumPy array, not a tensor"),
-        Conversion("torch.tensor(t)", "copies", "always copies (and detaches); torch suggests t.clone().detach()"),
-        Conversion("torch.as_tensor(t)", "same object", "returns the tensor itself when dtype and device already match"),
+        Conversion(call="torch.from_numpy(t)", result="not applicable", detail="takes a NumPy array, not a tensor"),
+        Conversion(call="torch.tensor(t)", result="copies", detail="always copies (and detaches); torch suggests t.clone().detach()"),
+        Conversion(call="torch.as_tensor(t)", result="same object", detail="returns the tensor itself when dtype and device already match"),
     ]
 
 
@@ -63,23 +67,23 @@ def _plain_array_conversions(a: np.ndarray) -> list[Conversion]:
         detail = "a tensor over the same bytes: changes show in both"
         if not a.flags.writeable:
             detail += " (the array is read-only; torch warns that writes are undefined)"
-        return Conversion("torch.from_numpy(a)", "shares memory", detail)
+        return Conversion(call="torch.from_numpy(a)", result="shares memory", detail=detail)
 
     def tensor() -> Conversion:
         torch.tensor(a[(0,) * a.ndim] if a.ndim and a.size else a)  # probe the dtype cheaply
-        return Conversion("torch.tensor(a)", "copies", "always copies: later changes to a do not show in the tensor")
+        return Conversion(call="torch.tensor(a)", result="copies", detail="always copies: later changes to a do not show in the tensor")
 
     def as_tensor() -> Conversion:
         shared = from_numpy()
         if shared.result == "shares memory":
-            return Conversion("torch.as_tensor(a)", "shares memory", "shares like torch.from_numpy (on the CPU, same dtype)")
-        return Conversion("torch.as_tensor(a)", "copies", "")
+            return Conversion(call="torch.as_tensor(a)", result="shares memory", detail="shares like torch.from_numpy (on the CPU, same dtype)")
+        return Conversion(call="torch.as_tensor(a)", result="copies", detail="")
 
     conv_as = _try("torch.as_tensor(a)", as_tensor)
     if conv_as.result == "fails" and a.dtype.kind in "biufc":
-        conv_as = Conversion("torch.as_tensor(a)", "copies", "cannot share this layout, so it copies")
+        conv_as = Conversion(call="torch.as_tensor(a)", result="copies", detail="cannot share this layout, so it copies")
     return [
-        Conversion("a.numpy()", "not applicable", "already a NumPy array"),
+        Conversion(call="a.numpy()", result="not applicable", detail="already a NumPy array"),
         _try("torch.from_numpy(a)", from_numpy),
         _try("torch.tensor(a)", tensor),
         conv_as,

@@ -30,7 +30,7 @@ class UninspectableError(ValueError):
 def _refusal_hint(obj: Any) -> str:
     """Why a tensor subclass may refuse what the report asks (its own ``__torch_function__``)."""
     own = getattr(type(obj).__torch_function__, "__func__", None)
-    if is_tensor(obj) and own is not None and own is not torch.Tensor.__torch_function__.__func__:
+    if is_tensor(obj) and own is not None and own is not torch.Tensor.__torch_function__.__func__:  # type: ignore[attr-defined]  # a classmethod
         return f"; {type(obj).__qualname__}.__torch_function__ refuses what a report needs (shape, numel, element_size...)"
     return ""
 

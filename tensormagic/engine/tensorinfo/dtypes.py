@@ -61,7 +61,7 @@ def numpy_dtype_name(dtype: np.dtype) -> str:
     return dtype.name
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def numpy_twin_of_torch(dtype: torch.dtype) -> DtypeTwin:
     """What ``.numpy()`` would give for a tensor of this dtype."""
     name = torch_dtype_name(dtype)
@@ -78,7 +78,7 @@ def numpy_twin_of_torch(dtype: torch.dtype) -> DtypeTwin:
         return DtypeTwin(name, None, f"NumPy has no twin of {name} ({exc})")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def torch_twin_of_numpy(dtype: np.dtype) -> DtypeTwin:
     """What ``torch.from_numpy`` would give for an array of this dtype."""
     dtype = np.dtype(dtype)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TypeVar
 
 from tensormagic.engine.naming import describe_exception
-from tensormagic.engine.tensorinfo.statistics import ValueStats
 
-def guarded(default: Any, fn: Any) -> Any:
+T = TypeVar("T")
+D = TypeVar("D")
+
+
+def guarded(default: D, fn: Callable[[], T]) -> T | D:
     """``fn()``, or ``default`` if an exotic tensor makes it raise (a report never raises)."""
     try:
         return fn()
@@ -15,7 +19,8 @@ def guarded(default: Any, fn: Any) -> Any:
         return default
 
 
-def safe_stats(fn: Any) -> tuple[ValueStats | None, str | None]:
+def safe_stats(fn: Callable[[], T]) -> tuple[T | None, str | None]:
+    """``(fn(), None)``, or ``(None, "statistics unavailable: <why>")`` if it raises."""
     try:
         return fn(), None
     except Exception as exc:  # noqa: BLE001 - never raise on an exotic tensor

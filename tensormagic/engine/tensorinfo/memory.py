@@ -87,14 +87,15 @@ def exact_overlap(a: MemoryRegion, b: MemoryRegion, max_work: int = EXACT_OVERLA
     if a == b:
         return True
     try:
-        return bool(np.shares_memory(np.asarray(_LayoutOnly(a)), np.asarray(_LayoutOnly(b)), max_work=max_work))
+        return bool(np.shares_memory(np.asarray(_LayoutOnly(a)), np.asarray(_LayoutOnly(b)), max_work=max_work))  # type: ignore[arg-type]  # any bound works; the stub lists -1 and 0 only
     except np.exceptions.TooHardError:
         return None
 
 
 def overlapping_pairs(regions: Sequence[MemoryRegion | None]) -> Iterable[tuple[int, int]]:
     """Index pairs whose byte ranges overlap (same space), by sort and sweep."""
-    order = sorted((i for i, r in enumerate(regions) if r is not None), key=lambda i: (regions[i].space, regions[i].lo))
+    present = {i: r for i, r in enumerate(regions) if r is not None}
+    order = sorted(present, key=lambda i: (present[i].space, present[i].lo))
     active: list[tuple[int, int]] = []  # (hi, index), sorted by hi
     space = None
     for i in order:

@@ -43,7 +43,7 @@ def inspect_module(name: str, module: torch.nn.Module, max_rows: int = 200) -> M
                 lazy.append(pname)
                 devices[str(p.device)] += 1
                 if len(rows) < max_rows:
-                    rows.append(ParameterRow(pname, kind, None, str(p.dtype), str(p.device), 0, 0, bool(p.requires_grad), UNINITIALIZED))
+                    rows.append(ParameterRow(name=pname, kind=kind, shape=None, dtype=str(p.dtype), device=str(p.device), numel=0, nbytes=0, trainable=bool(p.requires_grad), note=UNINITIALIZED))
                 continue
             size = p.numel() * p.element_size()  # a DTensor's numel is the global tensor's
             dt = as_dtensor(p)
@@ -66,7 +66,7 @@ def inspect_module(name: str, module: torch.nn.Module, max_rows: int = 200) -> M
                 bbytes += size
             regions.append((pname, memory.memory_region(local), local))
             if len(rows) < max_rows:
-                row = ParameterRow(pname, kind, list(p.shape), str(p.dtype), str(p.device), p.numel(), size, bool(p.requires_grad))
+                row = ParameterRow(name=pname, kind=kind, shape=list(p.shape), dtype=str(p.dtype), device=str(p.device), numel=p.numel(), nbytes=size, trainable=bool(p.requires_grad))
                 if dt is not None:
                     row = dataclasses.replace(row, placements=[placement_text(q) for q in dt.placements], local_shape=list(local.shape), local_nbytes=local_size)
                 rows.append(row)

@@ -46,27 +46,27 @@ def _entry_of(item: NamedObject, notes: list[str]) -> NamespaceEntry:
         return _facts_of(item, notes)
     except Exception as exc:  # noqa: BLE001 - one broken object never breaks the table
         notes.append(unreadable(item.name, item.obj, exc))
-        return NamespaceEntry(item.name, type_name(item.obj), "?", None, "?", 0, None, None)
+        return NamespaceEntry(name=item.name, type=type_name(item.obj), dtype="?", shape=None, device="?", nbytes=0, group=None, relation=None)
 
 
 def _facts_of(item: NamedObject, notes: list[str]) -> NamespaceEntry:
     obj = item.obj
     if is_uninitialized(obj):
         notes.append(f"{item.name}: {UNINITIALIZED} (a lazy module's parameter or buffer)")
-        return NamespaceEntry(item.name, type_name(obj), str(obj.dtype), None, str(obj.device), 0, None, None)
+        return NamespaceEntry(name=item.name, type=type_name(obj), dtype=str(obj.dtype), shape=None, device=str(obj.device), nbytes=0, group=None, relation=None)
     dt = as_dtensor(obj)
     if dt is not None:  # global shape; the bytes this rank holds (what this process's memory has)
         local = dt.to_local()
         placed = ", ".join(placement_text(p) for p in dt.placements)
         notes.append(f"{item.name}: a DTensor ({placed}): its shape is the global tensor's, its bytes this rank's shard's")
-        return NamespaceEntry(item.name, f"torch.distributed.tensor.DTensor ({placed})", str(dt.dtype), list(dt.shape), str(local.device), local.numel() * local.element_size(), None, None)
+        return NamespaceEntry(name=item.name, type=f"torch.distributed.tensor.DTensor ({placed})", dtype=str(dt.dtype), shape=list(dt.shape), device=str(local.device), nbytes=local.numel() * local.element_size(), group=None, relation=None)
     if is_tensor(obj):
         nested = bool(getattr(obj, "is_nested", False))
         shape = None if nested else list(obj.shape)
         numel = sum(c.numel() for c in obj.unbind()) if nested else obj.numel()
-        return NamespaceEntry(item.name, type_name(obj), str(obj.dtype), shape, str(obj.device), numel * obj.element_size(), None, None)
+        return NamespaceEntry(name=item.name, type=type_name(obj), dtype=str(obj.dtype), shape=shape, device=str(obj.device), nbytes=numel * obj.element_size(), group=None, relation=None)
     arr = np.asarray(obj)
-    return NamespaceEntry(item.name, type_name(obj), numpy_dtype_name(arr.dtype), list(arr.shape), "cpu", int(arr.nbytes), None, None)
+    return NamespaceEntry(name=item.name, type=type_name(obj), dtype=numpy_dtype_name(arr.dtype), shape=list(arr.shape), device="cpu", nbytes=int(arr.nbytes), group=None, relation=None)
 
 
 def _module_entry(name: str, module: torch.nn.Module, notes: list[str]) -> NamespaceEntry:
@@ -74,12 +74,13 @@ def _module_entry(name: str, module: torch.nn.Module, notes: list[str]) -> Names
         info = inspect_module(name, module, max_rows=0)
     except Exception as exc:  # noqa: BLE001 - one broken module never breaks the table
         notes.append(unreadable(name, module, exc))
-        return NamespaceEntry(name, type_name(module), "?", None, "?", 0, None, None)
+        return NamespaceEntry(name=name, type=type_name(module), dtype="?", shape=None, device="?", nbytes=0, group=None, relation=None)
     notes += [f"{name}: {n}" for n in info.notes if UNINITIALIZED in n]
+    nbytes = info.parameter_bytes + info.buffer_bytes
     if info.local_parameter_bytes is not None:  # sharded (FSDP2): the bytes this rank holds
-        notes.append(f"{name}: {info.sharded} sharded parameters or buffers: its bytes are this rank's shards' ({info.parameter_bytes + info.buffer_bytes:,} bytes over all ranks)")
-        return NamespaceEntry(name, info.type, ", ".join(info.dtypes) or "-", None, ", ".join(info.devices) or "-", info.local_parameter_bytes + (info.local_buffer_bytes or 0), None, None)
-    return NamespaceEntry(name, info.type, ", ".join(info.dtypes) or "-", None, ", ".join(info.devices) or "-", info.parameter_bytes + info.buffer_bytes, None, None)
+        notes.append(f"{name}: {info.sharded} sharded parameters or buffers: its bytes are this rank's shards' ({nbytes:,} bytes over all ranks)")
+        nbytes = info.local_parameter_bytes + (info.local_buffer_bytes or 0)
+    return NamespaceEntry(name=name, type=info.type, dtype=", ".join(info.dtypes) or "-", shape=None, device=", ".join(info.devices) or "-", nbytes=nbytes, group=None, relation=None)
 
 
 def inspect_namespace(namespace: Mapping[str, Any], hidden: frozenset[str] | set[str] = frozenset()) -> NamespaceInfo:
@@ -129,10 +130,11 @@ def inspect_namespace(namespace: Mapping[str, Any], hidden: frozenset[str] | set
         relations.setdefault(j, rel[0])
     if cut_short:
         # Union whole clusters of overlapping byte ranges (a sweep: n log n, no pairs).
-        order = sorted((i for i, r in enumerate(regions) if r is not None), key=lambda i: (regions[i].space, regions[i].lo))
-        head, space, reach = None, None, -1
+        present = {i: r for i, r in enumerate(regions) if r is not None}
+        order = sorted(present, key=lambda i: (present[i].space, present[i].lo))
+        head, space, reach = -1, None, -1
         for i in order:
-            r = regions[i]
+            r = present[i]
             if r.space != space or r.lo >= reach:
                 head, space, reach = i, r.space, r.hi
                 continue

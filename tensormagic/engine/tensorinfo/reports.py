@@ -11,7 +11,7 @@ from tensormagic.engine.tensorinfo.dtypes import DtypeTwin
 from tensormagic.engine.tensorinfo.statistics import Histogram, ValueStats
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Alias:
     """Another variable whose memory overlaps the inspected object's."""
 
@@ -20,7 +20,7 @@ class Alias:
     detail: str
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Conversion:
     """What one NumPy <-> Torch conversion would do with the object."""
 
@@ -29,7 +29,7 @@ class Conversion:
     detail: str
 
 
-@dataclass(repr=False)
+@dataclass(kw_only=True, repr=False)
 class TensorInfo(Report):
     """Everything about one array or tensor (see ``%tensorinfo?``)."""
 
@@ -75,7 +75,7 @@ class TensorInfo(Report):
         return f"{self.name}: {self.type} {self.dtype} [{shape}] on {self.device}"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ParameterRow:
     """One parameter or buffer of a module."""
 
@@ -93,7 +93,7 @@ class ParameterRow:
     local_nbytes: int | None = None
 
 
-@dataclass(repr=False)
+@dataclass(kw_only=True, repr=False)
 class ModuleInfo(Report):
     """Summary of a ``torch.nn.Module``'s parameters and buffers."""
 
@@ -127,7 +127,7 @@ class ModuleInfo(Report):
         return f"{self.name}: {self.type}, {self.parameters:,} parameters{lazy} on {', '.join(self.devices) or 'no device'}"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class NamespaceEntry:
     """One row of the whole-namespace table."""
 
@@ -141,7 +141,7 @@ class NamespaceEntry:
     relation: str | None
 
 
-@dataclass(repr=False)
+@dataclass(kw_only=True, repr=False)
 class NamespaceInfo(Report):
     """Every array, tensor and module in the namespace, grouped by shared memory."""
 

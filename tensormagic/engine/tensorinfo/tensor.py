@@ -158,7 +158,7 @@ def _nested_facts(t: torch.Tensor, budget: int, details: dict[str, Any]) -> tupl
     if jagged:
         values = t.values()
         stats, note = safe_stats(lambda: tensor_stats(values, budget))
-        storage = guarded(None, lambda: values.untyped_storage().nbytes() + t.offsets().numel() * t.offsets().element_size())
+        storage = guarded(None, lambda: values.untyped_storage().nbytes() + t.offsets().numel() * t.offsets().element_size())  # type: ignore[attr-defined]  # a nested tensor
     else:
         stats, note = safe_stats(lambda: chunks_stats((p for c in components for p in iter_chunks(c, CPU_CHUNK)), t.dtype, t.device))
         storage = guarded(None, lambda: t.untyped_storage().nbytes())
@@ -293,7 +293,7 @@ def inspect_tensor(
         byte_strides=[s * itemsize for s in strides] if strides is not None else None,
         contiguous=guarded(None, t.is_contiguous) if strided else None,
         memory_format=guarded("strided", lambda: _torch_memory_format(t)) if strided else layout,
-        storage_offset=guarded(None, t.storage_offset) if strided else None,
+        storage_offset=guarded(None, lambda: int(t.storage_offset())) if strided else None,
         nbytes=nbytes,
         storage_nbytes=storage_nbytes,
         device=str(t.device),

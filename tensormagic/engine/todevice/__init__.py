@@ -13,7 +13,15 @@ Pure (torch and NumPy).  Modules, one job each:
 
 from __future__ import annotations
 
-from tensormagic.engine.todevice.devices import DeviceError, DeviceInfo, auto_device, available_devices, device_names, parse_device, parse_dtype
+from tensormagic.engine.todevice.devices import (
+    DeviceError,
+    DeviceInfo,
+    auto_device,
+    available_devices,
+    device_names,
+    parse_device,
+    parse_dtype,
+)
 from tensormagic.engine.todevice.moves import MoveError, MoveOutcome, movable_names, move, resolve_names
 from tensormagic.engine.todevice.placement import PlacementRow, placement
 from tensormagic.engine.todevice.report import MoveRow, TodeviceReport, placement_report

@@ -20,7 +20,13 @@ from tensormagic.engine.namespace import unreadable, user_names
 from tensormagic.engine.naming import is_array, is_module, is_optimizer, is_tensor
 from tensormagic.engine.tensorinfo import memory
 from tensormagic.engine.todevice.devices import device_label
-from tensormagic.engine.todevice.placement import container_items, device_of, dict_key_label, key_label, leaves
+from tensormagic.engine.todevice.placement import (
+    container_items,
+    device_of,
+    dict_key_label,
+    key_label,
+    leaves,
+)
 
 #: Objects (containers, plain objects) visited at most while looking for other references to
 #: what a move replaces; past it the report says the search stopped.

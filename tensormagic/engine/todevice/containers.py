@@ -11,8 +11,18 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import torch
+
 from tensormagic.engine.naming import is_array, is_module, is_tensor, is_uninitialized
-from tensormagic.engine.todevice.placement import MAX_DEPTH, container_items, device_of, dict_key_label, is_container, key_label
+from tensormagic.engine.todevice.placement import (
+    MAX_DEPTH,
+    container_items,
+    device_of,
+    dict_key_label,
+    is_container,
+    key_label,
+)
 
 if TYPE_CHECKING:
     from tensormagic.engine.todevice.mover import Install
@@ -35,6 +45,23 @@ class ContainerMoves:
     containers: dict[int, Any]
     keep: list[Any]
     warnings: list[str]
+    device: torch.device
+
+    # the leaf moves, defined by the Mover
+    def _dtype_for(self, t: torch.Tensor, direct: bool) -> torch.dtype:
+        raise NotImplementedError
+
+    def _needs_copy(self, t: torch.Tensor, dtype: torch.dtype) -> bool:
+        raise NotImplementedError
+
+    def tensor(self, t: torch.Tensor, direct: bool) -> torch.Tensor:
+        raise NotImplementedError
+
+    def array(self, a: np.ndarray | np.generic, direct: bool, notes: list[str] | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def module(self, m: torch.nn.Module, owner: str) -> list[Install]:
+        raise NotImplementedError
 
     def container(self, obj: Any, label: str, installs: list[Install], owner: str) -> Any:
         """A new dict, list or tuple with every tensor, array and module inside moved (the same
@@ -58,7 +85,7 @@ class ContainerMoves:
                 return self.memo[id(value)] is not value
             dtype = self._dtype_for(value, direct=False)
             if is_uninitialized(value):
-                return value.device != self.device or value.dtype != dtype
+                return bool(value.device != self.device or value.dtype != dtype)
             return self._needs_copy(value, dtype)
         return is_array(value)
 
@@ -82,9 +109,7 @@ class ContainerMoves:
                     elif is_container(value):
                         if self.containers[id(value)] is not value:
                             direct.add(id(node))
-                    elif self._changes(value):
-                        direct.add(id(node))
-                    elif depth > MAX_DEPTH and is_module(value):
+                    elif self._changes(value) or (depth > MAX_DEPTH and is_module(value)):
                         direct.add(id(node))
             if depth > MAX_DEPTH and any(id(n) in direct for n in frontier):
                 raise ObjectFailure(f"{label} nests containers more than {MAX_DEPTH} levels deep around a tensor, array or module; move the inner containers by name")
@@ -138,7 +163,7 @@ class ContainerMoves:
         self.containers[id(obj)] = new_obj
         return new_obj
 
-    def _key_warnings(self, obj: dict, label: str) -> None:
+    def _key_warnings(self, obj: dict[Any, Any], label: str) -> None:
         for i, key in enumerate(obj):
             if is_array(key):
                 where = device_of(key)

@@ -20,7 +20,7 @@ class DeviceError(ValueError):
     """A device (or dtype) string that is malformed or names a device this machine lacks."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DeviceInfo:
     """One device of this machine."""
 
@@ -34,7 +34,7 @@ class DeviceInfo:
 
 
 def _cuda_devices() -> list[DeviceInfo]:
-    found = []
+    found: list[DeviceInfo] = []
     if not torch.cuda.is_available():
         return found
     for i in range(torch.cuda.device_count()):
@@ -48,7 +48,7 @@ def _cuda_devices() -> list[DeviceInfo]:
             label = f"{props.name} (compute capability {props.major}.{props.minor})"
         except Exception:  # noqa: BLE001
             label = "CUDA device"
-        found.append(DeviceInfo(f"cuda:{i}", "cuda", label, free, total, True))
+        found.append(DeviceInfo(name=f"cuda:{i}", type="cuda", label=label, free_bytes=free, total_bytes=total, float64=True))
     return found
 
 
@@ -62,7 +62,7 @@ def _mps_devices() -> list[DeviceInfo]:
         free = max(0, total - int(torch.mps.driver_allocated_memory()))
     except Exception:  # noqa: BLE001 - older torch: memory unknown
         pass
-    return [DeviceInfo("mps", "mps", "Apple GPU (Metal Performance Shaders)", free, total, False, "no float64 or complex128: use float32")]
+    return [DeviceInfo(name="mps", type="mps", label="Apple GPU (Metal Performance Shaders)", free_bytes=free, total_bytes=total, float64=False, note="no float64 or complex128: use float32")]
 
 
 def _xpu_devices() -> list[DeviceInfo]:
@@ -83,14 +83,14 @@ def _xpu_devices() -> list[DeviceInfo]:
             free, total = (int(v) for v in xpu.mem_get_info(i))
         except Exception:  # noqa: BLE001 - mem_get_info is recent
             pass
-        found.append(DeviceInfo(f"xpu:{i}", "xpu", label, free, total, fp64, None if fp64 else "no float64: use float32"))
+        found.append(DeviceInfo(name=f"xpu:{i}", type="xpu", label=label, free_bytes=free, total_bytes=total, float64=fp64, note=None if fp64 else "no float64: use float32"))
     return found
 
 
 def available_devices() -> list[DeviceInfo]:
     """Every device this machine has: cpu, then cuda:N, mps and xpu:N (``meta`` is not listed)."""
-    cpu = DeviceInfo("cpu", "cpu", "CPU", None, None, True)
-    return [cpu] + _cuda_devices() + _mps_devices() + _xpu_devices()
+    cpu = DeviceInfo(name="cpu", type="cpu", label="CPU", free_bytes=None, total_bytes=None, float64=True)
+    return [cpu, *_cuda_devices(), *_mps_devices(), *_xpu_devices()]
 
 
 def device_names(devices: list[DeviceInfo] | None = None) -> list[str]:
@@ -141,10 +141,10 @@ def parse_device(text: str) -> torch.device:
         return auto_device()
     kind, _, index = spec.partition(":")
     if kind not in KINDS:
-        close = difflib.get_close_matches(kind, KINDS + ("auto",), n=1)
+        close = difflib.get_close_matches(kind, (*KINDS, "auto"), n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
         raise DeviceError(f"unknown device {text!r}: use cpu, cuda, cuda:N, mps, xpu, meta or auto{hint}")
-    if index and (not index.isdigit() or kind in ("cpu", "meta", "mps") and index != "0"):
+    if index and (not index.isdigit() or (kind in ("cpu", "meta", "mps") and index != "0")):
         raise DeviceError(f"bad device {text!r}: an index is a number, as in cuda:0 ({devices_here()})")
     if kind in ("cpu", "meta"):
         return torch.device(kind)
@@ -190,8 +190,8 @@ def float64_note(device: torch.device, dtype: torch.dtype) -> str | None:
     return None
 
 
-#: dtype names ``--dtype`` accepts, mapped to torch dtypes.
 def _dtype_names() -> dict[str, torch.dtype]:
+    """Every dtype name torch has (``float32``, ``half``...), mapped to its dtype."""
     names = {}
     for attr in dir(torch):
         value = getattr(torch, attr, None)
@@ -211,9 +211,13 @@ def parse_dtype(text: str) -> torch.dtype:
     raise DeviceError(f"unknown dtype {text!r}: give a torch dtype such as float32, float16, bfloat16 or int64{hint}")
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for the work queued on ``device`` (nothing to wait for on cpu and meta)."""
-    if device.type == "cuda":
+def synchronize(device: torch.device | None = None) -> None:
+    """Wait for the work queued on ``device`` (nothing to wait for on cpu and meta); with no
+    device, for every CUDA device already in use (timings: never initialises CUDA)."""
+    if device is None:
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+    elif device.type == "cuda":
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()

@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from tensormagic.engine.naming import is_array, is_masked_array, is_module, is_optimizer, is_tensor, is_uninitialized
+from tensormagic.engine.naming import (
+    is_array,
+    is_masked_array,
+    is_module,
+    is_optimizer,
+    is_tensor,
+    is_uninitialized,
+)
 from tensormagic.engine.tensorinfo.array import file_backing
 from tensormagic.engine.tensorinfo.dtypes import torch_twin_of_numpy
 from tensormagic.engine.tensorinfo.statistics.masked import masked_count
@@ -97,7 +104,7 @@ class Mover(ContainerMoves):
         pin = self.pin_memory and self.device.type == "cpu" and t.device.type == "cpu" and not t.is_pinned()
         return t.device != self.device or t.dtype != dtype or pin
 
-    def _remember(self, old: Any, new: Any) -> Any:
+    def _remember(self, old: Any, new: torch.Tensor) -> torch.Tensor:
         self.memo[id(old)] = new
         self.keep.append(old)
         return new
@@ -105,7 +112,7 @@ class Mover(ContainerMoves):
     def tensor(self, t: torch.Tensor, direct: bool) -> torch.Tensor:
         """A new tensor on the device (the same tensor when it already is there)."""
         if id(t) in self.memo:
-            return self.memo[id(t)]
+            return self.memo[id(t)]  # type: ignore[no-any-return]  # memo maps old ids to new tensors
         dtype = self._dtype_for(t, direct)
         if is_uninitialized(t):
             return self._uninitialized(t, dtype)
@@ -133,12 +140,13 @@ class Mover(ContainerMoves):
         reason = unsupported_dtype(self.device, dtype)
         if reason:
             raise ObjectFailure(reason)
-        return self._remember(t, type(t)(requires_grad=t.requires_grad, device=self.device, dtype=dtype))
+        lazy: torch.Tensor = type(t)(requires_grad=t.requires_grad, device=self.device, dtype=dtype)  # type: ignore[call-overload]  # UninitializedParameter/Buffer(...)
+        return self._remember(t, lazy)
 
     def array(self, a: np.ndarray | np.generic, direct: bool, notes: list[str] | None = None) -> torch.Tensor:
         """A torch tensor of a NumPy array on the device (sharing its memory when it stays on cpu)."""
         if id(a) in self.memo:
-            return self.memo[id(a)]
+            return self.memo[id(a)]  # type: ignore[no-any-return]  # memo maps old ids to new tensors
         if is_masked_array(a):
             masked = masked_count(a)
             raise ObjectFailure(
@@ -198,7 +206,7 @@ class Mover(ContainerMoves):
                     installs.append(self._set_entry(sub._buffers, key, b, new, owner, sub))
         return installs
 
-    def _set_entry(self, table: dict, key: str, old: Any, new: Any, owner: str, sub: torch.nn.Module) -> Install:
+    def _set_entry(self, table: dict[str, Any], key: str, old: Any, new: Any, owner: str, sub: torch.nn.Module) -> Install:
         def do() -> None:
             table[key] = new
             _refresh(sub)

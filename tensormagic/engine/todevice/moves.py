@@ -33,11 +33,45 @@ from typing import Any
 import torch
 
 from tensormagic.engine.namespace import describe_non_array, suggest, unreadable, user_names
-from tensormagic.engine.naming import describe_exception, first_line, format_bytes, is_array, is_module, is_optimizer, is_tensor, short_type_name
-from tensormagic.engine.todevice.consequences import MAX_SCAN, Leaf, Scan, aliasing_warnings, collect_leaves, optimizer_warnings, references, related_pairs
-from tensormagic.engine.todevice.devices import DeviceError, device_names, devices_here, parse_device, parse_dtype, synchronize
-from tensormagic.engine.todevice.mover import Install, Mover, ObjectFailure, Plan, compute_plan
-from tensormagic.engine.todevice.placement import MAX_DEPTH, device_of, has_leaves, is_container, is_movable, leaves, nbytes_of
+from tensormagic.engine.naming import (
+    describe_exception,
+    first_line,
+    format_bytes,
+    is_array,
+    is_module,
+    is_optimizer,
+    is_tensor,
+    short_type_name,
+)
+from tensormagic.engine.todevice.consequences import (
+    MAX_SCAN,
+    Leaf,
+    Scan,
+    aliasing_warnings,
+    collect_leaves,
+    optimizer_warnings,
+    references,
+    related_pairs,
+)
+from tensormagic.engine.todevice.containers import ObjectFailure
+from tensormagic.engine.todevice.devices import (
+    DeviceError,
+    device_names,
+    devices_here,
+    parse_device,
+    parse_dtype,
+    synchronize,
+)
+from tensormagic.engine.todevice.mover import Install, Mover, Plan, compute_plan
+from tensormagic.engine.todevice.placement import (
+    MAX_DEPTH,
+    device_of,
+    has_leaves,
+    is_container,
+    is_movable,
+    leaves,
+    nbytes_of,
+)
 from tensormagic.engine.todevice.report import TodeviceReport, move_report
 
 #: A test hook: called as ``hook(phase, name)`` before each object is computed (phase
@@ -114,7 +148,7 @@ def movable_names(namespace: Mapping[str, Any], hidden: frozenset[str] | set[str
         obj = namespace[name]
         try:
             if is_tensor(obj):
-                str(obj.device), str(obj.dtype)  # noqa: B018 - a tensor that refuses these cannot move
+                str(obj.device), str(obj.dtype)
                 chosen.append(name)
             elif is_array(obj):
                 arrays.append(name)
@@ -273,7 +307,7 @@ def _compute_all(
     if target.type == "cuda" or any("cuda" in b for b in before.devices.values()):
         torch.cuda.empty_cache()
     name = failed or "?"
-    obj = namespace[name] if name in namespace else None
+    obj = namespace.get(name, None)
     try:
         report = move_report(namespace, hidden, chosen, target, device, torch_dtype, non_blocking, pin_memory, before.devices, before.sizes, {}, failed=name, reason=reason, attempted=attempted)
     except Exception:  # noqa: BLE001 - the one-line message says it all
@@ -344,7 +378,7 @@ def _moved_report(
     warn += optimizer_warnings(view, chosen, mover.memo, labels, target, hidden, command)
     warn = list(dict.fromkeys(warn))
     if len(warn) > MAX_WARNINGS:
-        warn = warn[:MAX_WARNINGS] + [f"... and {len(warn) - MAX_WARNINGS} more"]
+        warn = [*warn[:MAX_WARNINGS], f"... and {len(warn) - MAX_WARNINGS} more"]
     notes = []
     if mover.pageable:
         notes.append("--non-blocking from ordinary CPU memory is not asynchronous; add --pin-memory to copy from page-locked memory")
@@ -361,8 +395,8 @@ def _source(obj: Any) -> str:
         devices = {str(v.device) for st in obj.state.values() for v in st.values() if is_tensor(v)}
         devices |= {str(p.device) for g in obj.param_groups for p in g["params"]}
         return ", ".join(sorted(devices)) or "-"
-    devices = dict.fromkeys(device_of(leaf) for _, leaf in leaves(obj, ""))
-    return ", ".join(devices) or "-"
+    found = dict.fromkeys(str(device_of(leaf)) for _, leaf in leaves(obj, ""))
+    return ", ".join(found) or "-"
 
 
 def _size(obj: Any) -> int:

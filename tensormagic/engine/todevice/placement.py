@@ -9,6 +9,7 @@ a row that says so: it never breaks the listing of the others.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -72,8 +73,8 @@ def nbytes_of(obj: Any) -> int:
             if is_uninitialized(obj):
                 return 0
             if getattr(obj, "is_nested", False):
-                return sum(c.numel() for c in obj.unbind()) * obj.element_size()
-            return obj.numel() * obj.element_size()
+                return int(sum(c.numel() for c in obj.unbind()) * obj.element_size())
+            return int(obj.numel() * obj.element_size())
         return int(np.ma.getdata(obj).nbytes) if is_masked_array(obj) else int(np.asarray(obj).nbytes)
     except Exception:  # noqa: BLE001 - exotic tensor
         return 0
@@ -147,7 +148,7 @@ def is_movable(obj: Any) -> bool:
     return is_container(obj) and has_leaves(obj)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PlacementRow:
     """One variable: where its data lives."""
 
@@ -183,22 +184,22 @@ def placement_row(name: str, obj: Any) -> PlacementRow | None:
     try:
         return _placement_row(name, obj)
     except Exception as exc:  # noqa: BLE001 - one broken object never breaks the listing
-        return PlacementRow(name, type_name(obj), "unreadable", "?", "?", None, 0, False, f"could not be read: {describe_exception(exc)}")
+        return PlacementRow(name=name, type=type_name(obj), kind="unreadable", device="?", dtype="?", shape=None, nbytes=0, mixed=False, note=f"could not be read: {describe_exception(exc)}")
 
 
 def _placement_row(name: str, obj: Any) -> PlacementRow | None:
     if is_tensor(obj):
         if is_uninitialized(obj):
-            return PlacementRow(name, type_name(obj), "tensor", str(obj.device), str(obj.dtype), None, 0, False, UNINITIALIZED)
+            return PlacementRow(name=name, type=type_name(obj), kind="tensor", device=str(obj.device), dtype=str(obj.dtype), shape=None, nbytes=0, mixed=False, note=UNINITIALIZED)
         shape = None if getattr(obj, "is_nested", False) else list(obj.shape)
-        row = PlacementRow(name, type_name(obj), "tensor", str(obj.device), str(obj.dtype), shape, nbytes_of(obj), False)
+        row = PlacementRow(name=name, type=type_name(obj), kind="tensor", device=str(obj.device), dtype=str(obj.dtype), shape=shape, nbytes=nbytes_of(obj), mixed=False)
         dt = as_dtensor(obj)
         if dt is not None:
             local = dt.to_local()
             placed = [placement_text(p) for p in dt.placements]
             local_bytes = local.numel() * local.element_size()
-            row.type, row.placements, row.local_nbytes = "torch.distributed.tensor.DTensor", placed, local_bytes
-            row.note = f"a DTensor ({', '.join(placed)}) on {mesh_words(list(dt.device_mesh.shape), dt.device_mesh.device_type)}: {local_bytes:,} bytes on this rank of {row.nbytes:,}"
+            words = f"a DTensor ({', '.join(placed)}) on {mesh_words(list(dt.device_mesh.shape), dt.device_mesh.device_type)}: {local_bytes:,} bytes on this rank of {row.nbytes:,}"
+            row = dataclasses.replace(row, type="torch.distributed.tensor.DTensor", placements=placed, local_nbytes=local_bytes, note=words)
         return row
     if is_array(obj):
         arr = np.ma.getdata(obj) if is_masked_array(obj) else np.asarray(obj)
@@ -206,7 +207,7 @@ def _placement_row(name: str, obj: Any) -> PlacementRow | None:
         if is_masked_array(obj):
             masked = masked_count(obj)
             note = f"a masked array ({masked:,} of {arr.size:,} masked): %todevice refuses it (torch has no masked arrays)"
-        return PlacementRow(name, type_name(obj), "array", "cpu", numpy_dtype_name(arr.dtype), list(arr.shape), int(arr.nbytes), False, note)
+        return PlacementRow(name=name, type=type_name(obj), kind="array", device="cpu", dtype=numpy_dtype_name(arr.dtype), shape=list(arr.shape), nbytes=int(arr.nbytes), mixed=False, note=note)
     if is_optimizer(obj):
         params, state = optimizer_tensors(obj)
         pdev = Counter(str(p.device) for p in params)
@@ -214,11 +215,11 @@ def _placement_row(name: str, obj: Any) -> PlacementRow | None:
         note = None
         if sdev and set(sdev) != set(pdev):
             note = f"state on {', '.join(sdev)} but parameters on {', '.join(pdev)}: step() will fail or be slow"
-        devices = pdev + sdev
+        both = pdev + sdev
         return PlacementRow(
-            name, type_name(obj), "optimizer", _counted(devices) or "-",
-            ", ".join(sorted({str(p.dtype) for p in params})) or "-", None,
-            sum(nbytes_of(s) for s in state), len(devices) > 1, note,
+            name=name, type=type_name(obj), kind="optimizer", device=_counted(both) or "-",
+            dtype=", ".join(sorted({str(p.dtype) for p in params})) or "-", shape=None,
+            nbytes=sum(nbytes_of(s) for s in state), mixed=len(both) > 1, note=note,
         )
     if is_module(obj) or (is_container(obj) and has_leaves(obj)):
         seen: set[int] = set()
@@ -254,7 +255,10 @@ def _placement_row(name: str, obj: Any) -> PlacementRow | None:
             notes.append(f"{_plural(key_tensors, 'tensor')} used as dict keys (%todevice leaves keys where they are)")
         if sharded:
             notes.append(f"{_plural(sharded, 'DTensor')} (sharded{', FSDP2' if module and any(is_fsdp_module(m) for m in obj.modules()) else ''}): {local_total:,} bytes on this rank of {total:,}")
-        return PlacementRow(name, row_type, "module" if module else "container", _counted(devices) or "-", ", ".join(dtypes) or "-", None, total, len(devices) > 1, "; ".join(notes) or None, local_nbytes=local_total if sharded else None)
+        return PlacementRow(
+            name=name, type=row_type, kind="module" if module else "container", device=_counted(devices) or "-", dtype=", ".join(dtypes) or "-",
+            shape=None, nbytes=total, mixed=len(devices) > 1, note="; ".join(notes) or None, local_nbytes=local_total if sharded else None,
+        )
     return None
 
 

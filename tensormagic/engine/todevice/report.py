@@ -6,7 +6,7 @@ A report holds plain values only (the widget's Move button gets its action from 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ from tensormagic.engine.todevice.placement import (
 if TYPE_CHECKING:
     from tensormagic.engine.todevice.mover import Plan
 
-@dataclass
+@dataclass(kw_only=True)
 class MoveRow:
     """One named object of a move (``source``/``target`` are ``from``/``to`` in ``to_dict()``)."""
 
@@ -50,7 +50,7 @@ class MoveRow:
 MOVED, UNCHANGED, FAILED, ROLLED_BACK, NOT_ATTEMPTED = "moved", "unchanged", "failed", "rolled back", "not attempted"
 
 
-@dataclass(repr=False)
+@dataclass(kw_only=True, repr=False)
 class TodeviceReport(Report):
     """Where everything lives and, after a move, what moved where (see ``%todevice?``)."""
 
@@ -147,7 +147,7 @@ def move_report(
             new_type = short_type_name(plan.new) if type(plan.new) is not type(plan.old) else None
             row_notes, secs = plan.notes, plan.seconds
             dtype_text = _dtype_change(plan.old, plan.new)
-        rows.append(MoveRow(name, short_type_name(obj), before[name], str(target), sizes[name], secs, status, dtype_text, new_type, row_notes))
+        rows.append(MoveRow(name=name, type=short_type_name(obj), source=before[name], target=str(target), nbytes=sizes[name], seconds=secs, status=status, dtype=dtype_text, new_type=new_type, notes=row_notes))
     placed, placement_notes = placement(namespace, hidden)
     moved_rows = {r.name for r in placed if r.local_nbytes is not None}
     if moved_rows & set(chosen):

@@ -1,8 +1,9 @@
 """Value statistics computed where the data lives, exact up to a budget, never a whole copy.
 
 A tensor is never copied whole: statistics come from one fused pass, whole-tensor reductions
-or chunks far smaller than the tensor, and on an accelerator every number reaches the host in
-one transfer (one device sync).  Above a size budget a fixed-seed random sample is used and the
+or chunks far smaller than the tensor, and on an accelerator the statistics reach the host in
+one transfer (one device sync; a second only for values whose sums would overflow float64, and
+the histogram has its own).  Above a size budget a fixed-seed random sample is used and the
 result says so.  The user's random number generators are never touched.
 
 Modules, one job each:
@@ -20,7 +21,13 @@ Modules, one job each:
 from __future__ import annotations
 
 from tensormagic.engine.tensorinfo.statistics.chunks import iter_chunks, pieces, sample_values
-from tensormagic.engine.tensorinfo.statistics.compute import chunks_stats, numpy_stats, numpy_stats_and_sample, stats_and_sample, tensor_stats
+from tensormagic.engine.tensorinfo.statistics.compute import (
+    chunks_stats,
+    numpy_stats,
+    numpy_stats_and_sample,
+    stats_and_sample,
+    tensor_stats,
+)
 from tensormagic.engine.tensorinfo.statistics.fused import cpu_moments
 from tensormagic.engine.tensorinfo.statistics.histogram import Histogram, value_histogram
 from tensormagic.engine.tensorinfo.statistics.masked import masked_histogram_values, masked_stats

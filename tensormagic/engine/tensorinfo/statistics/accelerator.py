@@ -13,7 +13,15 @@ from collections.abc import Iterable
 
 import torch
 
-from tensormagic.engine.tensorinfo.statistics.values import HUGE, SIGN_BIT, ValueStats, as_float64, centring_pivot, finite_or_none, mean_std
+from tensormagic.engine.tensorinfo.statistics.values import (
+    HUGE,
+    SIGN_BIT,
+    ValueStats,
+    as_float64,
+    centring_pivot,
+    finite_or_none,
+    mean_std,
+)
 
 #: The accelerator path's scratch (a float64 copy of a chunk and a boolean mask, 9 bytes an
 #: element) stays under this share of the tensor's bytes, or under DEVICE_SCRATCH_FLOOR bytes,
@@ -93,7 +101,7 @@ def device_float_stats(flat: torch.Tensor, chunk: int | None = None, scale: floa
     if n_fin and scale == 1.0 and not (math.isfinite(s1) and math.isfinite(s2)):  # huge values
         return device_float_stats(flat, chunk, math.ldexp(1.0, -math.frexp(max(abs(lo_v), abs(hi_v)))[1]))
     mean, std = mean_std(piv, s1, s2, n_fin, scale)
-    return ValueStats(mn, mx, mean, std, n_nan, n_pos, n_neg, int(n_zero), True, None, n, "values")
+    return ValueStats(min=mn, max=mx, mean=mean, std=std, nan=n_nan, posinf=n_pos, neginf=n_neg, zeros=int(n_zero), exact=True, sample_size=None, count=n, over="values")
 
 
 def device_stats(device: torch.device, chunks: Iterable[torch.Tensor], kind: str, over: str) -> ValueStats:
@@ -102,24 +110,22 @@ def device_stats(device: torch.device, chunks: Iterable[torch.Tensor], kind: str
     Branch-free: every chunk takes the masked path, since a host read per chunk would be a
     device sync per chunk.  Works on any device (the tests run it on the CPU too).
     """
-    f64 = dict(dtype=torch.float64, device=device)
-    i64 = dict(dtype=torch.int64, device=device)
-    inf = torch.tensor(math.inf, **f64)
-    nan = torch.zeros((), **i64)
-    posinf = torch.zeros((), **i64)
-    neginf = torch.zeros((), **i64)
-    zeros = torch.zeros((), **i64)
-    finite_n = torch.zeros((), **i64)
+    inf = torch.tensor(math.inf, dtype=torch.float64, device=device)
+    nan = torch.zeros((), dtype=torch.int64, device=device)
+    posinf = torch.zeros((), dtype=torch.int64, device=device)
+    neginf = torch.zeros((), dtype=torch.int64, device=device)
+    zeros = torch.zeros((), dtype=torch.int64, device=device)
+    finite_n = torch.zeros((), dtype=torch.int64, device=device)
     total = 0
-    s1 = torch.zeros((), **f64)
-    s2 = torch.zeros((), **f64)
+    s1 = torch.zeros((), dtype=torch.float64, device=device)
+    s2 = torch.zeros((), dtype=torch.float64, device=device)
     lo = inf.clone()
     hi = -inf
-    ilo = torch.tensor(2**63 - 1, **i64)
-    ihi = torch.tensor(-(2**63), **i64)
+    ilo = torch.tensor(2**63 - 1, dtype=torch.int64, device=device)
+    ihi = torch.tensor(-(2**63), dtype=torch.int64, device=device)
     pivot: torch.Tensor | None = None
-    exponent = torch.zeros((), **i64)  # sums of values scaled by 2**-exponent (0 unless huge)
-    one = torch.ones((), **f64)
+    exponent = torch.zeros((), dtype=torch.int64, device=device)  # sums of values scaled by 2**-exponent (0 unless huge)
+    one = torch.ones((), dtype=torch.float64, device=device)
     is_int = kind in ("int", "uint64", "bool")
     for chunk in chunks:
         chunk = chunk.reshape(-1)
@@ -171,10 +177,11 @@ def device_stats(device: torch.device, chunks: Iterable[torch.Tensor], kind: str
             lo = torch.minimum(lo, torch.where(finite, v, inf).min())
             hi = torch.maximum(hi, torch.where(finite, v, -inf).max())
     if pivot is None:
-        pivot = torch.zeros((), **f64)
+        pivot = torch.zeros((), dtype=torch.float64, device=device)
     parts = [lo, hi, s1, s2, pivot, nan, posinf, neginf, zeros, finite_n, ilo, ihi, exponent]
     got = gather(parts)
-    lo_v, hi_v, s1_v, s2_v, piv, n_nan, n_pos, n_neg, n_zero, n, ilo_v, ihi_v, e_v = got
+    lo_v, hi_v, s1_v, s2_v, piv = got[:5]
+    n_nan, n_pos, n_neg, n_zero, n, ilo_v, ihi_v, e_v = (int(v) for v in got[5:])  # the counts and integer extremes
     mean, std = mean_std(piv, s1_v, s2_v, n, math.ldexp(1.0, -int(e_v)))
     mn: float | int | bool | None = None
     mx: float | int | bool | None = None
@@ -187,5 +194,5 @@ def device_stats(device: torch.device, chunks: Iterable[torch.Tensor], kind: str
     elif n:
         mn, mx = finite_or_none(lo_v), finite_or_none(hi_v)
     return ValueStats(
-        mn, mx, mean, std, n_nan, n_pos, n_neg, n_zero, True, None, total, over
+        min=mn, max=mx, mean=mean, std=std, nan=n_nan, posinf=n_pos, neginf=n_neg, zeros=n_zero, exact=True, sample_size=None, count=total, over=over
     )

@@ -91,11 +91,11 @@ def numpy_pieces(a: np.ndarray, max_elems: int, dim: int = 0) -> Iterator[np.nda
     lead = (slice(None),) * dim
     if per > max_elems:
         for i in range(size):
-            yield from numpy_pieces(a[lead + (slice(i, i + 1),)], max_elems, dim + 1)
+            yield from numpy_pieces(a[(*lead, slice(i, i + 1))], max_elems, dim + 1)
         return
     step = max(1, max_elems // per)
     for start in range(0, size, step):
-        yield a[lead + (slice(start, start + step),)]
+        yield a[(*lead, slice(start, start + step))]
 
 
 def dense_flat(t: torch.Tensor) -> torch.Tensor | None:

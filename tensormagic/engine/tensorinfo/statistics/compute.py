@@ -14,15 +14,30 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from tensormagic.engine.tensorinfo.statistics.accelerator import device_float_stats, device_stats
-from tensormagic.engine.tensorinfo.statistics.chunks import chunk_size, dense_flat, iter_chunks, numpy_pieces, sample_values
 from tensormagic.engine.tensorinfo.statistics import fused
+from tensormagic.engine.tensorinfo.statistics.accelerator import device_float_stats, device_stats
+from tensormagic.engine.tensorinfo.statistics.chunks import (
+    chunk_size,
+    dense_flat,
+    iter_chunks,
+    numpy_pieces,
+    sample_values,
+)
 from tensormagic.engine.tensorinfo.statistics.cpu import cpu_stats, pure_float_stats
+from tensormagic.engine.tensorinfo.statistics.exact_mean import exact_array_mean, exact_integer_mean
 from tensormagic.engine.tensorinfo.statistics.histogram import HIST_SAMPLE, histogram_sample_size
-from tensormagic.engine.tensorinfo.statistics.values import CPU_CHUNK, DEFAULT_BUDGET, SAMPLE_SIZE, ValueStats, value_kind
+from tensormagic.engine.tensorinfo.statistics.values import (
+    CPU_CHUNK,
+    DEFAULT_BUDGET,
+    SAMPLE_SIZE,
+    ValueStats,
+    value_kind,
+)
+
 
 def chunked_stats(t: torch.Tensor, over: str, chunks: Iterable[torch.Tensor] | None = None, kind: str | None = None) -> ValueStats:
-    """Every statistic from small chunks, accumulated on the device, gathered once.
+    """Every statistic from small chunks: on the CPU accumulated in Python (:func:`~.cpu.cpu_stats`),
+    elsewhere on the device and gathered once (:func:`~.accelerator.device_stats`).
 
     ``chunks`` (default: the chunks of ``t``) are 1-D or any-shape pieces of the values; ``kind``
     says how to read them (default: from ``t``'s dtype).  Integer min/max are exact (int64 on the
@@ -46,7 +61,7 @@ def stats_and_sample(t: torch.Tensor, budget: int = DEFAULT_BUDGET) -> tuple[Val
             warnings.simplefilter("ignore")
             stats = fused.tensor_stats(t.detach(), "values (True = 1)" if t.dtype == torch.bool else "values", sample)
         if stats is not None:
-            return stats, sample
+            return exact_integer_mean(t, stats), sample
     return tensor_stats(t, budget), None
 
 
@@ -56,12 +71,17 @@ def numpy_stats_and_sample(a: np.ndarray, budget: int = DEFAULT_BUDGET) -> tuple
         sample = np.empty(histogram_sample_size(a.size), dtype=a.dtype)
         stats = fused.array_stats(a, "values (True = 1)" if a.dtype.kind == "b" else "values", sample)
         if stats is not None:
-            return stats, torch.from_numpy(sample)
+            return exact_array_mean(a, stats), torch.from_numpy(sample)
     return numpy_stats(a, budget), None
 
 
 def tensor_stats(t: torch.Tensor, budget: int = DEFAULT_BUDGET, over: str = "values") -> ValueStats:
-    """Statistics of a dense strided tensor's values (|z| for complex), exact up to ``budget``."""
+    """Statistics of a dense strided tensor's values (|z| for complex), exact up to ``budget``
+    (the mean of huge integers too: :mod:`.exact_mean`)."""
+    return exact_integer_mean(t, _tensor_stats(t, budget, over))
+
+
+def _tensor_stats(t: torch.Tensor, budget: int, over: str) -> ValueStats:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         t = t.detach()
@@ -127,7 +147,7 @@ def numpy_stats(a: np.ndarray, budget: int = DEFAULT_BUDGET) -> ValueStats | Non
     if a.size <= budget:  # the C pass reads any byte strides in place
         fast = fused.array_stats(a, "values (True = 1)" if a.dtype.kind == "b" else "values")
         if fast is not None:
-            return fast
+            return exact_array_mean(a, fast)
     view = a
     for axis in range(a.ndim):
         if a.strides[axis] < 0:  # order does not matter to statistics: flip to a view

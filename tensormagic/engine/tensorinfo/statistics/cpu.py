@@ -15,7 +15,14 @@ from typing import Any
 
 import torch
 
-from tensormagic.engine.tensorinfo.statistics.values import SIGN_BIT, ValueStats, as_float64, centring_pivot, mean_std, scale_exponent
+from tensormagic.engine.tensorinfo.statistics.values import (
+    SIGN_BIT,
+    ValueStats,
+    as_float64,
+    centring_pivot,
+    mean_std,
+    scale_exponent,
+)
 
 #: Elements per chunk of the pure float loop (its float64 scratch, 512 KiB, fits the L2 cache).
 FAST_CHUNK = 2**16
@@ -51,7 +58,7 @@ def pure_float_stats(flat: torch.Tensor) -> ValueStats | None:
     if not all(math.isfinite(v) for v in (lo, hi, s1, s2)):
         return None
     mean, std = mean_std(pivot, s1, s2, n)
-    return ValueStats(lo, hi, mean, std, 0, 0, 0, n - int(nonzero.sum()), True, None, n, "values")
+    return ValueStats(min=lo, max=hi, mean=mean, std=std, nan=0, posinf=0, neginf=0, zeros=n - int(nonzero.sum()), exact=True, sample_size=None, count=n, over="values")
 
 
 def cpu_stats(chunks: Iterable[torch.Tensor], kind: str, over: str) -> ValueStats:
@@ -75,6 +82,8 @@ def cpu_stats(chunks: Iterable[torch.Tensor], kind: str, over: str) -> ValueStat
             continue
         total += m
         bad: torch.Tensor | None = None  # where a float chunk is not finite (None: all finite)
+        cmin: float  # the chunk's extremes (ints for integer dtypes)
+        cmax: float
         if kind == "uint64":
             as_i = chunk.view(torch.int64) ^ SIGN_BIT  # order-preserving, exact
             cmin, cmax = (int(v) - SIGN_BIT for v in torch.aminmax(as_i))
@@ -131,4 +140,4 @@ def cpu_stats(chunks: Iterable[torch.Tensor], kind: str, over: str) -> ValueStat
     mean, std = mean_std(pivot if pivot is not None else 0.0, s1, s2, finite_n, math.ldexp(1.0, -exponent))
     if kind == "bool" and lo is not None:
         lo, hi = bool(lo), bool(hi)
-    return ValueStats(lo, hi, mean, std, n_nan, n_pos, n_neg, zeros, True, None, total, over)
+    return ValueStats(min=lo, max=hi, mean=mean, std=std, nan=n_nan, posinf=n_pos, neginf=n_neg, zeros=zeros, exact=True, sample_size=None, count=total, over=over)

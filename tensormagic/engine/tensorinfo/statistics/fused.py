@@ -24,7 +24,7 @@ import torch
 from tensormagic.engine.tensorinfo.statistics.values import ValueStats, mean_std
 
 try:  # built by setup.py when a C compiler is there; None: the pure torch/NumPy paths
-    from tensormagic.engine.tensorinfo.statistics import _fused
+    from tensormagic.engine.tensorinfo.statistics import _fused  # type: ignore[attr-defined]  # the C extension
 except ImportError:  # pragma: no cover - depends on the build
     _fused = None
 if os.environ.get("TENSORMAGIC_NO_C_HELPER"):
@@ -86,11 +86,11 @@ def _run(address: int, kind: str, shape: list[int], strides: list[int], n: int, 
         ones = n - zeros
         mean = ones / n
         std = math.sqrt(ones * zeros / (n * (n - 1))) if n > 1 else None
-        return ValueStats(bool(lo), bool(hi), mean, std, 0, 0, 0, zeros, True, None, n, over)
+        return ValueStats(min=bool(lo), max=bool(hi), mean=mean, std=std, nan=0, posinf=0, neginf=0, zeros=zeros, exact=True, sample_size=None, count=n, over=over)
     mean, std = mean_std(centre / scale, s1, s2, finite, scale)
     if not finite:
         lo = hi = None
-    return ValueStats(lo, hi, mean, std, nan, pinf, ninf, zeros, True, None, n, over)
+    return ValueStats(min=lo, max=hi, mean=mean, std=std, nan=nan, posinf=pinf, neginf=ninf, zeros=zeros, exact=True, sample_size=None, count=n, over=over)
 
 
 def tensor_stats(t: torch.Tensor, over: str, sample: torch.Tensor | None = None) -> ValueStats | None:
@@ -162,7 +162,7 @@ def _within_owner(a: np.ndarray) -> bool:
     start = owner.__array_interface__["data"][0]
     lo = a.__array_interface__["data"][0] + sum((n - 1) * s for n, s in zip(a.shape, a.strides) if s < 0)
     hi = a.__array_interface__["data"][0] + sum((n - 1) * s for n, s in zip(a.shape, a.strides) if s > 0) + a.itemsize
-    return start <= lo and hi <= start + owner.nbytes
+    return bool(start <= lo and hi <= start + owner.nbytes)
 
 
 def cpu_moments(t: torch.Tensor, pivot: float = 0.0, threads: int = 1) -> tuple[float, float, float, float, int] | None:

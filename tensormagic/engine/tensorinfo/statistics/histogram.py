@@ -17,7 +17,7 @@ HIST_SAMPLE = 2**16
 BIN_CHUNK = 2**13
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Histogram:
     """Counts of values in equal-width bins between ``edges[0]`` and ``edges[-1]``."""
 
@@ -73,7 +73,7 @@ def value_histogram(
         warnings.simplefilter("ignore")
         t = t.detach()
         if t.dtype == torch.bool and stats is not None and stats.exact:
-            return Histogram([0, 1, 2], [stats.zeros, stats.count - stats.zeros], False, integer=True, boolean=True)
+            return Histogram(edges=[0, 1, 2], counts=[stats.zeros, stats.count - stats.zeros], sampled=False, integer=True, boolean=True)
         sampled = t.numel() > HIST_SAMPLE
         if sampled:
             values = sample if sample is not None else sample_values(t, histogram_sample_size(t.numel()))
@@ -81,7 +81,7 @@ def value_histogram(
             values = t.reshape(-1)
         if t.dtype == torch.bool:
             true = int(values.sum())
-            return Histogram([0, 1, 2], [int(values.numel()) - true, true], sampled, integer=True, boolean=True)
+            return Histogram(edges=[0, 1, 2], counts=[int(values.numel()) - true, true], sampled=sampled, integer=True, boolean=True)
         v = as_float64(values) if values.is_complex() or not values.is_floating_point() else values
         integer = not (t.is_floating_point() or t.is_complex())
         if integer and isinstance(lo, int) and isinstance(hi, int) and hi - lo + 1 <= bins:
@@ -93,16 +93,16 @@ def value_histogram(
                 off = values.to(torch.int64) - lo
             off = off[(off >= 0) & (off < width)]
             counts = torch.bincount(off, minlength=width)[:width].tolist()
-            return Histogram([lo + i for i in range(width + 1)], counts, sampled, integer=True)  # exact ints
+            return Histogram(edges=[lo + i for i in range(width + 1)], counts=counts, sampled=sampled, integer=True)  # exact ints
         flo, fhi = float(lo), float(hi)
         if fhi <= flo:
-            return Histogram([flo, fhi], [int(torch.isfinite(v).sum())], sampled)
+            return Histogram(edges=[flo, fhi], counts=[int(torch.isfinite(v).sum())], sampled=sampled)
         exponent = scale_exponent(max(abs(flo), abs(fhi)))
         if exponent:  # huge values: bin them scaled by a power of two (fhi - flo would overflow)
             scale = math.ldexp(1.0, -exponent)
             counts = bin_counts(v.to(torch.float64) * scale, flo * scale, fhi * scale, bins)
             step = (fhi * scale - flo * scale) / bins
-            return Histogram([(flo * scale + i * step) / scale for i in range(bins + 1)], counts, sampled)
+            return Histogram(edges=[(flo * scale + i * step) / scale for i in range(bins + 1)], counts=counts, sampled=sampled)
         counts = bin_counts(v, flo, fhi, bins)
         step = (fhi - flo) / bins
-        return Histogram([flo + i * step for i in range(bins + 1)], counts, sampled)
+        return Histogram(edges=[flo + i * step for i in range(bins + 1)], counts=counts, sampled=sampled)

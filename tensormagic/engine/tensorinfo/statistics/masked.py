@@ -11,7 +11,12 @@ import numpy as np
 import torch
 
 from tensormagic.engine.tensorinfo.statistics.chunks import numpy_pieces
-from tensormagic.engine.tensorinfo.statistics.compute import chunks_stats, numpy_stats, numpy_target, tensor_stats
+from tensormagic.engine.tensorinfo.statistics.compute import (
+    chunks_stats,
+    numpy_stats,
+    numpy_target,
+    tensor_stats,
+)
 from tensormagic.engine.tensorinfo.statistics.histogram import HIST_SAMPLE
 from tensormagic.engine.tensorinfo.statistics.values import CPU_CHUNK, DEFAULT_BUDGET, SAMPLE_SIZE, ValueStats
 

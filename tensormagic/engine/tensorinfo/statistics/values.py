@@ -26,7 +26,7 @@ CPU_CHUNK = 2**17
 PIVOT_SAMPLE = 4096
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ValueStats:
     """Statistics of an array's values (``None`` where a number does not exist)."""
 
