@@ -63,7 +63,8 @@ class TensorinfoMagics(UserNamespace):
         follow the model.
         A DTensor (FSDP2, tensor parallel) is described on this rank without communication: its
         mesh, placements, every rank's block and the statistics of the local shard;
-        ``%tensorinfo --global x`` on every rank at once gives the whole tensor's statistics.
+        ``%tensorinfo --global x`` on every rank at once gives the whole tensor's statistics
+        (``--timeout SECONDS``: how long to wait for the other ranks, default 5).
         """
         try:
             args = parse_line(self.tensorinfo, line)
