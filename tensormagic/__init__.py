@@ -86,6 +86,8 @@ def tensorinfo(
     hist: bool = False,
     pictures: bool = True,
     denorm: str | None = None,
+    global_stats: bool = False,
+    timeout: float | None = None,
 ) -> Report:
     """The ``%tensorinfo`` report of an array, tensor or module (``obj``), named ``name`` (its
     variable name in the caller when not given); with no ``obj``, of every array, tensor and
@@ -94,7 +96,12 @@ def tensorinfo(
     ``budget`` / ``exact``: the magic's ``--budget N`` / ``--exact``.
     ``image``, ``channels``, ``heatmap``, ``hist``: draw only these pictures (default: those the
     shape gets); ``pictures=False``: none; ``denorm``: ``"imagenet"`` or ``"MEAN,STD"`` (as the
-    magic's flags; a ValueError says what cannot be drawn)."""
+    magic's flags; a ValueError says what cannot be drawn).
+
+    ``global_stats=True`` (a
+    DTensor): the whole tensor's statistics (``%tensorinfo --global``; every rank must call it
+    within ``timeout`` seconds, else a one-line :class:`~tensormagic.engine.sharding.MeetingError`
+    and nothing is communicated)."""
     _presenting()
     from tensormagic.engine.tensorinfo import DEFAULT_BUDGET, inspect_namespace, inspect_object
     from tensormagic.engine.tensorinfo.pictures import options
@@ -106,7 +113,7 @@ def tensorinfo(
     if name is None:
         name = next((n for n, v in names.items() if v is obj and not n.startswith("_")), type(obj).__name__)
     size = 2**62 if exact else (budget if budget is not None else DEFAULT_BUDGET)
-    report = inspect_object(name, obj, names, size, pictures=drawn)
+    report = inspect_object(name, obj, names, size, pictures=drawn, global_stats=global_stats, timeout=timeout)
     if input is not None:
         from tensormagic.engine.layers import DEFAULT_LAYER_BUDGET, inspect_layers, model_inputs
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from tensormagic.engine.naming import is_module, is_ndarray, is_tensor
+from tensormagic.engine.sharding.detect import as_dtensor
 
 #: The most rows and columns a picture reads.
 SIDE = 48
@@ -43,7 +44,8 @@ def _as_tensor(obj: Any) -> torch.Tensor | None:
     """A dense strided tensor with values viewing ``obj`` (no copy), or None."""
     try:
         if is_tensor(obj):
-            t = obj.detach()
+            dt = as_dtensor(obj)  # a DTensor: its local shard (slicing the DTensor could communicate)
+            t = dt.to_local().detach() if dt is not None else obj.detach()
             if t.layout != torch.strided or t.is_nested or t.device.type == "meta" or t.is_quantized:
                 return None
             dense: torch.Tensor = t
@@ -90,7 +92,7 @@ def tensor_preview(obj: Any, histogram: Any = None, side: int = SIDE) -> Preview
                 if finite.size and finite.min() >= 0.0 and finite.max() <= 1.0:
                     if pixels.shape[2] == 1:
                         pixels = np.repeat(pixels, 3, axis=2)
-                    return Preview("image", np.nan_to_num(pixels, nan=0.0).tolist(), 0.0, 1.0, step)
+                    return Preview("image", np.nan_to_num(pixels, nan=0.0).tolist(), 0.0, 1.0, step, note="this rank's local shard" if as_dtensor(obj) is not None else "")
             plane = t
             while plane.dim() > 2:
                 plane = plane[0]
@@ -98,6 +100,8 @@ def tensor_preview(obj: Any, histogram: Any = None, side: int = SIDE) -> Preview
             finite = values[np.isfinite(values)]
             lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (None, None)
             note = "" if t.dim() == 2 else f"the first {plane.shape[0]}x{plane.shape[1]} slice"
+            if as_dtensor(obj) is not None:
+                note = "this rank's local shard" + (f", {note}" if note else "")
             return Preview("heatmap", values.tolist(), lo, hi, step, note=note)
     if histogram is not None and len(histogram.counts) > 1 and sum(histogram.counts):
         return Preview("histogram", [float(c) for c in histogram.counts], float(histogram.edges[0]), float(histogram.edges[-1]))

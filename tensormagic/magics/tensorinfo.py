@@ -11,6 +11,8 @@ from IPython.core.magic import line_magic, magics_class, output_can_be_silenced
 from tensormagic.engine import tensorinfo as tensorinfo_engine
 from tensormagic.engine.layers import DEFAULT_LAYER_BUDGET
 from tensormagic.engine.namespace import describe_non_array, is_inspectable
+from tensormagic.engine.sharding import MeetingError, is_dtensor
+from tensormagic.engine.sharding.global_stats import DEFAULT_TIMEOUT
 from tensormagic.engine.tensorinfo import DEFAULT_BUDGET
 from tensormagic.engine.tensorinfo.pictures import PictureError
 from tensormagic.engine.tensorinfo.pictures import options as picture_options
@@ -38,6 +40,8 @@ class TensorinfoMagics(UserNamespace):
     @argument("--hist", action="store_true", help="the histogram chart (true counts of every element within --budget)")
     @argument("--no-pictures", action="store_true", help="no pictures at all (by default: an image view for images, channels for feature maps, a heatmap for 2-D, a histogram for all)")
     @argument("--denorm", metavar="MEAN,STD", help="undo a normalisation before the image view: imagenet, MEAN,STD, or one mean per channel then one std per channel (0.485,0.456,0.406,0.229,0.224,0.225)")
+    @argument("--global", dest="global_", action="store_true", help="a DTensor only: statistics of the whole tensor, from one all_gather of a few numbers per rank (every rank of the mesh must run it at once, e.g. %%px %%tensorinfo --global x); default: this rank's local shard, with no communication")
+    @argument("--timeout", type=float, default=None, metavar="SECONDS", help=f"with --global: how long to wait for every rank before giving up with an error and communicating nothing (default {DEFAULT_TIMEOUT:g})")
     @argument("--input", metavar="EXPR", help="a model only: run one forward pass on EXPR (a tensor, a tuple of arguments or a dict of keyword arguments) and show every layer: shapes, parameters, MACs, memory, activations (may follow the model: %%tensorinfo model --input x)")
     @argument("--input-size", metavar="SHAPE", help="a model only: the same with a random input of this shape, e.g. 8,3,32,32 (several inputs: 2,16;2,16)")
     @argument(
@@ -72,6 +76,10 @@ class TensorinfoMagics(UserNamespace):
         a channel view of other (C, H, W) / (N, C, H, W) tensors, a heatmap of 2-D ones (of the last
         two dims of others) and a histogram; asking for one (--image, --channels, --heatmap, --hist)
         shows only those asked for.
+        A DTensor (FSDP2, tensor parallel) is described on this rank without communication: its
+        mesh, placements, every rank's block and the statistics of the local shard;
+        ``%tensorinfo --global x`` on every rank at once gives the whole tensor's statistics
+        (``--timeout SECONDS``: how long to wait for the other ranks, default 5).
         """
         try:
             args = parse_line(self.tensorinfo, line)
@@ -81,11 +89,15 @@ class TensorinfoMagics(UserNamespace):
             raise
         args.expr, late_input, late_size = split_model_options(args.expr)
         input_expr, input_size = args.input or late_input, args.input_size or late_size
-        flags = ("--budget", "--exact", "--image", "--channels", "--heatmap", "--hist", "--no-pictures", "--denorm")
-        late = [tok for tok in args.expr if tok in flags or tok.startswith(("--budget=", "--denorm="))]
+        flags = ("--budget", "--exact", "--global", "--timeout", "--image", "--channels", "--heatmap", "--hist", "--no-pictures", "--denorm")
+        late = [tok for tok in args.expr if tok in flags or tok.startswith(("--budget=", "--timeout=", "--denorm="))]
         if late:
-            value = " N" if late[0].startswith("--budget") else (" imagenet" if late[0].startswith("--denorm") else "")
-            raise UsageError(f"{late[0]} must come before the expression, e.g. %tensorinfo {late[0].split('=')[0]}{value} x")
+            example = {"--budget": " N", "--timeout": " SECONDS", "--denorm": " imagenet"}.get(late[0].split("=")[0], "")
+            raise UsageError(f"{late[0]} must come before the expression, e.g. %tensorinfo {late[0].split('=')[0]}{example} x")
+        if args.timeout is not None and not args.global_:
+            raise UsageError("--timeout applies to --global (how long to wait for every rank), e.g. %tensorinfo --global --timeout 10 x")
+        if args.timeout is not None and not (0 < args.timeout <= 3600):
+            raise UsageError(f"--timeout must be a number of seconds between 0 and 3600, not {args.timeout:g}")
         try:
             pictures = picture_options(image=args.image, channels=args.channels, heatmap=args.heatmap, hist=args.hist, pictures=not args.no_pictures, denorm=args.denorm)
         except PictureError as exc:
@@ -102,6 +114,8 @@ class TensorinfoMagics(UserNamespace):
             asked = [f for f, on in (("--image", args.image), ("--channels", args.channels), ("--heatmap", args.heatmap), ("--hist", args.hist), ("--denorm", args.denorm), ("--no-pictures", args.no_pictures)) if on]
             if asked:
                 raise UsageError(f"{asked[0]} applies to one array or tensor; give an expression, e.g. %tensorinfo {asked[0]} x")
+            if args.global_:
+                raise UsageError("--global applies to one DTensor; give an expression, e.g. %tensorinfo --global x")
             if args.exact or args.budget is not None:
                 raise UsageError(f"{'--exact' if args.exact else '--budget'} applies to one array or tensor; give an expression, e.g. %tensorinfo {'--exact' if args.exact else '--budget N'} x")
             return tensorinfo_engine.inspect_namespace(self.user_ns, self.hidden)
@@ -110,9 +124,13 @@ class TensorinfoMagics(UserNamespace):
             raise UsageError(f"{expr} {describe_non_array(obj)}")
         if input_expr or input_size:
             check_model(expr, obj, input_expr, input_size)
+        if args.global_ and not is_dtensor(obj):
+            raise UsageError(f"--global is for DTensors (sharded over ranks); {expr} is a {type(obj).__name__} whose statistics already cover all its values: %tensorinfo {expr}")
+        if args.global_ and (input_expr or input_size):
+            raise UsageError("--global and --input do not combine: --global is for one DTensor")
         try:
-            report = tensorinfo_engine.inspect_object(expr, obj, self.user_ns, budget, self.hidden, pictures=pictures)
-        except tensorinfo_engine.UninspectableError as exc:
+            report = tensorinfo_engine.inspect_object(expr, obj, self.user_ns, budget, self.hidden, pictures=pictures, global_stats=args.global_, timeout=args.timeout)
+        except (tensorinfo_engine.UninspectableError, MeetingError) as exc:
             raise UsageError(str(exc)) from None
         except PictureError as exc:
             message = str(exc)

@@ -35,7 +35,7 @@ def picture_html(preview: Preview | None) -> str:
         return ""
     uri = data_uri(preview)
     if uri is not None:
-        return f"<img src=\"{html.e(uri)}\" alt=\"{html.e(ALT.get(preview.kind, 'picture'))}\">"
+        return f"<img src=\"{html.e(uri)}\" alt=\"{html.e(ALT.get(preview.kind, 'picture') + (f' ({preview.note})' if preview.note else ''))}\">"
     spark = sparkline(preview)
     return f"<span class=\"tm-spark\">{html.e(spark)}</span>" if spark else ""
 

@@ -47,6 +47,9 @@ def tensor_line(info: TensorInfo) -> str:
     if info.type != "numpy.ndarray" or info.device != "cpu":
         head += f" {info.device}"
     parts = [head]
+    sh = info.sharding
+    if sh is not None:  # a DTensor: its layout, and whose values the numbers are
+        parts.append(f"{', '.join(sh.placements)}, local {fmt_shape(sh.local_shape)} on rank {sh.rank}")
     s = info.stats
     if info.numel == 0:
         parts.append("empty")
@@ -54,6 +57,8 @@ def tensor_line(info: TensorInfo) -> str:
         parts.append(info.stats_note or "no values to read")
     else:
         over = "|z| " if "|z|" in s.over else ""
+        if s.scope in ("local", "partial"):
+            over = ("local shard " if s.scope == "local" else "partial values' ") + over
         if s.min is not None and s.min == s.max and s.count == 1:
             parts.append(f"{over}value {num(s.min)}")
         elif s.min is not None:

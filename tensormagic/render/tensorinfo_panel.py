@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tensormagic.engine.sharding.layout import mesh_words
 from tensormagic.engine.tensorinfo import ModuleInfo, NamespaceInfo, TensorInfo
 from tensormagic.render.document import (
     Bars,
@@ -25,6 +26,7 @@ from tensormagic.render.format import (
     yes_no,
 )
 from tensormagic.render.registry import builds
+from tensormagic.render.sharding_panel import sharding_section
 from tensormagic.render.tensor_pictures import histogram_block, picture_blocks
 
 
@@ -36,12 +38,17 @@ def _twin(info: TensorInfo) -> str:
 
 def _headline(info: TensorInfo) -> str:
     parts = [f"{truncate(info.name, 60)}: {info.type} {info.dtype} {fmt_shape(info.shape)} on {info.device}"]
+    sh = info.sharding
+    if sh is not None:
+        parts = [f"{truncate(info.name, 60)}: DTensor {info.dtype} {fmt_shape(sh.global_shape)} ({', '.join(sh.placements)}) on {mesh_words(sh.mesh_shape, sh.device_type)}, local {fmt_shape(sh.local_shape)} on rank {sh.rank}"]
     parts.append(f"twin {info.equivalent_dtype}" if info.equivalent_dtype else "no twin dtype")
     s = info.stats
     if s is not None and s.count:
         bad = s.nan + s.posinf + s.neginf
         sampled = "" if s.exact else " (in a sample)"
         over = "|z| " if "|z|" in s.over else ""
+        if s.scope in ("local", "partial"):
+            sampled += " (partial values)" if s.scope == "partial" else " (local shard)"
         parts.append(f"{bad:,} NaN/inf!{sampled}" if bad else f"{over}range [{fmt_number(s.min)}, {fmt_number(s.max)}]{sampled}")
     if info.aliases:
         names = ", ".join(truncate(a.name, 30) for a in info.aliases[:3])
@@ -57,7 +64,7 @@ def _summary(info: TensorInfo) -> Section:
         ("shape", fmt_shape(info.shape)),
         ("elements", fmt_number(info.numel)),
         ("device", info.device),
-        ("bytes", fmt_bytes(info.nbytes)),
+        ("bytes" if info.sharding is None else "bytes on this rank", fmt_bytes(info.nbytes)),
     ]
     if info.requires_grad is not None:
         rows.append(("requires_grad", yes_no(info.requires_grad)))
@@ -70,15 +77,16 @@ def _summary(info: TensorInfo) -> Section:
 
 
 def _layout(info: TensorInfo) -> Section:
+    local = "" if info.sharding is None else " (local shard)"
     rows = [
         ("layout", info.layout),
         ("memory format", info.memory_format),
-        ("contiguous", yes_no(info.contiguous)),
-        ("strides (elements)", fmt_shape(info.strides)),
-        ("strides (bytes)", fmt_shape(info.byte_strides)),
+        ("contiguous" + local, yes_no(info.contiguous)),
+        ("strides (elements)" + local, fmt_shape(info.strides)),
+        ("strides (bytes)" + local, fmt_shape(info.byte_strides)),
         ("item size", f"{info.itemsize} B"),
-        ("logical bytes", fmt_bytes(info.nbytes)),
-        ("storage bytes", fmt_bytes(info.storage_nbytes)),
+        ("logical bytes" + local, fmt_bytes(info.nbytes)),
+        ("storage bytes" + local, fmt_bytes(info.storage_nbytes)),
     ]
     if info.storage_offset is not None:
         rows.append(("storage offset", fmt_number(info.storage_offset)))
@@ -93,7 +101,8 @@ def _values(info: TensorInfo) -> Section:
         return Section("Values", [Note(info.stats_note or "no statistics", "info")])
     how = "exact" if s.exact else f"estimated from a sample of {s.sample_size:,} of {s.count:,} elements"
     std_label, std = shown_std(s, numpy=info.type.startswith("numpy"))
-    rows = [
+    scope = {"local": "this rank's local shard", "partial": "partial values (not the tensor's)", "global": "the whole tensor (all ranks)"}
+    rows = ([("scope", scope[s.scope])] if s.scope else []) + [
         ("min", fmt_number(s.min)),
         ("max", fmt_number(s.max)),
         ("mean", fmt_number(s.mean)),
@@ -122,6 +131,8 @@ def _values(info: TensorInfo) -> Section:
         else:
             labels = [f"{h.edges[i]:.3g} … {h.edges[i + 1]:.3g}" for i in range(len(h.counts))]
         caption = "histogram" + (" (from a sample)" if h.sampled else "")
+        if info.sharding is not None:
+            caption += " of this rank's partial values" if info.sharding.partial else " of this rank's local shard"
         blocks.append(Bars(labels, [float(c) for c in h.counts], caption, value_format="{:,.0f}"))
     return Section("Values", blocks)
 
@@ -175,7 +186,7 @@ def tensor_panel(info: TensorInfo) -> Panel:
     return Panel(
         title=f"tensorinfo · {truncate(info.name, 80)}",
         headline=_headline(info),
-        sections=[_summary(info), *_pictures(info), _layout(info), _values(info), _autograd(info), _aliases(info), _dtypes(info)],
+        sections=[_summary(info), *([sharding_section(info.sharding)] if info.sharding is not None else []), *_pictures(info), _layout(info), _values(info), _autograd(info), _aliases(info), _dtypes(info)],
         headline_level="warning" if bad else "info",
     )
 
@@ -200,8 +211,18 @@ def module_panel(info: ModuleInfo, layers_hint: bool = True) -> Panel:
             ("devices", ", ".join(f"{k} ({v} tensors)" for k, v in info.devices.items()) or "-"),
         ]
     )
+    if info.local_parameters is not None:
+        summary.rows[1:1] = [("parameters on this rank", f"{fmt_number(info.local_parameters)} (rank {info.rank}; {info.sharded} sharded tensors)")]
+        summary.rows[4:4] = [("parameter bytes on this rank", fmt_bytes(info.local_parameter_bytes))]
     rows = [[r.name, r.kind, fmt_shape(r.shape) if r.shape is not None else "? (uninitialized)", r.dtype, r.device, fmt_number(r.numel), yes_no(r.trainable)] for r in info.rows[:MAX_ROWS]]
-    table = Table(["name", "kind", "shape", "dtype", "device", "elements", "trainable"], rows, total_rows=len(info.rows))
+    headers = ["name", "kind", "shape", "dtype", "device", "elements", "trainable"]
+    if info.sharded:
+        headers = ["name", "kind", "global shape", "placement", "local shape", "dtype", "device", "global elements", "trainable"]
+        rows = [
+            [r.name, r.kind, fmt_shape(r.shape) if r.shape is not None else "? (uninitialized)", ", ".join(r.placements) if r.placements else "not sharded", fmt_shape(r.local_shape if r.placements else r.shape), r.dtype, r.device, fmt_number(r.numel), yes_no(r.trainable)]
+            for r in info.rows[:MAX_ROWS]
+        ]
+    table = Table(headers, rows, total_rows=len(info.rows))
     shared: list[Block] = [Note("no tied or shared parameters")] if not info.shared else [
         Table(["names", "relation", "detail"], [[" & ".join(s["names"]), s["relation"], s["detail"]] for s in info.shared[:MAX_ROWS]], total_rows=len(info.shared))
     ]

@@ -55,7 +55,14 @@ def _placement(report: TodeviceReport) -> Section:
         [truncate(r.name, 40), truncate(short_type(r.type), 50), r.device, truncate(r.dtype, 40), fmt_shape(r.shape), fmt_bytes(r.nbytes, exact=False), ("split! " if r.mixed else "") + (r.note or "")]
         for r in report.placement[:MAX_ROWS]
     ]
-    blocks: list[Block] = [Table(["name", "type", "device", "dtype", "shape", "bytes", "note"], rows, total_rows=len(report.placement))]
+    headers = ["name", "type", "device", "dtype", "shape", "bytes", "note"]
+    if any(r.local_nbytes is not None for r in report.placement):  # sharded tensors: what this rank holds, and how
+        headers = ["name", "type", "device", "dtype", "shape", "placement", "bytes (global)", "bytes on this rank", "note"]
+        rows = [
+            [*row[:5], ", ".join(r.placements) if r.placements else "-", row[5], fmt_bytes(r.local_nbytes if r.local_nbytes is not None else r.nbytes, exact=False), row[6]]
+            for row, r in zip(rows, report.placement, strict=False)
+        ]
+    blocks: list[Block] = [Table(headers, rows, total_rows=len(report.placement))]
     blocks += [Note(n, "warning" if "split" in n or "devices" in n else "info") for n in report.notes]
     return Section("Placement", blocks)
 

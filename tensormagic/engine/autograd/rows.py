@@ -23,7 +23,14 @@ from tensormagic.engine.autograd.recorder import Recorder
 from tensormagic.engine.autograd.records import CallRecord, Target
 from tensormagic.engine.autograd.report import GradientRow, Status
 from tensormagic.engine.autograd.source import CellSource
-from tensormagic.engine.autograd.summary import GradSummary
+from tensormagic.engine.autograd.summary import GradSummary, summarise
+from tensormagic.engine.sharding.fsdp import (
+    GradMark,
+    fsdp_roots,
+    grad_changed,
+    placement_words,
+    unsharded_copies,
+)
 
 #: Rows for the unused parameters of one module, at most.
 MAX_MODULE_ROWS = 200
@@ -77,12 +84,18 @@ def _meta(t: Any) -> tuple[list[int] | None, str | None]:
 class RowBuilder:
     """Rows for one cell (see the module docstring)."""
 
-    def __init__(self, namespace: Mapping[str, Any], cell: CellSource, names: Names, recorder: Recorder, used_names: list[str]) -> None:
+    def __init__(self, namespace: Mapping[str, Any], cell: CellSource, names: Names, recorder: Recorder, used_names: list[str], sharded_grads: dict[int, GradMark] | None = None) -> None:
         self.ns = namespace
         self.cell = cell
         self.names = names
         self.recorder = recorder
         self.used_names = used_names  # the names the cell binds or uses, in cell order
+        self.sharded_grads = sharded_grads or {}  # .grad marks of DTensor parameters before the cell
+        self.fsdp_copies: dict[int, tuple[str, torch.Tensor]] = {}
+        if self.sharded_grads:
+            modules = [(n, namespace.get(n)) for n in used_names if isinstance(namespace.get(n), torch.nn.Module)]
+            modules += [(n, m) for n, m in fsdp_roots(namespace) if n not in used_names]
+            self.fsdp_copies = unsharded_copies(modules)
 
     def of(self, record: CallRecord) -> str:
         return ", ".join(r.name or "?" for r in record.roots)
@@ -94,8 +107,12 @@ class RowBuilder:
             label = "vector-Jacobian product with the gradient passed to backward"
         elif record.ones or any(r.shape is not None and math.prod(r.shape) != 1 for r in record.roots):
             label = "vector-Jacobian product with ones (the gradient of the sum)"
-        rows = [self._target_row(record, target, of, label) for target in record.targets.values()]
+        rows = [self._target_row(record, target, of, label) for target in record.targets.values() if target.key not in self.fsdp_copies]
         seen = set(record.targets) | {r.key for r in record.roots} | {r.seed_key for r in record.roots if r.seed_key is not None}
+        copies = [self.fsdp_copies[k] for k in record.targets if k in self.fsdp_copies]
+        for pname, sharded in copies:
+            seen.add(id(sharded))
+            rows.append(self._sharded_row(pname, sharded, record, of, label, fsdp=True))
         for other in self.recorder.calls:  # gradients a call returned, other outputs and their graphs' tensors
             seen |= other.result_keys()
             if other is not record:
@@ -253,6 +270,9 @@ class RowBuilder:
             if not p.requires_grad:
                 continue
             full = self.names.name(p) or f"{name}.{pname}"
+            if grad_changed(p, self.sharded_grads):
+                rows.append(self._sharded_row(full, p, record, of, "gradient", fsdp=False))
+                continue
             reason = f"{full} requires grad but {of} does not depend on it (this part of {name} is not used in computing {of})"
             if record.kind == "backward":
                 reason += f"; {full}.grad is left as it was"
@@ -261,6 +281,30 @@ class RowBuilder:
             if len(rows) >= MAX_MODULE_ROWS:
                 break
         return rows
+
+
+    def _sharded_row(self, name: str, p: torch.Tensor, record: CallRecord, of: str, label: str, fsdp: bool) -> GradientRow:
+        """A DTensor parameter whose ``.grad`` the cell's backward set (through FSDP2's hooks when
+        ``fsdp``: autograd's leaf was FSDP's unsharded copy): computed, from its local shard."""
+        shape, dtype = _meta(p)
+        line = self.cell.assigned.get(name.split(".")[0])
+        aliases = self.names.aliases(p)
+        if not grad_changed(p, self.sharded_grads) or p.grad is None:
+            how = "its unsharded copy got no gradient" if fsdp else "its .grad did not change"
+            return GradientRow(
+                wrt=name, of=of, status=Status.UNUSED, shape=shape, dtype=dtype, kind="leaf", line=line, aliases=aliases,
+                reason=f"{name} requires grad but {of} does not depend on it ({how})", fix="check that it is really used in computing the output",
+            )
+        summary = summarise(p.grad)
+        plain = summary.plain() if summary is not None else {}
+        via = "FSDP2 reduce-scattered the gradient of its unsharded copy into" if fsdp else "the cell's backward set"
+        placed = placement_words(p.grad) or "plain"
+        return GradientRow(
+            wrt=name, of=of, status=Status.OK, shape=shape, dtype=dtype, kind="leaf", line=line, aliases=aliases,
+            grad=grad_value(plain) if plain else None, norm=plain.get("norm"), label=label + " (local shard)",
+            nan=int(plain.get("nan", 0)), inf=int(plain.get("inf", 0)),
+            reason=f"{via} {name}.grad (a {placed} DTensor gradient); summarised from this rank's local shard only",
+        )
 
 
 __all__ = ["RowBuilder", "grad_value"]

@@ -58,6 +58,7 @@ from tensormagic.engine.autograd.rows import RowBuilder
 from tensormagic.engine.autograd.source import analyse_source
 from tensormagic.engine.autograd.wrt import wrt_rows
 from tensormagic.engine.namespace import HIDDEN_NAMES
+from tensormagic.engine.sharding.fsdp import fsdp_roots, grad_marks
 
 
 class AutogradSession:
@@ -69,6 +70,9 @@ class AutogradSession:
         self.hidden = set(hidden) | set(HIDDEN_NAMES)
         self.cell = analyse_source(source, tree)
         self._before = {k: id(v) for k, v in namespace.items()}  # once per cell: rebinding the source hides
+        # the .grad of each DTensor parameter of the modules the cell names (FSDP2's hooks set them)
+        # (and of every FSDP2 model in the namespace: a cell may train one through a function)
+        self.sharded_grads = grad_marks([namespace.get(n) for n in self.cell.loaded] + [m for _, m in fsdp_roots(namespace)])
         self.names = CellNames(namespace, self.cell, self.hidden)
         self.lines: LineSpans | None = LineSpans() if self.options.lines else None
         self._trace_functions = False  # set by prepare(): the cell defines functions
@@ -161,7 +165,7 @@ class AutogradSession:
                 root.name = root.name or (names.name(root.ref()) if root.ref is not None and root.ref() is not None else None)
             name_roots(r, self.cell)
         used = self.used_names()
-        builder = RowBuilder(self.namespace, self.cell, names, rec, used)
+        builder = RowBuilder(self.namespace, self.cell, names, rec, used, self.sharded_grads)
         rows = [row for r in records for row in builder.rows(r)]
         if self.options.wrt:
             rows = wrt_rows(self.options.wrt, rows, records, self.namespace, builder)
@@ -178,7 +182,7 @@ class AutogradSession:
             cost=summaries.cost(rec, records, computed, self.cell_seconds, self.extra.spent_s),
             health=health(rows, graph, params),
             jacobian=self.passes.jacobians,
-            notes=summaries.notes(rec, records) + self.passes.notes,
+            notes=summaries.notes(rec, records) + self.passes.notes + _sharded_note(rows),
             not_computed=self.extra.not_computed,
         )
         if not records:
@@ -188,6 +192,14 @@ class AutogradSession:
             report.check = summaries.check(self.tape, records)
         report.cost.report_s = time.perf_counter() - t0
         return report
+
+
+def _sharded_note(rows: list[Any]) -> list[str]:
+    """What the gradients of DTensors are, when the cell has any (no communication was run)."""
+    if any("local shard" in (r.reason or "") for r in rows):
+        return [("gradients of DTensors (and their norms in Health) are this rank's local shards', read without communication; "
+                 "with Shard placements the global norm is the square root of the sum over ranks of the squared local norms")]
+    return []
 
 
 def _pauser(tracer: LineTracer | None, modes: list[Any]) -> Any:

@@ -126,6 +126,15 @@ def local_shard(t: torch.Tensor) -> torch.Tensor | None:
     return None
 
 
+def _placement(p: Any) -> str:
+    from tensormagic.engine.sharding.layout import placement_text
+
+    try:
+        return placement_text(p)
+    except Exception:  # noqa: BLE001 - a placement torch added later
+        return str(p)
+
+
 def summarise(grad: torch.Tensor | None) -> GradSummary | None:
     """Summarise a gradient without keeping it (called inside backward hooks)."""
     if grad is None:
@@ -134,7 +143,8 @@ def summarise(grad: torch.Tensor | None) -> GradSummary | None:
         scope = None
         shard = local_shard(grad)
         if shard is not None:
-            grad, scope = shard, "local shard"
+            placed = ", ".join(_placement(p) for p in getattr(grad, "placements", ()))
+            grad, scope = shard, f"local shard ({placed})" if placed else "local shard"
         dtype = str(grad.dtype)
         shape = _shape(grad)
         why = _unreadable(grad)

@@ -7,7 +7,14 @@ from typing import Any
 
 import torch
 
-from tensormagic.engine.naming import describe_exception, is_array, is_module, is_tensor, type_name
+from tensormagic.engine.naming import (
+    describe_exception,
+    is_array,
+    is_module,
+    is_tensor,
+    type_name,
+)
+from tensormagic.engine.sharding.rendezvous import MeetingError
 from tensormagic.engine.tensorinfo.array import inspect_array
 from tensormagic.engine.tensorinfo.module import inspect_module
 from tensormagic.engine.tensorinfo.pictures import PictureError, PictureOptions
@@ -36,25 +43,30 @@ def inspect_object(
     budget: int = DEFAULT_BUDGET,
     hidden: frozenset[str] | set[str] = frozenset(),
     pictures: PictureOptions | None = None,
+    *,
+    global_stats: bool = False,
+    timeout: float | None = None,
 ) -> TensorInfo | ModuleInfo:
     """Dispatch on the object's true type (an object whose ``__class__`` lies is not inspectable).
 
     Raises TypeError for objects that are not inspectable, and :class:`UninspectableError` (one
     line) for an array, tensor or module that raises while its report is built.  ``pictures``:
     which pictures to draw (default: those the shape gets); :class:`PictureError` (one line)
-    when one asked for cannot be drawn.
+    when one asked for cannot be drawn;
+    ``global_stats`` (a DTensor's whole-tensor statistics, every rank must ask) may raise
+    :class:`~tensormagic.engine.sharding.rendezvous.MeetingError` (one line, nothing communicated).
     """
     opts = pictures if pictures is not None else PictureOptions()
     try:
         if is_tensor(obj):
-            return inspect_tensor(name, obj, namespace, budget, hidden, pictures=opts)
+            return inspect_tensor(name, obj, namespace, budget, hidden, pictures=opts, global_stats=global_stats, timeout=timeout)
         if is_array(obj):
             return inspect_array(name, obj, namespace, budget, hidden, pictures=opts)
         if is_module(obj):
             if opts.kinds or opts.denorm is not None:
                 raise PictureError(f"{name} is a module: pictures (--image, --channels, --heatmap, --hist, --denorm) are of arrays and tensors")
             return inspect_module(name, obj)
-    except PictureError:
+    except (PictureError, MeetingError):
         raise
     except Exception as exc:  # noqa: BLE001 - an object that refuses: one line, never a traceback
         raise UninspectableError(f"{name} ({type_name(obj)}) cannot be described: {describe_exception(exc)}{_refusal_hint(obj)}") from None

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from typing import Any
 
 import torch
 
-from tensormagic.engine.naming import UNINITIALIZED, describe_exception, is_uninitialized, type_name
+from tensormagic.engine.naming import (
+    UNINITIALIZED,
+    describe_exception,
+    is_uninitialized,
+    type_name,
+)
+from tensormagic.engine.sharding.detect import as_dtensor, is_fsdp_module
+from tensormagic.engine.sharding.layout import placement_text
 from tensormagic.engine.tensorinfo import memory
 from tensormagic.engine.tensorinfo.reports import ModuleInfo, ParameterRow
 
@@ -20,6 +28,7 @@ def inspect_module(name: str, module: torch.nn.Module, max_rows: int = 200) -> M
     dtypes: Counter[str] = Counter()
     devices: Counter[str] = Counter()
     params = trainable = pbytes = nbuf = bbytes = 0
+    sharded = local_params = local_pbytes = local_bbytes = 0
     lazy: list[str] = []
     regions: list[tuple[str, memory.MemoryRegion | None, torch.Tensor]] = []
     for kind, items in (("parameter", module.named_parameters(remove_duplicate=False)), ("buffer", module.named_buffers(remove_duplicate=False))):
@@ -36,7 +45,16 @@ def inspect_module(name: str, module: torch.nn.Module, max_rows: int = 200) -> M
                 if len(rows) < max_rows:
                     rows.append(ParameterRow(name=pname, kind=kind, shape=None, dtype=str(p.dtype), device=str(p.device), numel=0, nbytes=0, trainable=bool(p.requires_grad), note=UNINITIALIZED))
                 continue
-            size = p.numel() * p.element_size()
+            size = p.numel() * p.element_size()  # a DTensor's numel is the global tensor's
+            dt = as_dtensor(p)
+            local = dt.to_local() if dt is not None else p
+            local_size = local.numel() * local.element_size()
+            sharded += dt is not None
+            if kind == "parameter":
+                local_params += local.numel()
+                local_pbytes += local_size
+            else:
+                local_bbytes += local_size
             dtypes[str(p.dtype)] += p.numel()
             devices[str(p.device)] += 1
             if kind == "parameter":
@@ -46,9 +64,12 @@ def inspect_module(name: str, module: torch.nn.Module, max_rows: int = 200) -> M
             else:
                 nbuf += p.numel()
                 bbytes += size
-            regions.append((pname, memory.memory_region(p), p))
+            regions.append((pname, memory.memory_region(local), local))
             if len(rows) < max_rows:
-                rows.append(ParameterRow(name=pname, kind=kind, shape=list(p.shape), dtype=str(p.dtype), device=str(p.device), numel=p.numel(), nbytes=size, trainable=bool(p.requires_grad)))
+                row = ParameterRow(name=pname, kind=kind, shape=list(p.shape), dtype=str(p.dtype), device=str(p.device), numel=p.numel(), nbytes=size, trainable=bool(p.requires_grad))
+                if dt is not None:
+                    row = dataclasses.replace(row, placements=[placement_text(q) for q in dt.placements], local_shape=list(local.shape), local_nbytes=local_size)
+                rows.append(row)
     for i, j in memory.overlapping_pairs([r for _, r, _ in regions]):
         rel = memory.relation(regions[i][2], regions[j][2], regions[i][1], regions[j][1])
         if rel is not None:
@@ -57,6 +78,13 @@ def inspect_module(name: str, module: torch.nn.Module, max_rows: int = 200) -> M
     if lazy:
         shown = ", ".join(lazy[:5]) + (" ..." if len(lazy) > 5 else "")
         notes.append(f"a lazy module: {len(lazy)} parameter{'s' if len(lazy) != 1 else ''} or buffer{'s' if len(lazy) != 1 else ''} {UNINITIALIZED} ({shown}); the counts and bytes are of the others")
+    rank = None
+    if sharded:
+        import torch.distributed as dist
+
+        rank = int(dist.get_rank()) if dist.is_initialized() else 0
+        fsdp = " (FSDP2)" if is_fsdp_module(module) or any(is_fsdp_module(m) for m in module.modules()) else ""
+        notes.append(f"{sharded} sharded parameter{'s' if sharded != 1 else ''} or buffer{'s' if sharded != 1 else ''}{fsdp}: counts and bytes are of the global tensors; rank {rank} holds {local_params:,} parameter elements ({local_pbytes:,} bytes) of them")
     if len(devices) > 1:
         notes.append(f"parameters and buffers sit on {len(devices)} devices ({', '.join(devices)}): inputs must match each layer's device")
     try:
@@ -80,4 +108,9 @@ def inspect_module(name: str, module: torch.nn.Module, max_rows: int = 200) -> M
         structure=structure,
         notes=notes,
         uninitialized=len(lazy),
+        sharded=sharded,
+        local_parameters=local_params if sharded else None,
+        local_parameter_bytes=local_pbytes if sharded else None,
+        local_buffer_bytes=local_bbytes if sharded else None,
+        rank=rank,
     )

@@ -9,8 +9,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from tensormagic.engine.namespace import NamedObject, named_arrays, unreadable, user_names
-from tensormagic.engine.naming import UNINITIALIZED, is_module, is_tensor, is_uninitialized, type_name
+from tensormagic.engine.namespace import (
+    NamedObject,
+    named_arrays,
+    unreadable,
+    user_names,
+)
+from tensormagic.engine.naming import (
+    UNINITIALIZED,
+    is_module,
+    is_tensor,
+    is_uninitialized,
+    type_name,
+)
+from tensormagic.engine.sharding.detect import as_dtensor
+from tensormagic.engine.sharding.layout import placement_text
 from tensormagic.engine.tensorinfo import memory
 from tensormagic.engine.tensorinfo.aliases import EXACT_TIME_BUDGET
 from tensormagic.engine.tensorinfo.dtypes import numpy_dtype_name
@@ -43,6 +56,12 @@ def _facts_of(item: NamedObject, notes: list[str]) -> NamespaceEntry:
     if is_uninitialized(obj):
         notes.append(f"{item.name}: {UNINITIALIZED} (a lazy module's parameter or buffer)")
         return NamespaceEntry(name=item.name, type=type_name(obj), dtype=str(obj.dtype), shape=None, device=str(obj.device), nbytes=0, group=None, relation=None)
+    dt = as_dtensor(obj)
+    if dt is not None:  # global shape; the bytes this rank holds (what this process's memory has)
+        local = dt.to_local()
+        placed = ", ".join(placement_text(p) for p in dt.placements)
+        notes.append(f"{item.name}: a DTensor ({placed}): its shape is the global tensor's, its bytes this rank's shard's")
+        return NamespaceEntry(name=item.name, type=f"torch.distributed.tensor.DTensor ({placed})", dtype=str(dt.dtype), shape=list(dt.shape), device=str(local.device), nbytes=local.numel() * local.element_size(), group=None, relation=None)
     if is_tensor(obj):
         nested = bool(getattr(obj, "is_nested", False))
         shape = None if nested else list(obj.shape)
@@ -59,7 +78,11 @@ def _module_entry(name: str, module: torch.nn.Module, notes: list[str]) -> Names
         notes.append(unreadable(name, module, exc))
         return NamespaceEntry(name=name, type=type_name(module), dtype="?", shape=None, device="?", nbytes=0, group=None, relation=None)
     notes += [f"{name}: {n}" for n in info.notes if UNINITIALIZED in n]
-    return NamespaceEntry(name=name, type=info.type, dtype=", ".join(info.dtypes) or "-", shape=None, device=", ".join(info.devices) or "-", nbytes=info.parameter_bytes + info.buffer_bytes, group=None, relation=None)
+    nbytes = info.parameter_bytes + info.buffer_bytes
+    if info.local_parameter_bytes is not None:  # sharded (FSDP2): the bytes this rank holds
+        notes.append(f"{name}: {info.sharded} sharded parameters or buffers: its bytes are this rank's shards' ({nbytes:,} bytes over all ranks)")
+        nbytes = info.local_parameter_bytes + (info.local_buffer_bytes or 0)
+    return NamespaceEntry(name=name, type=info.type, dtype=", ".join(info.dtypes) or "-", shape=None, device=", ".join(info.devices) or "-", nbytes=nbytes, group=None, relation=None)
 
 
 def inspect_namespace(namespace: Mapping[str, Any], hidden: frozenset[str] | set[str] = frozenset()) -> NamespaceInfo:

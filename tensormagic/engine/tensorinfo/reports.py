@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tensormagic.engine.report import Report
+from tensormagic.engine.sharding.layout import ShardingInfo
 from tensormagic.engine.tensorinfo.dtypes import DtypeTwin
 from tensormagic.engine.tensorinfo.pictures.reports import Pictures
 from tensormagic.engine.tensorinfo.statistics import Histogram, ValueStats
@@ -65,8 +66,13 @@ class TensorInfo(Report):
     details: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     pictures: Pictures | None = None  # None: none asked for, or no values to draw
+    sharding: ShardingInfo | None = None  # a DTensor's layout (None: not sharded)
+
 
     def summary(self) -> str:
+        if self.sharding is not None:
+            s = self.sharding
+            return f"{self.name}: DTensor {self.dtype} {list(s.global_shape)} ({', '.join(s.placements)}), local {list(s.local_shape)} on rank {s.rank}"
         shape = "x".join(map(str, self.shape)) if self.shape else ("scalar" if self.shape == [] else "?")
         return f"{self.name}: {self.type} {self.dtype} [{shape}] on {self.device}"
 
@@ -84,6 +90,9 @@ class ParameterRow:
     nbytes: int
     trainable: bool
     note: str | None = None
+    placements: list[str] | None = None  # a DTensor parameter's (FSDP2: ["Shard(0)"]); None: not sharded
+    local_shape: list[int] | None = None  # a DTensor parameter's shard on this rank
+    local_nbytes: int | None = None
 
 
 @dataclass(kw_only=True, repr=False)
@@ -104,10 +113,19 @@ class ModuleInfo(Report):
     structure: str
     notes: list[str] = field(default_factory=list)
     uninitialized: int = 0  # parameters and buffers of a lazy module not created yet
+    #: DTensor parameters and buffers (FSDP2, tensor parallel): how many, and what this rank holds
+    #: of the global counts above (None: nothing is sharded, this rank holds everything)
+    sharded: int = 0
+    local_parameters: int | None = None
+    local_parameter_bytes: int | None = None
+    local_buffer_bytes: int | None = None
+    rank: int | None = None
 
 
     def summary(self) -> str:
         lazy = f" (and {self.uninitialized} uninitialized)" if self.uninitialized else ""
+        if self.local_parameters is not None:
+            return f"{self.name}: {self.type}, {self.parameters:,} parameters ({self.local_parameters:,} on rank {self.rank}, {self.sharded} sharded){lazy} on {', '.join(self.devices) or 'no device'}"
         return f"{self.name}: {self.type}, {self.parameters:,} parameters{lazy} on {', '.join(self.devices) or 'no device'}"
 
 

@@ -9,9 +9,14 @@ from typing import Any
 import torch
 
 from tensormagic.engine.naming import UNINITIALIZED, is_uninitialized, type_name
+from tensormagic.engine.sharding.detect import is_dtensor
 from tensormagic.engine.tensorinfo.aliases import find_aliases
 from tensormagic.engine.tensorinfo.conversions import tensor_conversions
-from tensormagic.engine.tensorinfo.dtypes import DtypeTwin, dtype_table, numpy_twin_of_torch
+from tensormagic.engine.tensorinfo.dtypes import (
+    DtypeTwin,
+    dtype_table,
+    numpy_twin_of_torch,
+)
 from tensormagic.engine.tensorinfo.guard import guarded, safe_stats
 from tensormagic.engine.tensorinfo.pictures import PictureError, PictureOptions, Pictures, safe_pictures
 from tensormagic.engine.tensorinfo.reports import TensorInfo
@@ -67,6 +72,11 @@ def _grad_summary(t: torch.Tensor) -> str | None:
     g = t.grad if t.is_leaf or t.retains_grad else None
     if g is None:
         return None
+    return grad_text(g)
+
+
+def grad_text(g: torch.Tensor) -> str:
+    """A gradient in a few words: its values (small), else dtype, shape and norm."""
     with torch.no_grad():
         if g.layout != torch.strided or g.is_nested:
             return f"{g.dtype} {list(g.shape)} ({str(g.layout).removeprefix('torch.')})"
@@ -209,10 +219,19 @@ def inspect_tensor(
     budget: int = DEFAULT_BUDGET,
     hidden: frozenset[str] | set[str] = frozenset(),
     pictures: PictureOptions | None = None,
+    *,
+    global_stats: bool = False,
+    timeout: float | None = None,
 ) -> TensorInfo:
     """Build the report of a torch tensor (any layout, dtype or device); ``pictures``: which
-    pictures to draw of a dense one (default: those its shape gets)."""
+    pictures to draw of a dense one (default: those its shape gets); a DTensor's from its local
+    shard (``global_stats``: the whole tensor's statistics, see :mod:`~tensormagic.engine.sharding`)."""
     opts = pictures if pictures is not None else PictureOptions()
+    if is_dtensor(t):
+        from tensormagic.engine.sharding.report import inspect_dtensor
+
+        no_pictures(name, "the pictures of a DTensor are not drawn yet (its values live on several ranks)", opts)
+        return inspect_dtensor(name, t, namespace, budget, hidden, global_stats=global_stats, timeout=timeout)  # type: ignore[arg-type]
     if is_uninitialized(t):
         no_pictures(name, "an uninitialized parameter has no values yet", opts)
         return _uninitialized_info(name, t, namespace, hidden)

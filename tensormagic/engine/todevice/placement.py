@@ -9,6 +9,7 @@ a row that says so: it never breaks the listing of the others.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from tensormagic.engine.naming import (
     is_uninitialized,
     type_name,
 )
+from tensormagic.engine.sharding.detect import as_dtensor, is_fsdp_module
+from tensormagic.engine.sharding.layout import mesh_words, placement_text
 from tensormagic.engine.tensorinfo.dtypes import numpy_dtype_name
 from tensormagic.engine.tensorinfo.statistics.masked import masked_count
 
@@ -158,6 +161,13 @@ class PlacementRow:
     nbytes: int
     mixed: bool  # its tensors sit on more than one device
     note: str | None = None
+    placements: list[str] | None = None  # a DTensor's placements ("Shard(0)"); None: not sharded
+    local_nbytes: int | None = None  # bytes on this rank, for what holds DTensors (nbytes: global logical bytes)
+
+
+#: Said wherever DTensors could move: a mesh lives on one device type, on every rank.
+SPLIT_MESH = ("sharded tensors (DTensor) belong to a device mesh on every rank: moving them on one rank only splits the mesh "
+              "across device types (the next collective fails or hangs); run the same %todevice on every rank (e.g. %px %todevice cuda model)")
 
 
 def _counted(counter: Counter[str]) -> str:
@@ -182,7 +192,15 @@ def _placement_row(name: str, obj: Any) -> PlacementRow | None:
         if is_uninitialized(obj):
             return PlacementRow(name=name, type=type_name(obj), kind="tensor", device=str(obj.device), dtype=str(obj.dtype), shape=None, nbytes=0, mixed=False, note=UNINITIALIZED)
         shape = None if getattr(obj, "is_nested", False) else list(obj.shape)
-        return PlacementRow(name=name, type=type_name(obj), kind="tensor", device=str(obj.device), dtype=str(obj.dtype), shape=shape, nbytes=nbytes_of(obj), mixed=False)
+        row = PlacementRow(name=name, type=type_name(obj), kind="tensor", device=str(obj.device), dtype=str(obj.dtype), shape=shape, nbytes=nbytes_of(obj), mixed=False)
+        dt = as_dtensor(obj)
+        if dt is not None:
+            local = dt.to_local()
+            placed = [placement_text(p) for p in dt.placements]
+            local_bytes = local.numel() * local.element_size()
+            words = f"a DTensor ({', '.join(placed)}) on {mesh_words(list(dt.device_mesh.shape), dt.device_mesh.device_type)}: {local_bytes:,} bytes on this rank of {row.nbytes:,}"
+            row = dataclasses.replace(row, type="torch.distributed.tensor.DTensor", placements=placed, local_nbytes=local_bytes, note=words)
+        return row
     if is_array(obj):
         arr = np.ma.getdata(obj) if is_masked_array(obj) else np.asarray(obj)
         note = None
@@ -207,12 +225,15 @@ def _placement_row(name: str, obj: Any) -> PlacementRow | None:
         seen: set[int] = set()
         devices: Counter[str] = Counter()
         dtypes: Counter[str] = Counter()
-        total = count = lazy = key_tensors = 0
+        total = count = lazy = key_tensors = sharded = local_total = 0
         for label, leaf in leaves(obj, name):
             if id(leaf) in seen:
                 continue
             seen.add(id(leaf))
             count += 1
+            dt = as_dtensor(leaf)
+            sharded += dt is not None
+            local_total += nbytes_of(dt.to_local() if dt is not None else leaf)
             lazy += is_uninitialized(leaf)
             key_tensors += ".keys()[" in label
             devices[device_of(leaf)] += 1
@@ -232,7 +253,12 @@ def _placement_row(name: str, obj: Any) -> PlacementRow | None:
             notes.append(f"a lazy module: {lazy} {UNINITIALIZED}" if module else f"{lazy} {UNINITIALIZED}")
         if key_tensors:
             notes.append(f"{_plural(key_tensors, 'tensor')} used as dict keys (%todevice leaves keys where they are)")
-        return PlacementRow(name=name, type=row_type, kind="module" if module else "container", device=_counted(devices) or "-", dtype=", ".join(dtypes) or "-", shape=None, nbytes=total, mixed=len(devices) > 1, note="; ".join(notes) or None)
+        if sharded:
+            notes.append(f"{_plural(sharded, 'DTensor')} (sharded{', FSDP2' if module and any(is_fsdp_module(m) for m in obj.modules()) else ''}): {local_total:,} bytes on this rank of {total:,}")
+        return PlacementRow(
+            name=name, type=row_type, kind="module" if module else "container", device=_counted(devices) or "-", dtype=", ".join(dtypes) or "-",
+            shape=None, nbytes=total, mixed=len(devices) > 1, note="; ".join(notes) or None, local_nbytes=local_total if sharded else None,
+        )
     return None
 
 
@@ -249,6 +275,8 @@ def placement(namespace: Mapping[str, Any], hidden: frozenset[str] | set[str] = 
             notes.append(f"{row.name} is split across devices ({row.device}): each layer's inputs must be on that layer's device")
         if row.kind == "unreadable":
             notes.append(f"{row.name} ({row.type}) {row.note}")
+    if any(row.local_nbytes is not None for row in rows):
+        notes.append(SPLIT_MESH)
     used: Counter[str] = Counter()
     for row in rows:
         for dev in row.device.split(", "):

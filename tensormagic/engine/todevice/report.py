@@ -14,8 +14,18 @@ import torch
 
 from tensormagic.engine.naming import is_array, short_type_name
 from tensormagic.engine.report import Report
-from tensormagic.engine.todevice.devices import DeviceInfo, auto_device, available_devices
-from tensormagic.engine.todevice.placement import PlacementRow, dtype_of, leaves, placement
+from tensormagic.engine.todevice.devices import (
+    DeviceInfo,
+    auto_device,
+    available_devices,
+)
+from tensormagic.engine.todevice.placement import (
+    SPLIT_MESH,
+    PlacementRow,
+    dtype_of,
+    leaves,
+    placement,
+)
 
 if TYPE_CHECKING:
     from tensormagic.engine.todevice.mover import Plan
@@ -139,6 +149,10 @@ def move_report(
             dtype_text = _dtype_change(plan.old, plan.new)
         rows.append(MoveRow(name=name, type=short_type_name(obj), source=before[name], target=str(target), nbytes=sizes[name], seconds=secs, status=status, dtype=dtype_text, new_type=new_type, notes=row_notes))
     placed, placement_notes = placement(namespace, hidden)
+    moved_rows = {r.name for r in placed if r.local_nbytes is not None}
+    if moved_rows & set(chosen):
+        warnings = [*(warnings or []), f"{', '.join(sorted(moved_rows & set(chosen)))}: {SPLIT_MESH}"]
+        placement_notes = [n for n in placement_notes if n != SPLIT_MESH]
     return TodeviceReport(
         action="move",
         requested=requested,

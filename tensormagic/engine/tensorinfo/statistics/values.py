@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -42,6 +43,10 @@ class ValueStats:
     count: int
     over: str
     masked: int | None = None  # values a NumPy masked array leaves out (None: not a masked array)
+    #: whose values these are, for a sharded tensor (DTensor): this rank's shard ("local"), the
+    #: whole tensor ("global", %tensorinfo --global) or a Partial placement's unreduced values
+    #: ("partial"); None for an unsharded array or tensor (its statistics are of all its values)
+    scope: Literal["local", "global", "partial"] | None = None
 
 
 #: Flipping the sign bit maps uint64's order onto int64's (exact min/max with int64 kernels).
