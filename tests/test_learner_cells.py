@@ -134,3 +134,22 @@ def test_todevice_says_the_device_comes_last_and_that_gpu_means_cuda(ag):
 def test_a_complex_tensors_headline_says_its_range_is_of_the_magnitudes(ag):
     r = run(ag, "%tensorinfo torch.tensor([1+2j, 3-4j])")
     assert "|z| range [2.23607, 5]" in str(r).splitlines()[1]
+
+
+def test_a_dispatch_mode_in_the_cell_counts_the_same_ops_as_in_a_plain_cell(ag):
+    setup = (
+        "from torch.utils._python_dispatch import TorchDispatchMode\n"
+        "class Count(TorchDispatchMode):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(); self.n = 0\n"
+        "    def __torch_dispatch__(self, func, types, args=(), kwargs=None):\n"
+        "        self.n += 1\n"
+        "        return func(*args, **(kwargs or {}))\n"
+    )
+    cell = "v = torch.tensor([1., 2.], requires_grad=True)\nmode = Count(); mode.__enter__()\nf = torch.stack([v[0] * v[1], v[0] + v[1] ** 2])\nmode.__exit__(None, None, None)\ncounted = mode.n"
+    run(ag, setup)
+    run(ag, cell)
+    plain = ag.user_ns["counted"]
+    r = run(ag, "%%autograd\n" + cell)
+    assert ag.user_ns["counted"] == plain
+    assert r.jacobian and r.jacobian[0].values == [[2.0, 1.0], [1.0, 4.0]]

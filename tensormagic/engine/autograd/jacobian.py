@@ -18,6 +18,7 @@ import time
 import torch
 
 from tensormagic.engine.autograd.extra import ExtraWork
+from tensormagic.engine.autograd.guards import without_user_modes
 from tensormagic.engine.autograd.report import JacobianInfo
 from tensormagic.engine.autograd.walk import Walk
 from tensormagic.engine.naming import describe_exception, format_bytes
@@ -46,6 +47,28 @@ class _TooSlow(Exception):
         self.done = done
 
 
+_warmed_up = False
+
+
+def _warm_up() -> None:
+    """One batched double backward on a tiny graph of the magic's own, once per process, so that
+    the one-time set-up of batched gradients (vmap's rules: a quarter of a second, seconds on a
+    busy machine) is neither counted against the time budget nor projected onto the Jacobian."""
+    global _warmed_up
+    if _warmed_up:
+        return
+    _warmed_up = True
+    try:
+        with torch.enable_grad(), without_user_modes():
+            x = torch.zeros(2, requires_grad=True)
+            y = x * 2.0
+            u = torch.zeros_like(y, requires_grad=True)
+            (g,) = torch.autograd.grad([y], [x], [u], create_graph=True)
+            torch.autograd.grad([g], [u], [torch.eye(2)], is_grads_batched=True)
+    except Exception:  # noqa: BLE001 - only a warm-up: the Jacobian reports its own errors
+        pass
+
+
 def jacobian(name: str, output: torch.Tensor, inputs: list[tuple[str, torch.Tensor]], budget_entries: int, extra: ExtraWork, walk: Walk) -> list[JacobianInfo]:
     """The Jacobian of ``output`` w.r.t. each input, or nothing and a NotComputed saying why."""
     what = f"the Jacobian of {name}"
@@ -69,11 +92,12 @@ def jacobian(name: str, output: torch.Tensor, inputs: list[tuple[str, torch.Tens
     passes = math.ceil(count / chunk) + (1 if forward else 0)
     if not extra.allowed(what, walk, passes):
         return []
+    _warm_up()
     deadline = extra.budget_s - extra.spent_s
     t0 = time.perf_counter()
     tensors = [t for _, t in inputs]
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), without_user_modes():  # a mode of the cell's never sees the magic's ops
             try:
                 parts = _columns(output, tensors, chunk, t0, deadline) if forward else _rows(output, tensors, chunk, t0, deadline)
                 mode = "forward" if forward else "reverse"
