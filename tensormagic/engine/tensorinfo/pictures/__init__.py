@@ -59,7 +59,8 @@ def _picture(kind: Kind, t: torch.Tensor, stats: ValueStats | None, budget: int,
         layout = image_layout(shape)
         if layout is None:
             raise PictureError(f"a tensor of shape {shape} is not an image: the image view takes (3, H, W), (H, W, 3), (N, 3, H, W), (1, H, W) or (H, W)")
-        return image_view(t, layout, opts.denorm)
+        all_finite = stats is not None and stats.exact and not (stats.nan or stats.posinf or stats.neginf)
+        return image_view(t, layout, opts.denorm, all_finite)
     if kind == "channels":
         layout = channel_layout(shape)
         if layout is None:

@@ -41,11 +41,12 @@ def _images(t: torch.Tensor, layout: Layout, most: int) -> torch.Tensor:
     return t[:most]
 
 
-def image_view(t: torch.Tensor, layout: Layout, denorm: Denorm | None) -> ImageView:
+def image_view(t: torch.Tensor, layout: Layout, denorm: Denorm | None, all_finite: bool = False) -> ImageView:
     """The first few images of ``t`` (laid out as ``layout``) as RGB or grey pixels.
 
     Floats are read as intensities in [0, 1], integers in [0, 255] (bool: 0 or 1), after
-    ``denorm`` (``x * std + mean`` per channel); values outside are clipped and counted."""
+    ``denorm`` (``x * std + mean`` per channel); values outside are clipped and counted.
+    ``all_finite``: the statistics read every value and found no NaN/inf (nothing to mark)."""
     total = 1 if layout.batch_dim is None else int(t.shape[layout.batch_dim])
     if total == 0 or layout.height == 0 or layout.width == 0:
         raise PictureError(f"the image view needs at least one pixel; this tensor has shape {tuple(t.shape)}")
@@ -64,15 +65,22 @@ def image_view(t: torch.Tensor, layout: Layout, denorm: Denorm | None) -> ImageV
         shape = (1, layout.channels, 1, 1)
         sub = sub * torch.tensor(std, dtype=sub.dtype, device=sub.device).view(shape) + torch.tensor(mean, dtype=sub.dtype, device=sub.device).view(shape)
         scale = f"[0, 1] after x * std + mean ({denorm.name})"
-    finite = torch.isfinite(sub)
-    bad_pixel = (~finite).any(dim=1)  # (k, h, w)
-    outside = finite & ((sub < 0) | (sub > 1))
-    counts = torch.stack([outside.sum(), finite.sum(), bad_pixel.sum()]).cpu().tolist()
-    rgb = torch.nan_to_num(sub, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+    if all_finite:
+        bad_pixel = None
+        outside = (sub < 0) | (sub > 1)
+        counts = [int(outside.sum()), sub.numel(), 0]
+        rgb = sub.clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+    else:
+        finite = torch.isfinite(sub)
+        bad_pixel = (~finite).any(dim=1)  # (k, h, w)
+        outside = finite & ((sub < 0) | (sub > 1))
+        counts = torch.stack([outside.sum(), finite.sum(), bad_pixel.sum()]).cpu().tolist()
+        rgb = torch.nan_to_num(sub, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
     if layout.channels == 1:
         rgb = rgb.expand(k, 3, rgb.shape[2], rgb.shape[3])
     rgb = rgb.permute(0, 2, 3, 1).contiguous()  # (k, h, w, 3)
-    paint(rgb, bad_pixel, NAN_COLOR)
+    if bad_pixel is not None:
+        paint(rgb, bad_pixel, NAN_COLOR)
     labels = [f"[{i}]" for i in range(k)] if layout.batch_dim is not None else ["image"]
     tiles = to_host(list(rgb.unbind(0)), labels, [step] * k, [(layout.height, layout.width)] * k)
     notes = []
