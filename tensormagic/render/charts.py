@@ -29,6 +29,18 @@ FONT = "DejaVu Sans"
 WEB_FONT = "Helvetica,Arial,sans-serif"
 
 
+
+#: matplotlib settings of every chart: text stays text (``svg.fonttype: none``), colours follow the
+#: theme (:data:`~.svg.THEME_COLOR`), no background, no inline images, a stable id salt.
+CHART_STYLE: dict[str, Any] = {
+    "svg.fonttype": "none", "svg.hashsalt": "tensormagic", "font.family": FONT, "font.size": 8,
+    "text.color": THEME_COLOR, "axes.edgecolor": THEME_COLOR, "axes.labelcolor": THEME_COLOR,
+    "xtick.color": THEME_COLOR, "ytick.color": THEME_COLOR, "axes.facecolor": "none",
+    "figure.facecolor": "none", "savefig.facecolor": "none", "savefig.transparent": True,
+    "axes.spines.top": False, "axes.spines.right": False, "svg.image_inline": False,
+}  # fmt: skip
+
+
 def missing_matplotlib() -> str | None:
     """A one-line hint when matplotlib is not installed (None: it is)."""
     try:
@@ -73,14 +85,7 @@ def _chart(rows: tuple[tuple[str, float, str | None], ...], alt: str) -> str:
     # from a decade below the smallest norm (so that its bar shows) to the decade above the largest
     lo = 10.0 ** (math.floor(math.log10(min(finite))) - 1) if finite else 1e-8
     hi = 10.0 ** math.ceil(math.log10(max(finite)) + 1e-9) if finite else 1.0
-    style: dict[str, Any] = {
-        "svg.fonttype": "none", "svg.hashsalt": "tensormagic", "font.family": FONT, "font.size": 8,
-        "text.color": THEME_COLOR, "axes.edgecolor": THEME_COLOR, "axes.labelcolor": THEME_COLOR,
-        "xtick.color": THEME_COLOR, "ytick.color": THEME_COLOR, "axes.facecolor": "none",
-        "figure.facecolor": "none", "savefig.facecolor": "none", "savefig.transparent": True,
-        "axes.spines.top": False, "axes.spines.right": False, "svg.image_inline": False,
-    }
-    with matplotlib.rc_context(style):  # type: ignore[arg-type]  # keys checked by matplotlib at run time
+    with matplotlib.rc_context(CHART_STYLE):  # type: ignore[arg-type]  # keys checked by matplotlib at run time
         height = 0.9 + 0.2 * len(rows)
         fig = Figure(figsize=(6.4, height), dpi=72)
         FigureCanvasSVG(fig)

@@ -12,7 +12,7 @@ import functools
 import io
 
 from tensormagic.engine.tensorinfo.pictures.reports import HistogramView
-from tensormagic.render.charts import FONT, WEB_FONT, missing_matplotlib
+from tensormagic.render.charts import CHART_STYLE, WEB_FONT, missing_matplotlib
 from tensormagic.render.document import Drawing
 from tensormagic.render.format import fmt_number, truncate
 from tensormagic.render.svg import THEME_COLOR, inert_svg
@@ -53,14 +53,7 @@ def _chart(key: tuple[tuple[float, ...], tuple[int, ...], bool, bool, bool, tupl
 
     edges, counts, integer, boolean, log, marker_items = key
     markers = dict(marker_items)
-    style: dict[str, object] = {
-        "svg.fonttype": "none", "svg.hashsalt": "tensormagic", "font.family": FONT, "font.size": 8,
-        "text.color": THEME_COLOR, "axes.edgecolor": THEME_COLOR, "axes.labelcolor": THEME_COLOR,
-        "xtick.color": THEME_COLOR, "ytick.color": THEME_COLOR, "axes.facecolor": "none",
-        "figure.facecolor": "none", "savefig.facecolor": "none", "savefig.transparent": True,
-        "axes.spines.top": False, "axes.spines.right": False, "svg.image_inline": False,
-    }  # fmt: skip
-    with matplotlib.rc_context(style):  # type: ignore[arg-type]
+    with matplotlib.rc_context(CHART_STYLE):  # type: ignore[arg-type]
         fig = Figure(figsize=(6.4, 2.6), dpi=72)
         FigureCanvasSVG(fig)
         ax = fig.add_subplot()

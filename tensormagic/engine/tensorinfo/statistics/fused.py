@@ -93,21 +93,30 @@ def _run(address: int, kind: str, shape: list[int], strides: list[int], n: int, 
     return ValueStats(min=lo, max=hi, mean=mean, std=std, nan=nan, posinf=pinf, neginf=ninf, zeros=zeros, exact=True, sample_size=None, count=n, over=over)
 
 
+def _readable(t: torch.Tensor) -> tuple[str, tuple[list[int], list[int]]] | None:
+    """``(kind, walk order)`` when the C pass can read ``t`` where it lies (built, a dtype with a
+    kernel, a non-empty strided CPU tensor inside its storage, no negative-bit or conjugate
+    view); None otherwise."""
+    kind = TORCH_KINDS.get(t.dtype)
+    if _fused is None or kind is None or t.device.type != "cpu" or t.layout != torch.strided or t.is_neg() or t.is_conj():
+        return None
+    if t.numel() == 0 or not in_storage(t):
+        return None
+    size = t.element_size()
+    order = walk_order(t.shape, [s * size for s in t.stride()])
+    return None if order is None else (kind, order)
+
+
 def tensor_stats(t: torch.Tensor, over: str, sample: torch.Tensor | None = None) -> ValueStats | None:
     """Exact statistics of a strided CPU tensor in one pass of the C helper; None where it does
     not apply (not built, a dtype without a kernel, another device or layout, a negative-bit or
     conjugate view, an empty tensor).  ``sample`` (contiguous, of ``t``'s dtype) receives a
     fixed-seed stratified random sample of ``t``'s values, drawn in the same pass."""
-    kind = TORCH_KINDS.get(t.dtype)
-    if _fused is None or kind is None or t.device.type != "cpu" or t.layout != torch.strided or t.is_neg() or t.is_conj():
+    walk = _readable(t)
+    if walk is None:
         return None
+    kind, order = walk
     n = t.numel()
-    if n == 0 or not in_storage(t):
-        return None
-    size = t.element_size()
-    order = walk_order(t.shape, [s * size for s in t.stride()])
-    if order is None:
-        return None
     room = (0, 0)
     if sample is not None and sample.numel():
         assert sample.dtype == t.dtype and sample.is_contiguous() and sample.device.type == "cpu"
@@ -193,15 +202,10 @@ def histogram(t: torch.Tensor, edges: Sequence[float]) -> list[int] | None:
     """Counts of a strided CPU tensor's values in the equal bins between ``edges`` (numpy's
     rule: the last bin closed, each value in the bin whose float64 edges hold it), in one
     multi-threaded pass of the C helper; None where it does not apply."""
-    kind = TORCH_KINDS.get(t.dtype)
-    if _fused is None or not hasattr(_fused, "histogram") or kind is None or kind == "bool" or t.device.type != "cpu" or t.layout != torch.strided or t.is_neg() or t.is_conj():
+    walk = _readable(t)
+    if walk is None or not hasattr(_fused, "histogram") or walk[0] == "bool":
         return None
+    kind, order = walk
     n = t.numel()
-    if n == 0 or not in_storage(t):
-        return None
-    size = t.element_size()
-    order = walk_order(t.shape, [s * size for s in t.stride()])
-    if order is None:
-        return None
     threads = torch.get_num_threads() if n >= FUSED_THREADS_MIN else 1
     return list(_fused.histogram(t.data_ptr(), kind, order[0], order[1], [float(e) for e in edges], threads))
