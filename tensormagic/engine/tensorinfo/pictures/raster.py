@@ -80,10 +80,10 @@ def block_any(mask: torch.Tensor, step: tuple[int, int]) -> torch.Tensor:
     return padded.view(hp // sy, sy, wp // sx, sx).amax(dim=(1, 3)).bool()
 
 
-def colour_scale(values: torch.Tensor, lo: float | None, hi: float | None) -> torch.Tensor:
+def colour_scale(values: torch.Tensor, lo: float | None, hi: float | None, finite: bool = False) -> torch.Tensor:
     """Finite ``values`` (any shape) as (..., 3) uint8 colours of the scale from ``lo`` to ``hi``
     (the middle colour when they are equal); non-finite values get the lowest colour here (the
-    caller paints them)."""
+    caller paints them); ``finite``: the caller knows every value is finite (no clean-up pass)."""
     table = lut(values.device)
     if lo is None or hi is None:
         return table[torch.zeros(values.shape, dtype=torch.int64, device=values.device)]
@@ -93,7 +93,8 @@ def colour_scale(values: torch.Tensor, lo: float | None, hi: float | None) -> to
         f = (v * 0.5 - lo * 0.5) / half_span
     else:
         f = torch.full_like(v, 0.5)
-    index = torch.nan_to_num(f, nan=0.0, posinf=1.0, neginf=0.0).mul_(LEVELS - 1).round_().clamp_(0, LEVELS - 1).to(torch.int64)
+    f = f if finite else torch.nan_to_num(f, nan=0.0, posinf=1.0, neginf=0.0)
+    index = f.mul_(LEVELS - 1).round_().clamp_(0, LEVELS - 1).to(torch.int64)
     return table[index]
 
 
