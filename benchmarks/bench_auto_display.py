@@ -20,7 +20,8 @@ import argparse
 import json
 import subprocess
 import sys
-import time
+
+from timing import best  # benchmarks/timing.py (run as a script, its folder is on the path)
 
 MEMORY_PROBE = r"""
 import gc, sys, torch
@@ -49,15 +50,6 @@ data, _ = ip.display_formatter.format(t)
 assert data["text/plain"].startswith("tensor (")
 print(max(0, status("VmHWM") - before))
 """
-
-
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 import warnings
 
 import torch
+from timing import best  # benchmarks/timing.py (run as a script, its folder is on the path)
 from torch import nn
 
 
@@ -86,15 +86,6 @@ def transformer_encoder() -> nn.Module:
     """12 layers of d_model 512, 8 heads, feed-forward 2048 (BERT-base-like widths halved)."""
     layer = nn.TransformerEncoderLayer(512, 8, 2048, batch_first=True)
     return nn.TransformerEncoder(layer, 12, enable_nested_tensor=False)
-
-
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def flop_counter_macs(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:

@@ -17,23 +17,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 
 import torch
+from timing import best  # benchmarks/timing.py (run as a script, its folder is on the path)
 
 from tensormagic.engine.tensorinfo import inspect_object
 from tensormagic.engine.tensorinfo.pictures import NO_PICTURES
 from tensormagic.render.display import build_panel
 from tensormagic.render.document import Picture
-
-
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def best_pair(a, b, repeat: int) -> tuple[float, float]:

@@ -27,7 +27,8 @@ import json
 import os
 import subprocess
 import sys
-import time
+
+from timing import best  # benchmarks/timing.py (run as a script, its folder is on the path)
 
 #: case -> (goal in x floor, how the tensor is made; ``n`` elements, fixed seeds)
 CASES = {
@@ -80,17 +81,6 @@ before = status("VmRSS")
 ip.run_line_magic("tensorinfo", "--exact x")
 print(max(0, status("VmHWM") - before), x.numel() * x.element_size())
 """
-
-
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    if os.environ.get("BENCH_DEBUG"):
-        print("   ", [round(t * 1000, 1) for t in times], file=sys.stderr)
-    return min(times)
 
 
 def peak_share(case: str, n: int) -> float:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.bench_graph_drawing import GRAPH
 from tensormagic.engine.autograd.report import HealthRow
 from tensormagic.render import graph_drawing
 from tensormagic.render.charts import gradient_flow
@@ -162,27 +163,7 @@ def test_repeated_blocks_are_drawn_once_in_a_box_saying_how_often(seeded):
 def _random_graph(shell, ops: int) -> object:
     """A real autograd graph of about ``ops`` op nodes that hardly collapses: random unary and
     binary ops over a chain with skip connections and leaves used at random."""
-    cell = textwrap.dedent(f"""
-        import random
-        rng = random.Random(0)
-        leaves = [torch.rand(3, requires_grad=True) for _ in range({ops} // 8)]
-        hs = [leaves[0]]
-        unary = [torch.sin, torch.cos, torch.tanh, torch.sigmoid, torch.exp, torch.relu, torch.neg, torch.square]
-        for i in range({ops}):
-            h = hs[-1]
-            r = rng.random()
-            if r < 0.12:
-                h = h * leaves[rng.randrange(len(leaves))]
-            elif r < 0.2:
-                h = h + hs[rng.randrange(max(0, len(hs) - 20), len(hs))]
-            else:
-                h = rng.choice(unary)(h)
-            hs.append(h)
-        out = hs[-1].sum()
-        out.backward()
-        del hs, h
-    """)
-    return shell.run_cell_magic("autograd", "", cell)
+    return shell.run_cell_magic("autograd", "", GRAPH.format(ops=ops))  # the benchmark's graph
 
 
 def _cpu() -> float:
