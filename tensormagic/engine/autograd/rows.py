@@ -90,6 +90,11 @@ class RowBuilder:
         self.names = names
         self.recorder = recorder
         self.used_names = used_names  # the names the cell binds or uses, in cell order
+        # every call's outputs, the tensors of its graph and the gradients it returned: never
+        # "other tensors the cell uses" of any output (worked out once, not per output)
+        self.cell_keys: set[int] = set()
+        for call in recorder.calls:
+            self.cell_keys |= {r.key for r in call.roots} | set(call.targets) | call.result_keys()
         self.sharded_grads = sharded_grads or {}  # .grad marks of DTensor parameters before the cell
         self.fsdp_copies: dict[int, tuple[str, torch.Tensor]] = {}
         if self.sharded_grads:
@@ -113,10 +118,7 @@ class RowBuilder:
         for pname, sharded in copies:
             seen.add(id(sharded))
             rows.append(self._sharded_row(pname, sharded, record, of, label, fsdp=True))
-        for other in self.recorder.calls:  # gradients a call returned, other outputs and their graphs' tensors
-            seen |= other.result_keys()
-            if other is not record:
-                seen |= {r.key for r in other.roots} | set(other.targets)
+        seen |= self.cell_keys
         rows += self._other_rows(record, of, seen)
         order = {Status.OK: 0, Status.NON_FINITE: 0, Status.NON_LEAF: 1}
         info = record.graph
