@@ -11,6 +11,7 @@ says how long it would take.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -47,17 +48,11 @@ class _TooSlow(Exception):
         self.done = done
 
 
-_warmed_up = False
-
-
+@functools.cache
 def _warm_up() -> None:
     """One batched double backward on a tiny graph of the magic's own, once per process, so that
     the one-time set-up of batched gradients (vmap's rules: a quarter of a second, seconds on a
     busy machine) is neither counted against the time budget nor projected onto the Jacobian."""
-    global _warmed_up
-    if _warmed_up:
-        return
-    _warmed_up = True
     try:
         with torch.enable_grad(), without_user_modes():
             x = torch.zeros(2, requires_grad=True)

@@ -14,6 +14,7 @@ Pure (torch and NumPy only).  Modules, one job each:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import torch
@@ -75,17 +76,11 @@ def model_inputs(model: torch.nn.Module, value: Any = None, sizes: str | None = 
         raise LayersError(str(exc)) from None
 
 
-_warmed_up = False
-
-
+@functools.cache
 def _warm_up() -> None:
     """Run the probe once on a tiny module of the magic's own (no parameters, no random numbers),
     so that its one-time set-up (imports, the FLOP counter's tables, the first dispatch modes:
     about a second) is not timed as the user's first layer."""
-    global _warmed_up
-    if _warmed_up:
-        return
-    _warmed_up = True
     tiny = torch.nn.Sequential(torch.nn.ReLU())
     try:
         with ModelStateGuard(tiny):
