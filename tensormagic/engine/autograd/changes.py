@@ -35,8 +35,11 @@ def grad_change(recorder: Recorder, key: int, name: str) -> str | None:
     if track is None:
         return None
     t = track.ref()
-    calls = sum(1 for c in recorder.calls if c.kind == "backward" and key in c.targets and c.error is None)
-    if t is None or calls == 0:
+    if t is None:
+        return None
+    # the calls that reached this very tensor (a freed leaf's id may have been given to a new one)
+    calls = sum(1 for c in recorder.calls if c.kind == "backward" and c.error is None and (target := c.targets.get(key)) is not None and target.ref() is t)
+    if calls == 0:
         return None
     now = summarise(t.grad) if t.grad is not None else None
     now_plain = now.plain() if now is not None else None

@@ -39,20 +39,30 @@ def _readable(t: Any) -> torch.Tensor | None:
 
 def param_norm(t: torch.Tensor | None) -> float:
     """The L2 norm of a parameter's values (NaN when they cannot be read)."""
+    with torch.no_grad(), without_user_modes():
+        return _param_norm(t)
+
+
+def _param_norm(t: torch.Tensor | None) -> float:
+    """:func:`param_norm` inside ``no_grad`` and :func:`without_user_modes`."""
     src = _readable(t)
     if src is None:
         return math.nan
+    src = src.detach()
     if src.numel() <= 64 and src.device.type == "cpu":  # a few numbers: Python, not a dozen ops
-        values = src.detach().reshape(-1).tolist()
+        values = src.reshape(-1).tolist()
         return math.sqrt(math.fsum(abs(x) ** 2 for x in values))
-    with torch.no_grad(), without_user_modes():
-        src = src.detach()
-        got = cpu_moments(src.reshape(-1)) if src.is_contiguous() else None
-        if got is not None:
-            return math.sqrt(got[3])
-        if src.is_complex():
-            src = src.abs()
-        return float(torch.linalg.vector_norm(src, dtype=torch.float64))
+    return _norm(src)
+
+
+def _norm(src: torch.Tensor) -> float:
+    """The L2 norm of a readable tensor (inside ``no_grad`` and :func:`without_user_modes`)."""
+    got = cpu_moments(src.reshape(-1)) if src.is_contiguous() else None
+    if got is not None:
+        return math.sqrt(got[3])
+    if src.is_complex():
+        src = src.abs()
+    return float(torch.linalg.vector_norm(src, dtype=torch.float64))
 
 
 def health(rows: Sequence[GradientRow], graph: GraphInfo, params: Mapping[str, torch.Tensor | None]) -> list[HealthRow]:
@@ -64,6 +74,8 @@ def health(rows: Sequence[GradientRow], graph: GraphInfo, params: Mapping[str, t
     seen: set[str] = set()
     top = max((r.norm for r in leaf_rows if r.norm is not None and math.isfinite(r.norm)), default=0.0)
     out: list[HealthRow] = []
+    with torch.no_grad(), without_user_modes():  # once for every parameter (each entry costs microseconds)
+        pnorms = {r.wrt: _param_norm(params.get(r.wrt)) for r in leaf_rows}
     for r in sorted(leaf_rows, key=lambda r: -position.get(r.wrt, -1)):
         if r.wrt in seen:
             continue
@@ -76,7 +88,7 @@ def health(rows: Sequence[GradientRow], graph: GraphInfo, params: Mapping[str, t
             flag = "vanishing"
         elif norm > EXPLODING:
             flag = "exploding"
-        pnorm = param_norm(params.get(r.wrt))
+        pnorm = pnorms[r.wrt]
         ratio = norm / pnorm if pnorm and math.isfinite(pnorm) and math.isfinite(norm) else None
         out.append(HealthRow(name=r.wrt, shape=r.shape or [], grad_norm=norm, param_norm=pnorm, ratio=ratio, flag=flag))
     return out

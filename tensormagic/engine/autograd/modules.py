@@ -224,7 +224,8 @@ def _paths(namespace: Mapping[str, Any], mentioned: Iterable[str], wanted: dict[
     found: dict[int, str] = {}
     seen = 0
     mentioned = list(mentioned)
-    rest = [n for n in list(namespace) if n not in set(mentioned)]
+    first = set(mentioned)
+    rest = (n for n in list(namespace) if n not in first)  # only looked at when the mentioned ones leave some unnamed
     for group in (mentioned, rest):
         for name in group:
             if name.startswith("_") or name in hidden:

@@ -43,6 +43,7 @@ from tensormagic.engine.autograd.records import (
     root_info,
     turns_non_finite,
 )
+from tensormagic.engine.autograd.repeat import RepeatLane, note_leaf
 from tensormagic.engine.autograd.source import CellSource
 from tensormagic.engine.autograd.summary import summarise
 from tensormagic.engine.autograd.walk import Walk, light_walk, walk_graph
@@ -81,6 +82,7 @@ class Recorder:
         self._inside = False
         self._last_of_group: dict[tuple[Any, ...], CallRecord] = {}
         self._walked: dict[tuple[Any, ...], tuple[Walk, int, FastPath | None]] = {}  # group -> its full walk (plain part), the call it was made on, the no-walk path
+        self._lane: RepeatLane | None = None  # the call a loop repeats, recorded with the least work
 
     # -- the engine wrapper ---------------------------------------------------------------------
 
@@ -162,6 +164,15 @@ class Recorder:
             self.analysis_seconds += time.perf_counter() - t0
 
     def _prepare(self, kind: CallKind, caller: Any, roots: list[torch.Tensor]) -> CallRecord:
+        lane = self._lane
+        if lane is not None:
+            self._lane = None
+            record = lane.record(kind, caller, roots, self.names.namespace, cell_line(self.filename), len(self.calls) + 1)
+            if record is not None:  # a loop's same call again: the lane recorded it
+                self._lane = lane
+                walk = Walk(info=record.graph, node_objects=[], leaves={}, user_code=record.user_code, reused=True)
+                self._take(record, walk, roots, [])
+                return record
         keeper.sweep()
         local = caller.f_locals
         seeds = as_list(local.get("grad_tensors") if kind == "backward" else local.get("grad_outputs"))
@@ -200,17 +211,23 @@ class Recorder:
                     nid = walk.node_index().get(id(t.grad_fn))
                     if nid is not None:
                         record.targets[id(t)] = Target(key=id(t), name=names.name(t), kind="intermediate", ref=weakref.ref(t), node=nid, retains_grad=t.retains_grad)
-        self.calls.append(record)
-        if self.before_call is not None:
-            self.before_call(record, walk, roots, seeds)
-        self._hook(record, walk)
         # a training loop calls backward on "loss" again and again: only the last call of a group
         # keeps its graph (the report shows it); older ones keep their gradients
         old = self._last_of_group.get(group)
         if old is not None:
             old.graph = GraphInfo(saved_bytes=old.graph.saved_bytes, saved_under_hooks=old.graph.saved_under_hooks)
-        self._last_of_group[group] = record
+        self._take(record, walk, roots, seeds)
+        if walk.reused and not walk.node_objects and not self.locate_nan:  # the no-walk path: a loop may repeat this call
+            self._lane = RepeatLane.open(record, roots[0], seeds, inputs, self.leaves)
         return record
+
+    def _take(self, record: CallRecord, walk: Walk, roots: list[torch.Tensor], seeds: list[Any]) -> None:
+        """``record`` is the call's: the magic's extra work before it runs, then the hooks."""
+        self.calls.append(record)
+        if self.before_call is not None:
+            self.before_call(record, walk, roots, seeds)
+        self._hook(record, walk)
+        self._last_of_group[record.group] = record
 
     def _walk(self, group: tuple[Any, ...], roots: list[torch.Tensor], names: Names, kind: CallKind) -> tuple[Walk, int | None]:
         """The call's graph, walked in full the first time.  A later call of the same output (a
@@ -288,17 +305,11 @@ class Recorder:
             if g is None and was_none is not None:
                 was_none.add(key)
             if track_leaves:
-                state = None if g is None else (id(g), g._version)
                 track = tracks.get(key)
-                if track is None:
+                if track is None or track.ref() is not leaf:  # a new leaf (perhaps at a freed one's id)
                     tracks[key] = LeafTrack(name=names.name(leaf), ref=weakref.ref(leaf), before=summarise(g), had_grad=g is not None, calls=1)
                 else:
-                    if track.state is not None and state != track.state:
-                        if state is None:
-                            track.reset += 1
-                        else:
-                            track.changed += 1
-                    track.calls += 1
+                    note_leaf(track, g)
             old = reuse.get(key) if reuse is not None else None
             targets[key] = old if old is not None and old.kind == "leaf" else Target(key=key, name=walk.info.nodes[node_id].name, kind="leaf", ref=weakref.ref(leaf), node=node_id, retains_grad=True)
         if names.objects:

@@ -57,7 +57,7 @@ from tensormagic.engine.autograd.report import AutogradReport
 from tensormagic.engine.autograd.rows import RowBuilder
 from tensormagic.engine.autograd.source import analyse_source
 from tensormagic.engine.autograd.wrt import wrt_rows
-from tensormagic.engine.namespace import HIDDEN_NAMES
+from tensormagic.engine.namespace import HIDDEN_NAMES, Snapshot
 from tensormagic.engine.sharding.fsdp import fsdp_roots, grad_marks
 
 
@@ -69,7 +69,8 @@ class AutogradSession:
         self.options = options or AutogradOptions()
         self.hidden = set(hidden) | set(HIDDEN_NAMES)
         self.cell = analyse_source(source, tree)
-        self._before = {k: id(v) for k, v in namespace.items()}  # once per cell: rebinding the source hides
+        self._before = Snapshot(namespace)  # the names the cell rebinds out of sight of its source
+        self._used: list[str] | None = None
         # the .grad of each DTensor parameter of the modules the cell names (FSDP2's hooks set them)
         # (and of every FSDP2 model in the namespace: a cell may train one through a function)
         self.sharded_grads = grad_marks([namespace.get(n) for n in self.cell.loaded] + [m for _, m in fsdp_roots(namespace)])
@@ -128,10 +129,11 @@ class AutogradSession:
 
     def used_names(self) -> list[str]:
         """The names the cell binds or uses, in cell order (also ones it rebinds out of sight)."""
-        out = [*self.cell.assigned, *sorted(self.cell.loaded - set(self.cell.assigned))]
-        before = self._before
-        out += [n for n, v in list(self.namespace.items()) if n not in self.cell.assigned and before.get(n) != id(v)]
-        return [n for n in dict.fromkeys(out) if not n.startswith("_") and n not in self.hidden]
+        if self._used is None:  # once, after the cell
+            out = [*self.cell.assigned, *sorted(self.cell.loaded - set(self.cell.assigned))]
+            out += [n for n in self._before.rebound() if n not in self.cell.assigned]
+            self._used = [n for n in dict.fromkeys(out) if not n.startswith("_") and n not in self.hidden]
+        return list(self._used)
 
     def _outputs(self, last_value: Any) -> tuple[list[CallRecord], list[str]]:
         rec = self.recorder

@@ -80,8 +80,15 @@ def unsharded_copies(modules: Iterable[tuple[str, Any]]) -> dict[int, tuple[str,
 
 
 def fsdp_roots(namespace: Mapping[str, Any]) -> list[tuple[str, torch.nn.Module]]:
-    """The FSDP2 models among ``namespace``'s values (none, at no cost, until FSDP is imported)."""
+    """The FSDP2 models among ``namespace``'s values (none, at no cost, until ``fully_shard`` was used)."""
     if "torch.distributed.fsdp" not in sys.modules:
+        return []
+    try:
+        from torch.distributed.fsdp import FSDPModule
+
+        if not FSDPModule.__subclasses__():  # fully_shard makes a subclass per module class: none, no model
+            return []
+    except ImportError:  # pragma: no cover - a torch built without distributed
         return []
     return [(n, v) for n, v in list(namespace.items()) if isinstance(v, torch.nn.Module) and is_fsdp_module(v)]
 

@@ -1,0 +1,106 @@
+"""The repeat lane: a training loop's later backward calls, recorded with the least work.
+
+A loop calls ``loss.backward()`` on a new ``loss`` of the same graph at every step.  Once the
+recorder has taken its no-walk path for such a call (every leaf of the first graph named and
+alive, see ``Recorder._walk``), it opens a :class:`RepeatLane`.  The next call that is the same
+call again -- a backward (no ``inputs``, no seed) on the one tensor the same variable holds now,
+at the same cell line, made by the same kind of op, with every leaf still alive -- is recorded
+by :meth:`RepeatLane.record`: the record shares the earlier call's targets and graph, and only
+what belongs to this call is read (its output, each leaf's ``.grad`` state, its time).  Its
+result is the record the full path would have made: the lane only skips finding out again what
+cannot have changed (names, the call's line, the targets, the graph).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from tensormagic.engine.autograd.graph import GraphInfo
+from tensormagic.engine.autograd.records import CallKind, CallRecord, LeafTrack, root_info
+
+
+def note_leaf(track: LeafTrack, grad: torch.Tensor | None) -> None:
+    """One more call touched the leaf whose :class:`LeafTrack` this is, and its ``.grad`` is
+    ``grad`` as the call starts: count a reset (None since the last call) or an in-place change."""
+    state = None if grad is None else (id(grad), grad._version)
+    if track.state is not None and state != track.state:
+        if state is None:
+            track.reset += 1
+        else:
+            track.changed += 1
+    track.calls += 1
+
+
+@dataclass(slots=True, kw_only=True)
+class RepeatLane:
+    """The call a loop repeats (see the module docstring)."""
+
+    kind: CallKind
+    root_name: str
+    root_type: type  # the type of the output's grad_fn (a different op: not the same call)
+    line: int | None
+    function: str | None
+    leaves: list[tuple[int, Any, LeafTrack]]  # (key, weakref to the leaf, its track)
+    last: CallRecord  # the latest call on the lane
+
+    @classmethod
+    def open(cls, record: CallRecord, root: torch.Tensor, seeds: list[Any], inputs: list[Any], tracks: Mapping[int, LeafTrack]) -> RepeatLane | None:
+        """The lane that ``record`` (a call on the no-walk path) opens, or None where the lane
+        could miss something: several outputs, a seed, ``inputs``, an unnamed output, targets
+        other than leaves, a leaf the recorder does not track."""
+        if record.kind != "backward" or len(record.roots) != 1 or seeds or inputs or record.error is not None:
+            return None
+        name = record.roots[0].name
+        if name is None or root.grad_fn is None or record.watching:
+            return None
+        leaves = []
+        for key, target in record.targets.items():
+            track = tracks.get(key)
+            if target.kind != "leaf" or track is None:
+                return None
+            leaves.append((key, target.ref, track))
+        return cls(kind=record.kind, root_name=name, root_type=type(root.grad_fn), line=record.line, function=record.function, leaves=leaves, last=record)
+
+    def record(self, kind: CallKind, caller: Any, roots: list[torch.Tensor], namespace: Mapping[str, Any], where: tuple[int | None, str | None], index: int) -> CallRecord | None:
+        """This call's record when it is the lane's call again, else None (the full path runs)."""
+        if kind != self.kind or len(roots) != 1 or where != (self.line, self.function):
+            return None
+        root = roots[0]
+        if namespace.get(self.root_name) is not root or type(root.grad_fn) is not self.root_type:
+            return None
+        local = caller.f_locals
+        if local.get("grad_tensors") is not None or local.get("inputs") is not None:
+            return None
+        leaves = [ref() for _, ref, _ in self.leaves]
+        if any(t is None for t in leaves):
+            return None
+        last = self.last
+        record = CallRecord(
+            index=index,
+            kind=kind,
+            roots=[root_info(root, self.root_name, None, read_value=False)],
+            graph=last.graph,
+            targets=dict(last.targets),
+            line=self.line,
+            function=self.function,
+            user_code=last.user_code,
+            group=last.group,
+        )
+        record.graph_from = last.graph_from
+        was_none = record.was_none
+        for (key, _, track), t in zip(self.leaves, leaves):
+            g = t.grad
+            if g is None:
+                was_none.add(key)
+            note_leaf(track, g)
+        # only the latest call of an output keeps its graph (as on the full path)
+        last.graph = GraphInfo(saved_bytes=last.graph.saved_bytes, saved_under_hooks=last.graph.saved_under_hooks)
+        self.last = record
+        return record
+
+
+__all__ = ["RepeatLane", "note_leaf"]

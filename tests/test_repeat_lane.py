@@ -1,0 +1,87 @@
+"""The repeat lane (``engine/autograd/repeat.py``): a loop's later backward calls, recorded with
+the least work, give the report the full path gives, and the lane lets go when the call changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tensormagic.engine.autograd import recorder as recorder_module
+from tensormagic.engine.autograd.repeat import RepeatLane
+from tests.conftest import run
+
+SETUP = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
+
+LOOPS = {
+    "zero_grad": (
+        "mlp = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))\nopt = torch.optim.SGD(mlp.parameters(), lr=0.1)\n"
+        "x = torch.randn(5, 4)\nfor step in range(6):\n    opt.zero_grad()\n    loss = F.mse_loss(mlp(x), torch.ones(5, 1))\n    loss.backward()\n    opt.step()\n"
+    ),
+    "accumulating": "w = torch.tensor(2., requires_grad=True)\nfor k in range(5):\n    loss = w * (k + 1)\n    loss.backward()\n",
+    "zero_grad_after_the_step": (
+        "lin = nn.Linear(3, 2)\nopt = torch.optim.SGD(lin.parameters(), lr=0.1)\n"
+        "for _ in range(5):\n    loss = lin(torch.ones(2, 3)).pow(2).mean()\n    loss.backward()\n    opt.step()\n    opt.zero_grad()\n"
+    ),
+    "op_changes": "w = torch.tensor(2., requires_grad=True)\nfor k in range(6):\n    w.grad = None\n    loss = w * 3 if k < 3 else w + 3\n    loss.backward()\n",
+    "two_losses": (
+        "w = torch.tensor(2., requires_grad=True)\nfor k in range(4):\n    a = w * 2\n    a.backward()\n    b = w ** 2\n    b.backward()\n"
+    ),
+    "leaf_rebound": "for k in range(4):\n    w = torch.tensor(float(k), requires_grad=True)\n    loss = w * 3\n    loss.backward()\n",
+}
+
+
+def _facts(report: Any) -> dict[str, Any]:
+    """What the report says, less what was timed."""
+    d = report.to_dict()
+    d.pop("cost", None)
+    for out in d.get("outputs", []):
+        for k in [k for k in out if "second" in k or k.endswith("_ms") or k.endswith("_s")]:
+            out.pop(k)
+    return d
+
+
+@pytest.mark.parametrize("name", sorted(LOOPS))
+def test_the_lane_reports_what_the_full_path_reports(shell, monkeypatch, name):
+    taken: list[int] = []
+    real_record = RepeatLane.record
+
+    def counted(self: RepeatLane, *args: Any, **kwargs: Any) -> Any:
+        got = real_record(self, *args, **kwargs)
+        taken.append(got is not None)
+        return got
+
+    monkeypatch.setattr(RepeatLane, "record", counted)
+    run(shell, SETUP)
+    with_lane = run(shell, "%%autograd\n" + LOOPS[name])
+    with_lane_facts = _facts(with_lane)
+    monkeypatch.setattr(recorder_module.RepeatLane, "open", classmethod(lambda cls, *a, **k: None))
+    run(shell, SETUP)
+    full = run(shell, "%%autograd\n" + LOOPS[name])
+    full_facts = _facts(full)
+    assert with_lane_facts == full_facts, [(k, j, a[j], b.get(j)) for k in full_facts if isinstance(full_facts[k], list) for a, b in zip(with_lane_facts[k], full_facts[k]) if a != b for j in (a if isinstance(a, dict) else {}) if a[j] != b.get(j)]
+    if name in ("zero_grad", "accumulating", "zero_grad_after_the_step"):
+        assert sum(taken) >= 3  # the later calls took the lane
+    if name in ("op_changes", "two_losses", "leaf_rebound"):
+        assert not all(taken) or not taken  # the lane let go (or never opened) where the call changed
+
+
+def test_the_lane_keeps_no_tensor_alive(shell):
+    import gc
+    import weakref
+
+    run(shell, SETUP)
+    run(shell, "%%autograd\n" + LOOPS["zero_grad"])
+    ref = weakref.ref(shell.user_ns["mlp"][0].weight)
+    run(shell, "del mlp, opt, loss")
+    gc.collect()
+    assert ref() is None
+
+
+def test_a_leaf_made_anew_at_each_step_is_not_said_to_be_reset(shell):
+    """A loop that makes ``w`` anew at each step: the freed leaves' ids may be reused by the next
+    one, which must not read as one leaf whose .grad was reset between calls."""
+    run(shell, SETUP)
+    r = run(shell, "%%autograd\nkeep = []\nfor k in range(6):\n    w = torch.tensor(float(k), requires_grad=True)\n    loss = w * 3\n    loss.backward()\n")
+    assert r.row("w").change == "w.grad was None, now 3.0"
+    assert not any("reset by zero_grad" in n for n in r.notes)
