@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from tensormagic.engine.autograd import keeper
+from tensormagic.engine.autograd.capture import capture
 from tensormagic.engine.autograd.graph import GraphInfo
 from tensormagic.engine.autograd.lines import Lines, cell_line
 from tensormagic.engine.autograd.modules import ModuleCalls
@@ -35,13 +36,11 @@ from tensormagic.engine.autograd.records import (
     FastPath,
     LeafTrack,
     Target,
-    accumulator,
     as_list,
     functorch_active,
     grad_state,
     leaf_node,
     root_info,
-    turns_non_finite,
 )
 from tensormagic.engine.autograd.repeat import RepeatLane, note_leaf
 from tensormagic.engine.autograd.source import CellSource
@@ -226,7 +225,7 @@ class Recorder:
         self.calls.append(record)
         if self.before_call is not None:
             self.before_call(record, walk, roots, seeds)
-        self._hook(record, walk)
+        capture(record, walk, locate_nan=self.locate_nan)
         self._last_of_group[record.group] = record
 
     def _walk(self, group: tuple[Any, ...], roots: list[torch.Tensor], names: Names, kind: CallKind) -> tuple[Walk, int | None]:
@@ -321,43 +320,6 @@ class Recorder:
                 if nid is not None:
                     targets[key] = Target(key=key, name=names.name(t), kind="intermediate", ref=weakref.ref(t), node=nid, retains_grad=bool(t.retains_grad))
         return targets
-
-    def _hook(self, record: CallRecord, walk: Walk) -> None:
-        """Removable hooks that summarise each target's gradient as the cell's backward runs."""
-        grads = record.grads
-        handles = record.handles
-        for key, target in record.targets.items():
-            if target.kind == "leaf":
-                if record.kind == "backward" and key in record.was_none:
-                    continue  # .grad is None now: after the call it holds exactly this call's gradient
-
-                def pre(grad_outputs: Any, key: int = key) -> None:
-                    grads[key] = summarise(grad_outputs[0])
-
-                node = walk.node_objects[target.node] if walk.node_objects else accumulator(target.ref())
-                if node is not None:
-                    handles.append(node.register_prehook(pre))
-            elif record.kind == "backward":  # torch.autograd.grad returns these itself
-                t = target.ref()
-                if t is None:
-                    continue
-
-                def hook(grad: torch.Tensor, key: int = key) -> None:
-                    grads[key] = summarise(grad)
-
-                handles.append(t.register_hook(hook))
-        if self.locate_nan:
-            nodes = record.graph.nodes
-            first = record.nan_first
-            for i, obj in enumerate(walk.node_objects):
-                if nodes[i].kind == "leaf":
-                    continue
-
-                def post(grad_inputs: Any, grad_outputs: Any, i: int = i) -> None:
-                    if not first and turns_non_finite(grad_inputs, grad_outputs):
-                        first.append((i, nodes[i].op, nodes[i].line))
-
-                handles.append(obj.register_hook(post))
 
     # -- after the call -------------------------------------------------------------------------
 
