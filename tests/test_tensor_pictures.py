@@ -358,6 +358,18 @@ def test_the_users_tensor_is_unchanged():
     assert torch.equal(t.nan_to_num(), before.nan_to_num()) and t._version == version
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(3, 40, 40), (40, 40), (2, 3, 8, 8)])
+def test_pictures_drawn_in_place_never_touch_the_users_values(dtype, shape):
+    """The pictures' arithmetic runs in place on their own copies; a small contiguous tensor
+    read at step 1 (values outside [0, 1], no NaN: the in-place paths) is left exactly as it was."""
+    t = (torch.randn(*shape, dtype=dtype) * 3).contiguous()
+    before = t.clone()
+    version = t._version
+    inspect_object("t", t, {}, pictures=options(image=True, channels=len(shape) > 2, heatmap=True, hist=True))
+    assert torch.equal(t, before) and t._version == version
+
+
 # -- on the device ------------------------------------------------------------------------------
 
 

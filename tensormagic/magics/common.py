@@ -37,13 +37,26 @@ def parse_line(magic: Any, line: str) -> argparse.Namespace:
     line = line.strip()
     if line.endswith(";"):
         line = line[:-1].rstrip()
-    try:
-        tokens = arg_split(line, posix=False, strict=False)
-    except ValueError as exc:
-        raise UsageError(f"could not split the arguments ({exc}); check the quotes") from None
-    _check_options(magic.parser, tokens)
-    args: argparse.Namespace = magic.parser.parse_args(tokens)
-    return args
+    key = (id(magic.parser), line)
+    got = _PARSED.get(key)
+    if got is None or got[0] is not magic.parser:
+        try:
+            tokens = arg_split(line, posix=False, strict=False)
+        except ValueError as exc:
+            raise UsageError(f"could not split the arguments ({exc}); check the quotes") from None
+        _check_options(magic.parser, tokens)
+        parsed: argparse.Namespace = magic.parser.parse_args(tokens)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        got = _PARSED[key] = (magic.parser, vars(parsed))
+    # a fresh Namespace each time (the magic may change it), its lists copied
+    return argparse.Namespace(**{k: list(v) if isinstance(v, list) else v for k, v in got[1].items()})
+
+
+#: Lines already parsed, per parser: a loop cell run again and again pays argparse once (its
+#: result depends on the line alone).
+_PARSED: dict[tuple[int, str], tuple[argparse.ArgumentParser, dict[str, Any]]] = {}
+_PARSED_MAX = 256
 
 
 def _check_options(parser: argparse.ArgumentParser, tokens: list[str]) -> None:

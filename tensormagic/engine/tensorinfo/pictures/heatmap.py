@@ -86,7 +86,7 @@ def heatmap_view(t: torch.Tensor, stats: ValueStats | None, budget: int) -> Heat
             finite = sub[torch.isfinite(sub)]
             if finite.numel():
                 lo, hi = float(finite.min()), float(finite.max())
-        rgb = colour_scale(sub, lo, hi, finite=not bad_anywhere)
+        rgb = colour_scale(sub, lo, hi, finite=not bad_anywhere, scratch=not (floating and bad_anywhere))  # sub is needed after only to find NaN/inf
         if not (floating and bad_anywhere):  # the statistics read every value: none is NaN/inf
             pictures.append(rgb)
             counts.append(torch.zeros(3, dtype=torch.int64, device=sub.device))
