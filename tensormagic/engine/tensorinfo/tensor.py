@@ -18,7 +18,13 @@ from tensormagic.engine.tensorinfo.dtypes import (
     numpy_twin_of_torch,
 )
 from tensormagic.engine.tensorinfo.guard import guarded, safe_stats
-from tensormagic.engine.tensorinfo.pictures import PictureError, PictureOptions, Pictures, safe_pictures
+from tensormagic.engine.tensorinfo.pictures import (
+    PictureError,
+    PictureOptions,
+    Pictures,
+    safe_pictures,
+    tensor_grids,
+)
 from tensormagic.engine.tensorinfo.reports import TensorInfo
 from tensormagic.engine.tensorinfo.statistics import (
     CPU_CHUNK,
@@ -28,7 +34,7 @@ from tensormagic.engine.tensorinfo.statistics import (
     chunks_stats,
     iter_chunks,
     pieces,
-    stats_and_sample,
+    stats_sample_grids,
     tensor_stats,
     value_histogram,
 )
@@ -264,12 +270,13 @@ def inspect_tensor(
     elif t.is_quantized:
         stats, stats_note, storage_nbytes = _quantized_facts(t, details)
     else:
-        got, stats_note = safe_stats(lambda: stats_and_sample(t, budget))
-        stats, sample = got if got is not None else (None, None)
+        wanted = guarded([], lambda: tensor_grids(t, opts))
+        got, stats_note = safe_stats(lambda: stats_sample_grids(t, budget, wanted))
+        stats, sample, grids = got if got is not None else (None, None, {})
         if stats is not None:
             histogram, _ = safe_stats(lambda: value_histogram(t, stats.min, stats.max, sample=sample, stats=stats))
         if opts.kinds != ():
-            drawn = safe_pictures(t, stats, budget, opts, sample)
+            drawn = safe_pictures(t, stats, budget, opts, sample, grids)
     if nested:
         layout = "nested (" + layout + ")"
     if strided and storage_nbytes is None:

@@ -9,15 +9,18 @@ true counts over every element up to the statistics' budget.  Modules, one job e
 - :mod:`.reports`: the plain-value dataclasses (:class:`Pictures` and its views).
 - :mod:`.raster`: the shared steps (strides, colour scale, non-finite colours, one copy out).
 - :mod:`.images`: the image and channel views; :mod:`.heatmap`; :mod:`.histogram`.
+- :mod:`.grids`: the subsample each view reads, which the statistics' pass can copy out for it.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 
 import torch
 
 from tensormagic.engine.naming import describe_exception
+from tensormagic.engine.tensorinfo.pictures.grids import wanted_grids
 from tensormagic.engine.tensorinfo.pictures.heatmap import heatmap_view
 from tensormagic.engine.tensorinfo.pictures.histogram import histogram_view
 from tensormagic.engine.tensorinfo.pictures.images import channel_view, image_view
@@ -42,6 +45,7 @@ from tensormagic.engine.tensorinfo.pictures.reports import (
     Raster,
 )
 from tensormagic.engine.tensorinfo.statistics import ValueStats
+from tensormagic.engine.tensorinfo.statistics.fused import PlaneGrid
 
 
 def _intensity(t: torch.Tensor, stats: ValueStats | None) -> bool:
@@ -53,33 +57,47 @@ def _intensity(t: torch.Tensor, stats: ValueStats | None) -> bool:
     return float(stats.min) >= 0.0 and float(stats.max) <= 1.0
 
 
-def _picture(kind: Kind, t: torch.Tensor, stats: ValueStats | None, budget: int, opts: PictureOptions, sample: torch.Tensor | None = None) -> ImageView | ChannelView | HeatmapView | HistogramView | None:
+def _picture(kind: Kind, t: torch.Tensor, stats: ValueStats | None, budget: int, opts: PictureOptions, sample: torch.Tensor | None = None, grids: Mapping[PlaneGrid, torch.Tensor] | None = None) -> ImageView | ChannelView | HeatmapView | HistogramView | None:
     shape = tuple(int(n) for n in t.shape)
     if kind == "image":
         layout = image_layout(shape)
         if layout is None:
             raise PictureError(f"a tensor of shape {shape} is not an image: the image view takes (3, H, W), (H, W, 3), (N, 3, H, W), (1, H, W) or (H, W)")
         all_finite = stats is not None and stats.exact and not (stats.nan or stats.posinf or stats.neginf)
-        return image_view(t, layout, opts.denorm, all_finite)
+        return image_view(t, layout, opts.denorm, all_finite, grids)
     if kind == "channels":
         layout = channel_layout(shape)
         if layout is None:
             raise PictureError(f"a tensor of shape {shape} has no channels to show: the channel view takes (C, H, W), (N, C, H, W) or (H, W, 3)")
-        return channel_view(t, layout, budget)
+        return channel_view(t, layout, budget, grids)
     if kind == "heatmap":
-        return heatmap_view(t, stats, budget)
+        return heatmap_view(t, stats, budget, grids)
     if stats is None:
         raise PictureError("no histogram: the tensor's values have no statistics")
     return histogram_view(t, stats, budget, sample)
 
 
-def tensor_pictures(t: torch.Tensor, stats: ValueStats | None, budget: int, opts: PictureOptions, sample: torch.Tensor | None = None) -> Pictures:
-    """The pictures of a dense strided tensor with values (``stats``: the report's statistics).
+def _numeric(t: torch.Tensor) -> bool:
+    return t.dtype == torch.bool or t.is_floating_point() or t.is_complex() or t.dtype.is_signed or t.dtype in (torch.uint8, torch.uint16, torch.uint32, torch.uint64)
+
+
+def tensor_grids(t: torch.Tensor, opts: PictureOptions) -> list[PlaneGrid]:
+    """The subsamples the pictures of ``t`` may read (see :mod:`.grids`): what the statistics'
+    pass is asked to copy out for them."""
+    if opts.kinds == ():
+        return []
+    return wanted_grids(tuple(int(n) for n in t.shape), t.numel(), opts, _numeric(t))
+
+
+def tensor_pictures(t: torch.Tensor, stats: ValueStats | None, budget: int, opts: PictureOptions, sample: torch.Tensor | None = None, grids: Mapping[PlaneGrid, torch.Tensor] | None = None) -> Pictures:
+    """The pictures of a dense strided tensor with values (``stats``: the report's statistics;
+    ``sample`` and ``grids``: what the statistics' pass copied out for the histogram and the
+    other views, see :mod:`.grids`).
 
     Pictures asked for explicitly that cannot be made raise :class:`PictureError`; a default
     one that fails becomes a note (a report never raises)."""
     shape = tuple(int(n) for n in t.shape)
-    numeric = t.dtype == torch.bool or t.is_floating_point() or t.is_complex() or t.dtype.is_signed or t.dtype in (torch.uint8, torch.uint16, torch.uint32, torch.uint64)
+    numeric = _numeric(t)
     if opts.explicit and t.numel() == 0 and opts.kinds:
         raise PictureError(f"an empty tensor (shape {shape}) has nothing to draw")
     kinds: tuple[Kind, ...] = opts.kinds if opts.kinds is not None else default_kinds(shape, t.numel(), _intensity(t, stats), numeric)
@@ -92,7 +110,7 @@ def tensor_pictures(t: torch.Tensor, stats: ValueStats | None, budget: int, opts
         t = t.detach()
         for kind in kinds:
             try:
-                got[kind] = _picture(kind, t, stats, budget, opts, sample)
+                got[kind] = _picture(kind, t, stats, budget, opts, sample, grids)
             except PictureError:
                 if opts.explicit or (kind == "image" and opts.denorm is not None):
                     raise
@@ -113,11 +131,11 @@ def tensor_pictures(t: torch.Tensor, stats: ValueStats | None, budget: int, opts
     )
 
 
-def safe_pictures(t: torch.Tensor, stats: ValueStats | None, budget: int, opts: PictureOptions, sample: torch.Tensor | None = None) -> Pictures:
+def safe_pictures(t: torch.Tensor, stats: ValueStats | None, budget: int, opts: PictureOptions, sample: torch.Tensor | None = None, grids: Mapping[PlaneGrid, torch.Tensor] | None = None) -> Pictures:
     """:func:`tensor_pictures` that never raises for default pictures (an exotic tensor that
     refuses gets a note); pictures asked for raise :class:`PictureError` (one line)."""
     try:
-        return tensor_pictures(t, stats, budget, opts, sample)
+        return tensor_pictures(t, stats, budget, opts, sample, grids)
     except PictureError:
         raise
     except Exception as exc:  # noqa: BLE001 - a report never raises
@@ -140,5 +158,6 @@ __all__ = [
     "options",
     "parse_denorm",
     "safe_pictures",
+    "tensor_grids",
     "tensor_pictures",
 ]

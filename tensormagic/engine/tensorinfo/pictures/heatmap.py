@@ -4,10 +4,12 @@ tensor's device: every k-th value coloured, every NaN/+inf/-inf marked in its ow
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 
+from tensormagic.engine.tensorinfo.pictures.grids import heatmap_grid
 from tensormagic.engine.tensorinfo.pictures.options import MAX_SLICES, PictureError
 from tensormagic.engine.tensorinfo.pictures.raster import (
     as_real,
@@ -21,6 +23,7 @@ from tensormagic.engine.tensorinfo.pictures.raster import (
 )
 from tensormagic.engine.tensorinfo.pictures.reports import HeatmapView
 from tensormagic.engine.tensorinfo.statistics import ValueStats
+from tensormagic.engine.tensorinfo.statistics.fused import PlaneGrid
 
 
 def _slices(t: torch.Tensor) -> tuple[list[torch.Tensor], list[str], int]:
@@ -59,17 +62,20 @@ def _marks(plane: torch.Tensor, step: tuple[int, int]) -> tuple[torch.Tensor, to
     return nan_, pos_, neg_
 
 
-def heatmap_view(t: torch.Tensor, stats: ValueStats | None, budget: int) -> HeatmapView:
+def heatmap_view(t: torch.Tensor, stats: ValueStats | None, budget: int, grids: Mapping[PlaneGrid, torch.Tensor] | None = None) -> HeatmapView:
     """Colours from the finite min (dark purple) to the finite max (yellow) of the whole tensor.
 
     A pixel stands for a block of values (every k-th row and column is read for its colour);
     when the statistics found NaN/inf and the slices hold at most ``budget`` values, each block
-    is searched whole, so a NaN anywhere in it paints its pixel (``marks_exact``)."""
+    is searched whole, so a NaN anywhere in it paints its pixel (``marks_exact``).  ``grids``:
+    the subsamples the statistics' pass copied out (see :mod:`.grids`)."""
     if t.dim() < 2 or min(t.shape[-2:]) == 0:
         raise PictureError(f"a heatmap needs 2 dims of at least 1 (the last two are drawn); this tensor has shape {tuple(t.shape)}")
     planes, labels, total = _slices(t)
     h, w = int(t.shape[-2]), int(t.shape[-1])
-    step = steps(h, w, tile_side(len(planes)))
+    spec = heatmap_grid(tuple(int(n) for n in t.shape))
+    step = spec.step if spec is not None else steps(h, w, tile_side(len(planes)))
+    grid = grids.get(spec) if grids and spec is not None else None
     lo = hi = None
     if stats is not None and stats.min is not None and stats.max is not None:
         lo, hi = float(stats.min), float(stats.max)
@@ -80,8 +86,11 @@ def heatmap_view(t: torch.Tensor, stats: ValueStats | None, budget: int) -> Heat
     search = floating and bad_anywhere and len(planes) * h * w <= budget
     pictures: list[torch.Tensor] = []
     counts = []
-    for plane in planes:
-        sub = as_real(plane[:: step[0], :: step[1]])
+    for i, plane in enumerate(planes):
+        if grid is not None and grid.dtype in (torch.float32, torch.float64):
+            sub = grid[i]  # the pass's own copy already: nothing to gather or convert
+        else:
+            sub = as_real(grid[i] if grid is not None else plane[:: step[0], :: step[1]])
         if lo is None and floating:
             finite = sub[torch.isfinite(sub)]
             if finite.numel():

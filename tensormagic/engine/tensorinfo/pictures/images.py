@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 import torch
 
+from tensormagic.engine.tensorinfo.pictures.grids import channel_grid, image_grid
 from tensormagic.engine.tensorinfo.pictures.options import (
     MAX_CHANNELS,
     MAX_IMAGES,
@@ -29,6 +31,7 @@ from tensormagic.engine.tensorinfo.pictures.reports import (
     ImageView,
 )
 from tensormagic.engine.tensorinfo.statistics import tensor_stats
+from tensormagic.engine.tensorinfo.statistics.fused import PlaneGrid
 
 
 def _images(t: torch.Tensor, layout: Layout, most: int) -> torch.Tensor:
@@ -41,20 +44,24 @@ def _images(t: torch.Tensor, layout: Layout, most: int) -> torch.Tensor:
     return t[:most]
 
 
-def image_view(t: torch.Tensor, layout: Layout, denorm: Denorm | None, all_finite: bool = False) -> ImageView:
+def image_view(t: torch.Tensor, layout: Layout, denorm: Denorm | None, all_finite: bool = False, grids: Mapping[PlaneGrid, torch.Tensor] | None = None) -> ImageView:
     """The first few images of ``t`` (laid out as ``layout``) as RGB or grey pixels.
 
     Floats are read as intensities in [0, 1], integers in [0, 255] (bool: 0 or 1), after
     ``denorm`` (``x * std + mean`` per channel); values outside are clipped and counted.
-    ``all_finite``: the statistics read every value and found no NaN/inf (nothing to mark)."""
+    ``all_finite``: the statistics read every value and found no NaN/inf (nothing to mark);
+    ``grids``: the subsamples the statistics' pass copied out (see :mod:`.grids`)."""
     total = 1 if layout.batch_dim is None else int(t.shape[layout.batch_dim])
     if total == 0 or layout.height == 0 or layout.width == 0:
         raise PictureError(f"the image view needs at least one pixel; this tensor has shape {tuple(t.shape)}")
     imgs = _images(t, layout, MAX_IMAGES)
     k = int(imgs.shape[0])
-    step = steps(layout.height, layout.width, tile_side(k))
+    spec = image_grid(tuple(int(n) for n in t.shape))
+    step = spec.step if spec is not None else steps(layout.height, layout.width, tile_side(k))
+    grid = grids.get(spec) if grids and spec is not None else None
+    picked = grid.view(k, layout.channels, *grid.shape[1:]) if grid is not None else imgs[:, :, :: step[0], :: step[1]]
     # every k-th row and column, gathered at once into (k, h, w, C): the pixel order of a PNG
-    sub = as_real(imgs[:, :, :: step[0], :: step[1]].permute(0, 2, 3, 1))
+    sub = as_real(picked.permute(0, 2, 3, 1))
     integer = not (t.is_floating_point() or t.is_complex())
     if integer and t.dtype != torch.bool:
         sub = sub / 255.0
@@ -100,7 +107,7 @@ def _channel_stats(plane: torch.Tensor, budget: int) -> ChannelStats:
     return ChannelStats(min=number(s.min), max=number(s.max), mean=s.mean, std=s.std, nan=int(s.nan), exact=s.exact)
 
 
-def channel_view(t: torch.Tensor, layout: Layout, budget: int) -> ChannelView:
+def channel_view(t: torch.Tensor, layout: Layout, budget: int, grids: Mapping[PlaneGrid, torch.Tensor] | None = None) -> ChannelView:
     """One picture per channel of the first item (at most MAX_CHANNELS), each coloured from its
     own min to its own max, with that channel's own statistics (exact up to ``budget``)."""
     if layout.channel_dim is None or layout.channels == 0:
@@ -110,14 +117,16 @@ def channel_view(t: torch.Tensor, layout: Layout, budget: int) -> ChannelView:
         raise PictureError(f"the channel view needs at least one item; this tensor has shape {tuple(t.shape)}")
     cdim = layout.channel_dim - (1 if layout.batch_dim is not None else 0)
     k = min(layout.channels, MAX_CHANNELS)
-    step = steps(layout.height, layout.width, tile_side(k))
+    spec = channel_grid(tuple(int(n) for n in t.shape))
+    step = spec.step if spec is not None else steps(layout.height, layout.width, tile_side(k))
+    grid = grids.get(spec) if grids and spec is not None else None
     stats: list[ChannelStats] = []
     pictures: list[torch.Tensor] = []
     for c in range(k):
         plane = first.select(cdim, c)
         s = _channel_stats(plane, budget)
         stats.append(s)
-        sub = as_real(plane[:: step[0], :: step[1]])
+        sub = as_real(grid[c] if grid is not None else plane[:: step[0], :: step[1]])
         rgb = colour_scale(sub, s.min, s.max)
         pictures.append(paint_nonfinite(rgb, torch.isnan(sub), sub == float("inf"), sub == float("-inf")))
     tiles = to_host(pictures, [f"channel {c}" for c in range(k)], [step] * k, [(layout.height, layout.width)] * k)

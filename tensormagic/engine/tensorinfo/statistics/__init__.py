@@ -26,6 +26,7 @@ from tensormagic.engine.tensorinfo.statistics.compute import (
     numpy_stats,
     numpy_stats_and_sample,
     stats_and_sample,
+    stats_sample_grids,
     tensor_stats,
 )
 from tensormagic.engine.tensorinfo.statistics.fused import cpu_moments
@@ -49,6 +50,7 @@ __all__ = [
     "pieces",
     "sample_values",
     "stats_and_sample",
+    "stats_sample_grids",
     "tensor_stats",
     "value_histogram",
 ]

@@ -148,14 +148,49 @@ PyDoc_STRVAR(stats_doc,
              "the finite min and max (ints for integer kinds and bool), s1 and s2 the sums of d and d*d\n"
              "for d = x * scale - centre over the finite values.  The caller keeps the memory alive.");
 
+/* The pictures' grids: a sequence of (address, planes, h, w, ky, kx), each checked to lie in the
+ * values with its rows within runs of the inner dimension. */
+static int parse_grids(Job *job, PyObject *grids_obj) {
+    PyObject *grids = PySequence_Fast(grids_obj, "grids must be a sequence");
+    if (!grids)
+        return -1;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(grids);
+    if (count > MAX_GRIDS) {
+        Py_DECREF(grids);
+        PyErr_SetString(PyExc_ValueError, "stats() takes at most 4 grids");
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        Grid *g = &job->grid[k];
+        PyObject *address;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(grids, k), "Onnnnn", &address, &g->planes, &g->h, &g->w, &g->ky, &g->kx)) {
+            Py_DECREF(grids);
+            return -1;
+        }
+        if (g->planes < 1 || g->h < 1 || g->w < 1 || g->ky < 1 || g->kx < 1 || g->planes > job->n / g->h / g->w || job->shape[job->ndim - 1] % g->w != 0) {
+            Py_DECREF(grids);
+            PyErr_SetString(PyExc_ValueError, "stats(): a grid must lie in the values, its rows within runs of the inner dimension");
+            return -1;
+        }
+        g->out = (char *)PyLong_AsVoidPtr(address);
+        if (PyErr_Occurred()) {
+            Py_DECREF(grids);
+            return -1;
+        }
+    }
+    job->grids = (int)count;
+    Py_DECREF(grids);
+    return 0;
+}
+
 static PyObject *stats(PyObject *self, PyObject *args) {
     PyObject *address, *shape_obj, *strides_obj;
     const char *kind_name;
     double scale;
     int threads;
-    PyObject *sample_address = NULL;
+    PyObject *sample_address = NULL, *grids_obj = NULL;
     Py_ssize_t sample_count = 0;
-    if (!PyArg_ParseTuple(args, "OsOOdi|On", &address, &kind_name, &shape_obj, &strides_obj, &scale, &threads, &sample_address, &sample_count))
+    if (!PyArg_ParseTuple(args, "OsOOdi|OnO", &address, &kind_name, &shape_obj, &strides_obj, &scale, &threads, &sample_address, &sample_count, &grids_obj))
         return NULL;
     Job job;
     memset(&job, 0, sizeof job);
@@ -203,6 +238,8 @@ static PyObject *stats(PyObject *self, PyObject *args) {
             return NULL;
         job.sample_count = sample_count;
     }
+    if (grids_obj && grids_obj != Py_None && parse_grids(&job, grids_obj) < 0)
+        return NULL;
     Py_ssize_t blocks = (job.n + BLOCK - 1) / BLOCK;
     if (threads < 1)
         threads = 1;

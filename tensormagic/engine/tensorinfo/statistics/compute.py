@@ -54,15 +54,25 @@ def chunked_stats(t: torch.Tensor, over: str, chunks: Iterable[torch.Tensor] | N
 def stats_and_sample(t: torch.Tensor, budget: int = DEFAULT_BUDGET) -> tuple[ValueStats, torch.Tensor | None]:
     """:func:`tensor_stats`, and the histogram sample the C pass drew while it read ``t`` (None
     where it did not: a small tensor, a sampled one, another path)."""
+    stats, sample, _ = stats_sample_grids(t, budget)
+    return stats, sample
+
+
+def stats_sample_grids(t: torch.Tensor, budget: int = DEFAULT_BUDGET, grids: Iterable[fused.PlaneGrid] = ()) -> tuple[ValueStats, torch.Tensor | None, dict[fused.PlaneGrid, torch.Tensor]]:
+    """:func:`stats_and_sample`, and the :class:`~.fused.PlaneGrid` s among ``grids`` that the C
+    pass filled while it read ``t`` (the pictures' subsamples, copied with no second trip to
+    memory; a grid it could not fill is not in the dict, and the picture reads it itself)."""
     n = t.numel()
     if fused.available() and HIST_SAMPLE < n <= budget and t.device.type == "cpu" and t.dtype in fused.TORCH_KINDS:
         sample = torch.empty(histogram_sample_size(n), dtype=t.dtype)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            stats = fused.tensor_stats(t.detach(), "values (True = 1)" if t.dtype == torch.bool else "values", sample)
+            t = t.detach()
+            filled = {g: torch.empty(g.shape, dtype=t.dtype) for g in dict.fromkeys(grids) if fused.grid_fits(t, g)}
+            stats = fused.tensor_stats(t, "values (True = 1)" if t.dtype == torch.bool else "values", sample, list(filled.items())[: fused.MAX_GRIDS])
         if stats is not None:
-            return exact_integer_mean(t, stats), sample
-    return tensor_stats(t, budget), None
+            return exact_integer_mean(t, stats), sample, dict(list(filled.items())[: fused.MAX_GRIDS])
+    return tensor_stats(t, budget), None, {}
 
 
 def numpy_stats_and_sample(a: np.ndarray, budget: int = DEFAULT_BUDGET) -> tuple[ValueStats | None, torch.Tensor | None]:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -73,9 +75,44 @@ def walk_order(shape: Sequence[int], byte_strides: Sequence[int]) -> tuple[list[
     return [n for n, _ in merged], [s for _, s in merged]
 
 
-def _run(address: int, kind: str, shape: list[int], strides: list[int], n: int, over: str, sample: tuple[int, int] = (0, 0)) -> ValueStats:
+#: Grids the C pass fills in one pass at most.
+MAX_GRIDS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class PlaneGrid:
+    """Every ``step``-th row and column of the first ``planes`` (``height``, ``width``) planes of a
+    tensor's values (its last two dims, planes in row-major order): the subsample a heatmap or
+    image view reads, which the C pass copies out while it reads the values for the statistics."""
+
+    planes: int
+    height: int
+    width: int
+    step: tuple[int, int]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(planes, rows, columns) of the grid."""
+        return (self.planes, -(-self.height // self.step[0]), -(-self.width // self.step[1]))
+
+
+def grid_fits(t: torch.Tensor, grid: PlaneGrid) -> bool:
+    """True when the C pass can fill ``grid`` while it reads ``t``: its walk goes through the
+    values in their own row-major order (strides decreasing), each row of ``width`` values within
+    one run of the walk's inner dimension, and the grid's planes within the values."""
+    walk = _readable(t)
+    if walk is None or t.dim() < 2 or tuple(int(n) for n in t.shape[-2:]) != (grid.height, grid.width):
+        return False
+    strides = [int(s) for n, s in zip(t.shape, t.stride()) if n != 1]
+    if any(a <= b for a, b in pairwise(strides)):
+        return False
+    inner = walk[1][0][-1]
+    return inner % grid.width == 0 and grid.planes * grid.height * grid.width <= t.numel() and min(grid.step) >= 1
+
+
+def _run(address: int, kind: str, shape: list[int], strides: list[int], n: int, over: str, sample: tuple[int, int] = (0, 0), grids: Sequence[tuple[int, int, int, int, int, int]] = ()) -> ValueStats:
     threads = torch.get_num_threads() if n >= FUSED_THREADS_MIN else 1
-    lo, hi, s1, s2, zeros, nan, pinf, ninf, centre = _fused.stats(address, kind, shape, strides, 1.0, threads, *sample)
+    lo, hi, s1, s2, zeros, nan, pinf, ninf, centre = _fused.stats(address, kind, shape, strides, 1.0, threads, *sample, list(grids))
     finite = n - nan - pinf - ninf
     scale = 1.0
     if finite and kind in _FLOAT_KINDS and not (math.isfinite(s1) and math.isfinite(s2)):
@@ -107,11 +144,13 @@ def _readable(t: torch.Tensor) -> tuple[str, tuple[list[int], list[int]]] | None
     return None if order is None else (kind, order)
 
 
-def tensor_stats(t: torch.Tensor, over: str, sample: torch.Tensor | None = None) -> ValueStats | None:
+def tensor_stats(t: torch.Tensor, over: str, sample: torch.Tensor | None = None, grids: Sequence[tuple[PlaneGrid, torch.Tensor]] = ()) -> ValueStats | None:
     """Exact statistics of a strided CPU tensor in one pass of the C helper; None where it does
     not apply (not built, a dtype without a kernel, another device or layout, a negative-bit or
     conjugate view, an empty tensor).  ``sample`` (contiguous, of ``t``'s dtype) receives a
-    fixed-seed stratified random sample of ``t``'s values, drawn in the same pass."""
+    fixed-seed stratified random sample of ``t``'s values, drawn in the same pass; so does each
+    grid's tensor (contiguous, of ``t``'s dtype and the grid's shape) the values of its
+    :class:`PlaneGrid`, which must :func:`fit <grid_fits>` ``t``."""
     walk = _readable(t)
     if walk is None:
         return None
@@ -121,7 +160,11 @@ def tensor_stats(t: torch.Tensor, over: str, sample: torch.Tensor | None = None)
     if sample is not None and sample.numel():
         assert sample.dtype == t.dtype and sample.is_contiguous() and sample.device.type == "cpu"
         room = (sample.data_ptr(), sample.numel())
-    return _run(t.data_ptr(), kind, order[0], order[1], n, over, room)
+    specs = []
+    for grid, out in grids:
+        assert out.dtype == t.dtype and out.is_contiguous() and out.device.type == "cpu" and tuple(out.shape) == grid.shape and grid_fits(t, grid)
+        specs.append((out.data_ptr(), grid.planes, grid.height, grid.width, grid.step[0], grid.step[1]))
+    return _run(t.data_ptr(), kind, order[0], order[1], n, over, room, specs)
 
 
 def in_storage(t: torch.Tensor) -> bool:

@@ -34,6 +34,13 @@ typedef struct {
     long long zeros, nan, pinf, ninf;
 } Part;
 
+#define MAX_GRIDS 4
+
+typedef struct {
+    char *out;                        /* where the grid goes (raw elements) */
+    Py_ssize_t planes, h, w, ky, kx;  /* every ky-th row, kx-th column of the first planes (h, w) planes */
+} Grid;
+
 typedef struct {
     const char *base;
     int kind, ndim;
@@ -44,6 +51,8 @@ typedef struct {
     Py_ssize_t first, last; /* this thread's blocks */
     char *sample;            /* optional: where the random sample goes (raw elements) */
     Py_ssize_t sample_count;
+    int grids;               /* optional: pictures' grids (see block_grid) */
+    Grid grid[MAX_GRIDS];
 } Job;
 
 /* GCC vector types: eight lanes of 64 bits, two vectors per step (16 lanes). */
@@ -125,8 +134,6 @@ static const char *address_of(const Job *job, Py_ssize_t i) {
     return p;
 }
 
-/* ---- the histogram's sample ----------------------------------------------------------------- */
-
 /* splitmix64: a fixed-seed stream of random numbers, one per sample index. */
 INLINE uint64_t mix64(uint64_t x) {
     x += 0x9e3779b97f4a7c15ULL;
@@ -135,10 +142,56 @@ INLINE uint64_t mix64(uint64_t x) {
     return x ^ (x >> 31);
 }
 
+/* ---- a picture's grid ------------------------------------------------------------------------ */
+
+/* Every ky-th row and kx-th column of the first g->planes (H, W) planes of the values, copied
+ * raw into g->out as (planes, ceil(H / ky), ceil(W / kx)): the subsample a heatmap or image view
+ * reads, taken while each block is in the cache instead of in a second trip to memory.  The
+ * walk's order is the values' own row-major order (the caller passes grids only then), and a row
+ * of W values lies within one run of the inner dimension (stats() checks that its length is a
+ * multiple of W), so the columns of a row are kx strides apart. */
+INLINE void grid_part(const Job *job, const Grid *g, Py_ssize_t start, Py_ssize_t stop) {
+    const Py_ssize_t H = g->h, W = g->w, ky = g->ky, kx = g->kx;
+    const Py_ssize_t gh = (H + ky - 1) / ky, gw = (W + kx - 1) / kx;
+    const Py_ssize_t size = KIND_SIZES[job->kind], step = job->stride[job->ndim - 1] * kx;
+    const Py_ssize_t end = g->planes * H * W;
+    if (stop > end)
+        stop = end;
+    Py_ssize_t row = start / W; /* rows over all planes: plane * H + r */
+    while (row * W < stop) {
+        const Py_ssize_t plane = row / H, r = row % H;
+        if (r % ky) { /* on to the next grid row: in this plane, or the next plane's first */
+            const Py_ssize_t next = r + ky - r % ky;
+            row = next < H ? plane * H + next : (plane + 1) * H;
+            continue;
+        }
+        const Py_ssize_t base = row * W;
+        Py_ssize_t c = start > base ? start - base : 0;
+        c = (c + kx - 1) / kx * kx;
+        const Py_ssize_t c1 = stop - base < W ? stop - base : W;
+        if (c < c1) {
+            const char *p = address_of(job, base + c);
+            char *out = g->out + ((plane * gh + r / ky) * gw + c / kx) * size;
+            for (; c < c1; c += kx, p += step, out += size)
+                memcpy(out, p, (size_t)size);
+        }
+        row++;
+    }
+}
+
+INLINE void block_grid(const Job *job, Py_ssize_t start, Py_ssize_t stop) {
+    for (int k = 0; k < job->grids; k++)
+        grid_part(job, &job->grid[k], start, stop);
+}
+
+/* ---- the histogram's sample ------------------------------------------------------------------ */
+
 /* Sample i of k is the element at floor((i + u_i) * n / k), u_i uniform in [0, 1) from the fixed
  * seed: one random element of each of k equal strata (a stratified random sample, the same on
- * every machine).  Called after each block, while it is in the cache: the samples in it. */
+ * every machine).  Called after each block, while it is in the cache: the samples in it (and the
+ * block's part of a picture's grid). */
 INLINE void block_samples(const Job *job, Py_ssize_t start, Py_ssize_t stop) {
+    block_grid(job, start, stop);
     if (!job->sample_count)
         return;
     const double per = (double)job->n / (double)job->sample_count; /* elements per stratum */
