@@ -10,8 +10,8 @@ Pure (torch only).  The modules, in the order a run uses them:
 * :mod:`.recorder` - every backward / ``torch.autograd.grad`` call of the cell, observed, into
   the :mod:`.records` of each call; :mod:`.capture` (the removable hooks that read a call's
   gradients as it runs) and :mod:`.repeat` (a training loop's later calls, with the least work);
-* :mod:`.walk` (live graph -> :mod:`.graph`, the graph as plain data) and :mod:`.keeper` (the
-  safe teardown of deep graphs);
+* :mod:`.walk` (live graph -> :mod:`.graph`, the graph as plain data; :mod:`.nodes` names each
+  node, its cell line and module) and :mod:`.keeper` (the safe teardown of deep graphs);
 * :mod:`.naming` - tensor -> names, from what the cell mentions;
 * :mod:`.summary` - gradients summarised without keeping them;
 * :mod:`.passes`, :mod:`.extra`, :mod:`.jacobian`, :mod:`.check` - the magic's own computations: side-effect

@@ -64,6 +64,11 @@ class ModuleTable:
         self.owners = owners  # module index (or OUTSIDE / UNKNOWN) from each breakpoint on
         self.params = params  # id(parameter) -> index of the module that holds it
 
+    @property
+    def empty(self) -> bool:
+        """No module call was recorded and the hooks never paused: every node is OUTSIDE."""
+        return all(o == OUTSIDE for o in self.owners)
+
     def owner_of(self, seq: int) -> int:
         """The module index that made node ``seq``, or OUTSIDE / UNKNOWN."""
         i = bisect.bisect_right(self.points, seq) - 1

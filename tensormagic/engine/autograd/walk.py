@@ -16,7 +16,6 @@ never runs an extra pass that would run it again.  Chains deeper than
 
 from __future__ import annotations
 
-import bisect
 import gc
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,9 +25,10 @@ from typing import Any
 import torch
 
 from tensormagic.engine.autograd import keeper
-from tensormagic.engine.autograd.graph import GraphInfo, GraphNode, find_repeats, signature, topological_order
+from tensormagic.engine.autograd.graph import GraphInfo, find_repeats, signature, topological_order
 from tensormagic.engine.autograd.lines import Lines
-from tensormagic.engine.autograd.modules import UNKNOWN, ModuleTable
+from tensormagic.engine.autograd.modules import ModuleTable
+from tensormagic.engine.autograd.nodes import plain_nodes
 
 #: Nodes visited at most; a bigger graph is cut there and says so.
 MAX_NODES = 200_000
@@ -265,7 +265,7 @@ def _walk(
                 inputs.append([])
                 stack.append(j)
             ins.append(j)
-    nodes, unknown = _nodes(objects, kinds, inputs, leaves, saved_at, names, grad_fn_names, lines, leaf_lines, source_lines, first_seq, modules)
+    nodes, unknown = plain_nodes(objects, kinds, inputs, leaves, saved_at, names, grad_fn_names, lines, leaf_lines, source_lines, first_seq, modules)
     shape = _structure(kinds, inputs, leaves)
     order, depth = topological_order(nodes, root_ids)
     info = GraphInfo(
@@ -340,84 +340,6 @@ def light_walk(roots: Sequence[Any], max_nodes: int = MAX_NODES) -> tuple[list[A
         if was:
             gc.enable()
     return objects, leaves, _structure(kinds, inputs, leaves)
-
-
-def _nodes(
-    objects: list[Any],
-    kinds: list[_Kind],
-    inputs: list[list[int]],
-    leaves: dict[int, torch.Tensor],
-    saved_at: dict[int, tuple[int, list[str]]],
-    names: Mapping[int, str],
-    grad_fn_names: Mapping[int, str],
-    lines: Lines | None,
-    leaf_lines: Mapping[str, int],
-    source_lines: Sequence[str],
-    first_seq: int | None,
-    modules: ModuleTable | None = None,
-) -> tuple[list[GraphNode], int]:
-    """The plain nodes, with names, cell lines, code and modules (one pass after the walk), and
-    how many op nodes were made while module calls were not recorded."""
-    nodes: list[GraphNode] = []
-    append = nodes.append
-    first = first_seq if first_seq is not None else -1
-    starts = getattr(lines, "starts", None)  # LineSpans: bisect inline (one call fewer per node)
-    span_lines = getattr(lines, "lines", None)
-    line_of = lines.line_of if lines is not None else None
-    n_source = len(source_lines)
-    empty: tuple[int, list[str]] = (0, [])
-    codes: dict[int, str] = {}
-    owner_of = modules.owner_of if modules is not None else None
-    params = modules.params if modules is not None else {}
-    unknown = 0
-    for i, obj in enumerate(objects):
-        kind = kinds[i]
-        line = None
-        before = False
-        shape = None
-        module = None
-        leaf = leaves.get(i)
-        if leaf is not None:
-            module = params.get(id(leaf))
-            name = names.get(id(leaf))
-            try:
-                shape = list(leaf.shape)
-            except Exception:  # noqa: BLE001 - nested tensors have no single shape
-                shape = None
-            if name:
-                line = leaf_lines.get(name)
-        else:
-            name = grad_fn_names.get(id(obj))
-            if not kind.leaf:
-                try:
-                    seq = obj._sequence_nr()
-                except Exception:  # noqa: BLE001 - nodes without a sequence number
-                    seq = None
-                if seq is not None and seq < first:
-                    before = True
-                elif seq is not None and owner_of is not None:
-                    owner = owner_of(seq)
-                    if owner >= 0:
-                        module = owner
-                    elif owner == UNKNOWN:
-                        unknown += 1
-                if before or seq is None:
-                    pass
-                elif starts is not None:
-                    k = bisect.bisect_right(starts, seq) - 1
-                    line = span_lines[k] if k >= 0 else None  # type: ignore[index]
-                elif line_of is not None:
-                    line = line_of(seq)
-                if line is None and name and not before:
-                    line = leaf_lines.get(name.split(", ")[0])
-        code = None
-        if line is not None and 0 < line <= n_source:
-            code = codes.get(line)
-            if code is None:
-                code = codes[line] = source_lines[line - 1].strip()
-        nbytes, saved_names = saved_at.get(i, empty)
-        append(GraphNode(i, kind.op, "leaf" if leaf is not None else "op", name, line, code, inputs[i], shape, nbytes, list(saved_names), kind.custom is not None, before, module))
-    return nodes, unknown
 
 
 __all__ = ["MAX_NODES", "MAX_SAVED_READS", "Walk", "gc_paused", "light_walk", "node_name", "walk_graph"]
