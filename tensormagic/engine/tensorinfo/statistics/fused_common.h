@@ -150,6 +150,10 @@ INLINE uint64_t mix64(uint64_t x) {
  * walk's order is the values' own row-major order (the caller passes grids only then), and a row
  * of W values lies within one run of the inner dimension (stats() checks that its length is a
  * multiple of W), so the columns of a row are kx strides apart. */
+#define GRID_COPY(SIZE)                                                                          \
+    for (Py_ssize_t e = 0; e < count; e++, p += step, out += SIZE)                               \
+        memcpy(out, p, SIZE)
+
 INLINE void grid_part(const Job *job, const Grid *g, Py_ssize_t start, Py_ssize_t stop) {
     const Py_ssize_t H = g->h, W = g->w, ky = g->ky, kx = g->kx;
     const Py_ssize_t gh = (H + ky - 1) / ky, gw = (W + kx - 1) / kx;
@@ -172,8 +176,13 @@ INLINE void grid_part(const Job *job, const Grid *g, Py_ssize_t start, Py_ssize_
         if (c < c1) {
             const char *p = address_of(job, base + c);
             char *out = g->out + ((plane * gh + r / ky) * gw + c / kx) * size;
-            for (; c < c1; c += kx, p += step, out += size)
-                memcpy(out, p, (size_t)size);
+            const Py_ssize_t count = (c1 - c + kx - 1) / kx;
+            switch (size) { /* a copy of a known size: inlined, not a call per element */
+            case 1: GRID_COPY(1); break;
+            case 2: GRID_COPY(2); break;
+            case 4: GRID_COPY(4); break;
+            default: GRID_COPY(8); break;
+            }
         }
         row++;
     }
