@@ -73,3 +73,19 @@ def test_a_grid_that_does_not_lie_in_the_values_is_refused_by_the_pass():
     out = torch.empty(2, 10, 10)
     with pytest.raises(ValueError):
         fused._fused.stats(t.data_ptr(), "float32", [10000], [4], 1.0, 1, 0, 0, [(out.data_ptr(), 2, 100, 100, 10, 10)])
+
+
+@needs_c_pass
+def test_views_that_share_a_grid_each_draw_the_same_pixels_as_alone():
+    """An (H, W) tensor's heatmap and grey image read the same grid: drawing one never changes
+    what the other gets, whichever comes first."""
+    from tensormagic.engine.tensorinfo.pictures import PictureOptions, tensor_grids, tensor_pictures
+
+    t = torch.rand(600, 700)
+    for kinds in (("heatmap", "image"), ("image", "heatmap")):
+        opts = PictureOptions(kinds=kinds)
+        stats, _, grids = stats_sample_grids(t, BIG, tensor_grids(t, opts))
+        assert len(grids) == 1
+        with_grid = tensor_pictures(t, stats, BIG, opts, None, grids)
+        alone = tensor_pictures(t, stats, BIG, opts, None, None)
+        assert _rasters(with_grid.heatmap) == _rasters(alone.heatmap) and _rasters(with_grid.image) == _rasters(alone.image)

@@ -28,6 +28,10 @@ LOOPS = {
         "w = torch.tensor(2., requires_grad=True)\nfor k in range(4):\n    a = w * 2\n    a.backward()\n    b = w ** 2\n    b.backward()\n"
     ),
     "leaf_rebound": "for k in range(4):\n    w = torch.tensor(float(k), requires_grad=True)\n    loss = w * 3\n    loss.backward()\n",
+    # an earlier name of the cell holding the output names it (the first mentioned name wins)
+    "loss_also_named_best": (
+        "w = torch.tensor(2., requires_grad=True)\nbest = None\nfor k in range(6):\n    loss = w * (k + 1)\n    if k == 4:\n        best = loss\n    loss.backward()\n"
+    ),
 }
 
 

@@ -18,6 +18,7 @@ from PIL import Image
 from tensormagic.engine.tensorinfo import inspect_object
 from tensormagic.engine.tensorinfo.pictures import PictureError, Raster, options
 from tensormagic.engine.tensorinfo.pictures.options import IMAGENET, MAX_PIXELS, MAX_SIDE
+from tensormagic.engine.tensorinfo.pictures.raster import colour_scale, lut
 from tensormagic.engine.tensorinfo.pictures.reports import NAN_COLOR, NEGINF_COLOR, POSINF_COLOR
 from tensormagic.render.display import build_panel, render_html, render_text
 from tensormagic.render.document import Picture
@@ -368,6 +369,20 @@ def test_pictures_drawn_in_place_never_touch_the_users_values(dtype, shape):
     version = t._version
     inspect_object("t", t, {}, pictures=options(image=True, channels=len(shape) > 2, heatmap=True, hist=True))
     assert torch.equal(t, before) and t._version == version
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype"),
+    [([1.0, 1.0 + 1e-6], torch.float32), ([3e-38, 3e-38 + 1e-37], torch.float32), ([1e-300, 1e-300 + 1e-310], torch.float64), ([0.0, 5e-324], torch.float64), ([-3e38, 3e38], torch.float32), ([-1.7e308, 1.7e308], torch.float64)],
+)
+def test_the_colour_scale_spans_tiny_and_huge_ranges(values, dtype):
+    """The lowest value gets the scale's first colour and the highest its last, whatever the span
+    (a tiny one whose reciprocal overflows, or one wider than the dtype's largest number)."""
+    t = torch.tensor(values, dtype=dtype)
+    lo, hi = float(t.min()), float(t.max())
+    rgb = colour_scale(t.clone(), lo, hi, finite=True)
+    table = lut(t.device)
+    assert torch.equal(rgb[0], table[0]) and torch.equal(rgb[-1], table[-1])
 
 
 # -- on the device ------------------------------------------------------------------------------

@@ -217,7 +217,7 @@ class Recorder:
             old.graph = GraphInfo(saved_bytes=old.graph.saved_bytes, saved_under_hooks=old.graph.saved_under_hooks)
         self._take(record, walk, roots, seeds)
         if walk.reused and not walk.node_objects and not self.locate_nan:  # the no-walk path: a loop may repeat this call
-            self._lane = RepeatLane.open(record, roots[0], seeds, inputs, self.leaves)
+            self._lane = RepeatLane.open(record, roots[0], seeds, inputs, self.leaves, self.names.mentioned)
         return record
 
     def _take(self, record: CallRecord, walk: Walk, roots: list[torch.Tensor], seeds: list[Any]) -> None:

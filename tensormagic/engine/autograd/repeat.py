@@ -46,16 +46,18 @@ class RepeatLane:
     function: str | None
     leaves: list[tuple[int, Any, LeafTrack]]  # (key, weakref to the leaf, its track)
     last: CallRecord  # the latest call on the lane
+    earlier: list[str]  # the names mentioned before root_name: one of them holding the output names it instead
 
     @classmethod
-    def open(cls, record: CallRecord, root: torch.Tensor, seeds: list[Any], inputs: list[Any], tracks: Mapping[int, LeafTrack]) -> RepeatLane | None:
-        """The lane that ``record`` (a call on the no-walk path) opens, or None where the lane
-        could miss something: several outputs, a seed, ``inputs``, an unnamed output, targets
-        other than leaves, a leaf the recorder does not track."""
-        if record.kind != "backward" or len(record.roots) != 1 or seeds or inputs or record.error is not None:
+    def open(cls, record: CallRecord, root: torch.Tensor, seeds: list[Any], inputs: list[Any], tracks: Mapping[int, LeafTrack], mentioned: list[str]) -> RepeatLane | None:
+        """The lane that ``record`` (a call on the no-walk path, about to run) opens, or None where
+        the lane could miss something: several outputs, a seed, ``inputs``, an unnamed output,
+        targets other than leaves, a leaf the recorder does not track.  ``mentioned``: the cell's
+        names in the order that picks an output's name (the first that holds it)."""
+        if record.kind != "backward" or len(record.roots) != 1 or seeds or inputs:
             return None
         name = record.roots[0].name
-        if name is None or root.grad_fn is None or record.watching:
+        if name is None or root.grad_fn is None or record.watching or name not in mentioned:
             return None
         leaves = []
         for key, target in record.targets.items():
@@ -63,7 +65,8 @@ class RepeatLane:
             if target.kind != "leaf" or track is None:
                 return None
             leaves.append((key, target.ref, track))
-        return cls(kind=record.kind, root_name=name, root_type=type(root.grad_fn), line=record.line, function=record.function, leaves=leaves, last=record)
+        earlier = mentioned[: mentioned.index(name)]
+        return cls(kind=record.kind, root_name=name, root_type=type(root.grad_fn), line=record.line, function=record.function, leaves=leaves, last=record, earlier=earlier)
 
     def record(self, kind: CallKind, caller: Any, roots: list[torch.Tensor], namespace: Mapping[str, Any], where: tuple[int | None, str | None], index: int) -> CallRecord | None:
         """This call's record when it is the lane's call again, else None (the full path runs)."""
@@ -72,8 +75,11 @@ class RepeatLane:
         root = roots[0]
         if namespace.get(self.root_name) is not root or type(root.grad_fn) is not self.root_type:
             return None
+        if any(namespace.get(n) is root for n in self.earlier):  # the full path would name it otherwise
+            return None
         local = caller.f_locals
-        if local.get("grad_tensors") is not None or local.get("inputs") is not None:
+        inputs = local.get("inputs")
+        if local.get("grad_tensors") is not None or not (inputs is None or (isinstance(inputs, (tuple, list)) and not inputs)):
             return None
         leaves = [ref() for _, ref, _ in self.leaves]
         if any(t is None for t in leaves):

@@ -87,10 +87,7 @@ def heatmap_view(t: torch.Tensor, stats: ValueStats | None, budget: int, grids: 
     pictures: list[torch.Tensor] = []
     counts = []
     for i, plane in enumerate(planes):
-        if grid is not None and grid.dtype in (torch.float32, torch.float64):
-            sub = grid[i]  # the pass's own copy already: nothing to gather or convert
-        else:
-            sub = as_real(grid[i] if grid is not None else plane[:: step[0], :: step[1]])
+        sub = as_real(grid[i] if grid is not None else plane[:: step[0], :: step[1]])  # a copy: another view may share the grid
         if lo is None and floating:
             finite = sub[torch.isfinite(sub)]
             if finite.numel():

@@ -93,14 +93,14 @@ def colour_scale(values: torch.Tensor, lo: float | None, hi: float | None, finit
     own = scratch and values.dtype in (torch.float32, torch.float64)
     v = values if values.dtype in (torch.float32, torch.float64) else values.to(torch.float64)  # 256 levels: float32 is plenty
     if hi > lo:
-        # level = (v - lo) * (LEVELS - 1) / (hi - lo): subtract first (exact for values near lo,
-        # where v * a - lo * a would cancel), in halves where hi - lo overflows the dtype
-        half = hi * 0.5 - lo * 0.5
-        a = (LEVELS - 1) * 0.5 / half
-        if half < torch.finfo(v.dtype).max * 0.5:
-            f = (v.sub_(lo) if own else v.sub(lo)).mul_(a)
+        # level = (v - lo) / (hi - lo) * (LEVELS - 1): subtract first (exact for values near lo),
+        # divide by the span (its reciprocal overflows for tiny spans), in halves where the span
+        # overflows the dtype
+        span = hi - lo
+        if span < torch.finfo(v.dtype).max:
+            f = (v.sub_(lo) if own else v.sub(lo)).div_(span).mul_(LEVELS - 1)
         else:
-            f = (v.mul_(0.5) if own else v.mul(0.5)).sub_(lo * 0.5).mul_(2 * a)
+            f = (v.mul_(0.5) if own else v.mul(0.5)).sub_(lo * 0.5).div_(hi * 0.5 - lo * 0.5).mul_(LEVELS - 1)
     else:
         f = torch.full_like(v, (LEVELS - 1) * 0.5)
     if not finite:

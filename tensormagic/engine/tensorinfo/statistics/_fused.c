@@ -1,6 +1,6 @@
 /* One fused pass over a strided CPU buffer of any common dtype: the statistics of %tensorinfo.
  *
- * stats(address, kind, shape, strides, scale, threads[, sample_address, sample_count])
+ * stats(address, kind, shape, strides, scale, threads[, sample_address, sample_count[, grids]])
  *     -> (lo, hi, s1, s2, zeros, nan, posinf, neginf, centre)
  *
  * Every element is read once, on up to `threads` threads: the min and max of the finite values
@@ -9,7 +9,9 @@
  * `centre` is the mean of an evenly spaced sample of at most PIVOT_SAMPLE finite values (times
  * `scale`): centring keeps the sum of squares accurate for data far from zero.  `scale` is a
  * power of two (1 unless the values are so large that their squares overflow).  Optionally it
- * also copies a fixed-seed stratified random sample of the elements (for the histogram).
+ * also copies a fixed-seed stratified random sample of the elements (for the histogram), and
+ * up to MAX_GRIDS grids (address, planes, h, w, ky, kx): every ky-th row and kx-th column of the
+ * first planes (h, w) planes, in the values' own row-major order (for the pictures).
  *
  * Kinds: float32 float64 float16 bfloat16 int8 int16 int32 int64 uint8 uint16 uint32 uint64
  * bool.  `shape` and `strides` (in bytes, >= 0) describe the elements in the order they are

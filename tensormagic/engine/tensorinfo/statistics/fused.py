@@ -157,12 +157,15 @@ def tensor_stats(t: torch.Tensor, over: str, sample: torch.Tensor | None = None,
     kind, order = walk
     n = t.numel()
     room = (0, 0)
+    # the C pass writes raw memory: every buffer is checked here (not with assert, gone under -O)
     if sample is not None and sample.numel():
-        assert sample.dtype == t.dtype and sample.is_contiguous() and sample.device.type == "cpu"
+        if not (sample.dtype == t.dtype and sample.is_contiguous() and sample.device.type == "cpu"):
+            raise ValueError("the sample must be a contiguous CPU tensor of the values' dtype")
         room = (sample.data_ptr(), sample.numel())
     specs = []
     for grid, out in grids:
-        assert out.dtype == t.dtype and out.is_contiguous() and out.device.type == "cpu" and tuple(out.shape) == grid.shape and grid_fits(t, grid)
+        if not (out.dtype == t.dtype and out.is_contiguous() and out.device.type == "cpu" and tuple(out.shape) == grid.shape and grid_fits(t, grid)):
+            raise ValueError(f"the grid {grid} does not fit the values, or its buffer is not a contiguous CPU tensor of its shape and their dtype")
         specs.append((out.data_ptr(), grid.planes, grid.height, grid.width, grid.step[0], grid.step[1]))
     return _run(t.data_ptr(), kind, order[0], order[1], n, over, room, specs)
 
