@@ -6,18 +6,20 @@ at --n elements (default 1e8), it prints the best of --repeat wall times of:
 
   floor       the fastest of torch.amax(x), torch.sum(x) and torch.count_nonzero(x): one read
               pass over the same bytes, the least any statistics tool must do
-  tensorinfo  `%tensorinfo --exact x` in a real InteractiveShell (report built, not rendered)
+  tensorinfo  `%tensorinfo --exact --no-pictures x` in a real InteractiveShell (report built,
+              not rendered): the statistics alone (--flags changes the options; with pictures,
+              --exact also counts every value for the histogram, a binning pass of its own)
   lovely      repr(lovely_tensors.lovely(x)), lovely-tensors' default repr
 
 then tensorinfo/floor (the goal column is the issue's), lovely/tensorinfo, and the peak extra
-memory of `%tensorinfo --exact x` as a share of the tensor's bytes (goal < 1%), measured in a
+memory of the same call as a share of the tensor's bytes (goal < 1%), measured in a
 fresh subprocess: the peak RSS (VmHWM, reset just before the call) minus the RSS before it.
 
 With --namespace it also times `%tensorinfo x` of a small x in a namespace of 100,000 arrays
 (goal <= 50 ms).
 
 Run: .venv/bin/python benchmarks/bench_tensorinfo.py [--n 1e8] [--repeat 5] [--cases "float32;bool"]
-     [--no-memory] [--namespace] [--json]
+     [--no-memory] [--namespace] [--json] [--flags "--exact"]
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ case, n = sys.argv[1], int(float(sys.argv[2]))
 ip = InteractiveShell.instance()
 ip.run_line_magic("load_ext", "tensormagic")
 ip.user_ns["x"] = make(case, 2 * 10**6)  # warm up imports, caches and code paths on a small tensor
-ip.run_line_magic("tensorinfo", "--exact x")
+ip.run_line_magic("tensorinfo", sys.argv[5] + " x")
 ip.user_ns["x"] = x = make(case, n)     # the big tensor is resident before the reading
 torch.ones(2**22).sum()                 # start torch's worker threads (their stacks are not ours)
 gc.collect()
@@ -78,14 +80,14 @@ def status(key):
 with open("/proc/self/clear_refs", "w") as f:  # reset the peak RSS (VmHWM) to the current RSS
     f.write("5")
 before = status("VmRSS")
-ip.run_line_magic("tensorinfo", "--exact x")
+ip.run_line_magic("tensorinfo", sys.argv[5] + " x")
 print(max(0, status("VmHWM") - before), x.numel() * x.element_size())
 """
 
 
-def peak_share(case: str, n: int) -> float:
+def peak_share(case: str, n: int, flags: str = "--exact") -> float:
     cases = {k: list(v) for k, v in CASES.items()}
-    out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, case, str(n), json.dumps(cases), MAKE], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, case, str(n), json.dumps(cases), MAKE, flags], capture_output=True, text=True, check=True)
     extra, nbytes = map(int, out.stdout.split()[-2:])
     return extra / nbytes
 
@@ -119,6 +121,7 @@ def main() -> None:
     parser.add_argument("--no-lovely", action="store_true", help="skip lovely-tensors")
     parser.add_argument("--namespace", action="store_true", help="also time %%tensorinfo x among 100,000 arrays")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    parser.add_argument("--flags", default="--exact --no-pictures", help="the %%tensorinfo options timed (default: the statistics alone, exact; add pictures with --flags=--exact)")
     args = parser.parse_args()
     n = int(float(args.n))
 
@@ -147,12 +150,12 @@ def main() -> None:
         x = make(case, n)
         ip.user_ns["x"] = x
         floor = min(best(lambda: torch.amax(x), args.repeat), best(lambda: torch.sum(x), args.repeat), best(lambda: torch.count_nonzero(x), args.repeat))
-        ip.run_line_magic("tensorinfo", "--exact x")  # warm-up
-        ti = best(lambda: ip.run_line_magic("tensorinfo", "--exact x"), args.repeat)
+        ip.run_line_magic("tensorinfo", f"{args.flags} x")  # warm-up
+        ti = best(lambda: ip.run_line_magic("tensorinfo", f"{args.flags} x"), args.repeat)
         lv = best(lambda: repr(lovely(x)), max(1, args.repeat // 2)) if lovely is not None else float("nan")
         del x
         ip.user_ns.pop("x", None)
-        share = float("nan") if args.no_memory else peak_share(case, n)
+        share = float("nan") if args.no_memory else peak_share(case, n, args.flags)
         row = dict(case=case, elements=n, floor_s=floor, tensorinfo_s=ti, x_floor=ti / floor, goal=goal, lovely_s=lv, lovely_over_tensorinfo=lv / ti, peak_extra_share=share)
         rows.append(row)
         print(f"{case:<20} {floor * 1e3:>9.1f} {ti * 1e3:>14.1f} {ti / floor:>8.2f} {'<=' + format(goal, 'g'):>6} {lv * 1e3:>10.1f} {lv / ti:>10.1f} {share:>10.2%}", flush=True)
