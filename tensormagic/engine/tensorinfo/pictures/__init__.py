@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import torch
 
 from tensormagic.engine.naming import describe_exception
-from tensormagic.engine.tensorinfo.pictures.grids import wanted_grids
+from tensormagic.engine.tensorinfo.pictures.grids import grid_for, wanted_grids
 from tensormagic.engine.tensorinfo.pictures.heatmap import heatmap_view
 from tensormagic.engine.tensorinfo.pictures.histogram import histogram_view
 from tensormagic.engine.tensorinfo.pictures.images import channel_view, image_view
@@ -57,7 +57,7 @@ def _intensity(t: torch.Tensor, stats: ValueStats | None) -> bool:
     return float(stats.min) >= 0.0 and float(stats.max) <= 1.0
 
 
-def _picture(kind: Kind, t: torch.Tensor, stats: ValueStats | None, budget: int, opts: PictureOptions, sample: torch.Tensor | None = None, grids: Mapping[PlaneGrid, torch.Tensor] | None = None) -> ImageView | ChannelView | HeatmapView | HistogramView | None:
+def _picture(kind: Kind, t: torch.Tensor, stats: ValueStats | None, budget: int, opts: PictureOptions, sample: torch.Tensor | None = None, grids: Mapping[PlaneGrid, torch.Tensor] | None = None, last_reader: bool = False) -> ImageView | ChannelView | HeatmapView | HistogramView | None:
     shape = tuple(int(n) for n in t.shape)
     if kind == "image":
         layout = image_layout(shape)
@@ -71,7 +71,7 @@ def _picture(kind: Kind, t: torch.Tensor, stats: ValueStats | None, budget: int,
             raise PictureError(f"a tensor of shape {shape} has no channels to show: the channel view takes (C, H, W), (N, C, H, W) or (H, W, 3)")
         return channel_view(t, layout, budget, grids)
     if kind == "heatmap":
-        return heatmap_view(t, stats, budget, grids)
+        return heatmap_view(t, stats, budget, grids, own_grid=last_reader)
     if stats is None:
         raise PictureError("no histogram: the tensor's values have no statistics")
     return histogram_view(t, stats, budget, sample)
@@ -108,9 +108,11 @@ def tensor_pictures(t: torch.Tensor, stats: ValueStats | None, budget: int, opts
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         t = t.detach()
-        for kind in kinds:
+        for k, kind in enumerate(kinds):
+            mine = grid_for(kind, shape)
+            last_reader = mine is not None and all(grid_for(later, shape) != mine for later in kinds[k + 1 :])
             try:
-                got[kind] = _picture(kind, t, stats, budget, opts, sample, grids)
+                got[kind] = _picture(kind, t, stats, budget, opts, sample, grids, last_reader)
             except PictureError:
                 if opts.explicit or (kind == "image" and opts.denorm is not None):
                     raise

@@ -65,6 +65,12 @@ def channel_grid(shape: tuple[int, ...]) -> PlaneGrid | None:
     return PlaneGrid(planes=k, height=layout.height, width=layout.width, step=steps(layout.height, layout.width, tile_side(k))) if k else None
 
 
+def grid_for(kind: str, shape: tuple[int, ...]) -> PlaneGrid | None:
+    """The grid the view ``kind`` of a tensor of this shape reads (None: none, or a histogram)."""
+    make = {"image": image_grid, "heatmap": heatmap_grid, "channels": channel_grid}.get(kind)
+    return make(shape) if make is not None else None
+
+
 def wanted_grids(shape: tuple[int, ...], numel: int, opts: PictureOptions, numeric: bool) -> list[PlaneGrid]:
     """The grids of every picture ``opts`` may draw of a tensor of this shape: the kinds asked
     for, else the defaults whichever way the statistics turn out (values in [0, 1] or not)."""
@@ -75,11 +81,11 @@ def wanted_grids(shape: tuple[int, ...], numel: int, opts: PictureOptions, numer
     if opts.denorm is not None:
         kinds.add("image")
     out = []
-    for kind, grid_for in (("image", image_grid), ("heatmap", heatmap_grid), ("channels", channel_grid)):
-        grid = grid_for(shape) if kind in kinds else None
+    for kind in ("image", "heatmap", "channels"):
+        grid = grid_for(kind, shape) if kind in kinds else None
         if grid is not None and grid not in out:
             out.append(grid)
     return out
 
 
-__all__ = ["channel_grid", "heatmap_grid", "image_grid", "wanted_grids"]
+__all__ = ["channel_grid", "grid_for", "heatmap_grid", "image_grid", "wanted_grids"]

@@ -62,13 +62,14 @@ def _marks(plane: torch.Tensor, step: tuple[int, int]) -> tuple[torch.Tensor, to
     return nan_, pos_, neg_
 
 
-def heatmap_view(t: torch.Tensor, stats: ValueStats | None, budget: int, grids: Mapping[PlaneGrid, torch.Tensor] | None = None) -> HeatmapView:
+def heatmap_view(t: torch.Tensor, stats: ValueStats | None, budget: int, grids: Mapping[PlaneGrid, torch.Tensor] | None = None, own_grid: bool = False) -> HeatmapView:
     """Colours from the finite min (dark purple) to the finite max (yellow) of the whole tensor.
 
     A pixel stands for a block of values (every k-th row and column is read for its colour);
     when the statistics found NaN/inf and the slices hold at most ``budget`` values, each block
     is searched whole, so a NaN anywhere in it paints its pixel (``marks_exact``).  ``grids``:
-    the subsamples the statistics' pass copied out (see :mod:`.grids`)."""
+    the subsamples the statistics' pass copied out (see :mod:`.grids`); ``own_grid``: no view
+    drawn after this one reads its grid, so the heatmap may use it up in place."""
     if t.dim() < 2 or min(t.shape[-2:]) == 0:
         raise PictureError(f"a heatmap needs 2 dims of at least 1 (the last two are drawn); this tensor has shape {tuple(t.shape)}")
     planes, labels, total = _slices(t)
@@ -87,7 +88,10 @@ def heatmap_view(t: torch.Tensor, stats: ValueStats | None, budget: int, grids: 
     pictures: list[torch.Tensor] = []
     counts = []
     for i, plane in enumerate(planes):
-        sub = as_real(grid[i] if grid is not None else plane[:: step[0], :: step[1]])  # a copy: another view may share the grid
+        if grid is not None and own_grid and grid.dtype in (torch.float32, torch.float64):
+            sub = grid[i]  # the pass's copy, nobody else's: nothing to gather or convert
+        else:
+            sub = as_real(grid[i] if grid is not None else plane[:: step[0], :: step[1]])  # a copy: another view may read the grid
         if lo is None and floating:
             finite = sub[torch.isfinite(sub)]
             if finite.numel():
