@@ -28,6 +28,11 @@ LOOPS = {
         "w = torch.tensor(2., requires_grad=True)\nfor k in range(4):\n    a = w * 2\n    a.backward()\n    b = w ** 2\n    b.backward()\n"
     ),
     "leaf_rebound": "for k in range(4):\n    w = torch.tensor(float(k), requires_grad=True)\n    loss = w * 3\n    loss.backward()\n",
+    "retain_graph": "w = torch.tensor(2., requires_grad=True)\nloss = (w * 3) ** 2\nfor k in range(5):\n    loss.backward(retain_graph=True)\n",
+    "hooked_leaf": (
+        "w = torch.tensor(2., requires_grad=True)\nseen = []\nw.register_hook(lambda g: seen.append(float(g)))\n"
+        "for k in range(5):\n    w.grad = None\n    loss = w * (k + 1)\n    loss.backward()\n"
+    ),
     # an earlier name of the cell holding the output names it (the first mentioned name wins)
     "loss_also_named_best": (
         "w = torch.tensor(2., requires_grad=True)\nbest = None\nfor k in range(6):\n    loss = w * (k + 1)\n    if k == 4:\n        best = loss\n    loss.backward()\n"
@@ -59,12 +64,14 @@ def test_the_lane_reports_what_the_full_path_reports(shell, monkeypatch, name):
     run(shell, SETUP)
     with_lane = run(shell, "%%autograd\n" + LOOPS[name])
     with_lane_facts = _facts(with_lane)
+    if name == "hooked_leaf":  # the user's hook ran once a call, as in a plain run
+        assert shell.user_ns["seen"] == [1.0, 2.0, 3.0, 4.0, 5.0]
     monkeypatch.setattr(recorder_module.RepeatLane, "open", classmethod(lambda cls, *a, **k: None))
     run(shell, SETUP)
     full = run(shell, "%%autograd\n" + LOOPS[name])
     full_facts = _facts(full)
     assert with_lane_facts == full_facts, [(k, j, a[j], b.get(j)) for k in full_facts if isinstance(full_facts[k], list) for a, b in zip(with_lane_facts[k], full_facts[k]) if a != b for j in (a if isinstance(a, dict) else {}) if a[j] != b.get(j)]
-    if name in ("zero_grad", "accumulating", "zero_grad_after_the_step"):
+    if name in ("zero_grad", "accumulating", "zero_grad_after_the_step", "retain_graph"):
         assert sum(taken) >= 3  # the later calls took the lane
     if name in ("op_changes", "two_losses", "leaf_rebound"):
         assert not all(taken) or not taken  # the lane let go (or never opened) where the call changed
