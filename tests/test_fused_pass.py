@@ -172,6 +172,7 @@ spec = importlib.util.spec_from_file_location("_fused", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 from tensormagic.engine.tensorinfo.statistics import fused
+installed = fused._fused
 fused._fused = module
 import torch
 from tests.test_fused_pass import BLOCK, make, reference, run
@@ -180,15 +181,21 @@ for dtype, special in [(torch.float32, True), (torch.float64, True), (torch.floa
     got, want = run(t), reference(t)
     assert all(a == b or (a != a and b != b) for a, b in zip(got, want)), (dtype, got, want)
     assert run(t[:, None].expand(-1, 2)[::3]) == run(t[:, None].expand(-1, 2)[::3].contiguous())
+    if not special:  # the histogram on several threads: the installed helper's counts
+        edges = [float(e) for e in torch.linspace(float(t.min()), float(t.max()), 33)]
+        shape, strides = fused.walk_order(t.shape, [s * t.element_size() for s in t.stride()])
+        counts = [m.histogram(t.data_ptr(), fused.TORCH_KINDS[t.dtype], shape, strides, edges, 3) for m in (module, installed)]
+        assert counts[0] == counts[1], (dtype, counts)
 print("same")
 """
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("march", ["x86-64-v3", "x86-64"], ids=["AVX2 build", "baseline build"])
-def test_avx2_and_baseline_builds_give_the_same_numbers(tmp_path, march):
+@pytest.mark.parametrize(("march", "openmp"), [("x86-64-v3", True), ("x86-64", True), ("x86-64-v3", False)], ids=["AVX2 build", "baseline build", "POSIX threads build"])
+def test_avx2_and_baseline_builds_give_the_same_numbers(tmp_path, march, openmp):
     """The C pass built for AVX2 only, or for the x86-64 baseline (SSE2), gives the numbers of
-    its definition too: what an AVX2 machine or an old one computes, checked on this one."""
+    its definition too: what an AVX2 machine or an old one computes, checked on this one; built
+    without OpenMP (a compiler without it) it runs its parts on POSIX threads, to the same numbers."""
     import platform
     import shutil
     import subprocess
@@ -202,7 +209,7 @@ def test_avx2_and_baseline_builds_give_the_same_numbers(tmp_path, march):
         pytest.skip("this processor cannot run an AVX2 build")
     source = Path(fused.__file__).with_name("_fused.c")
     built = tmp_path / ("_fused" + sysconfig.get_config_var("EXT_SUFFIX"))
-    flags = ["-O3", "-pthread", "-fopenmp", "-ffp-contract=off", "-fPIC", "-shared", "-DTENSORMAGIC_ONE_TARGET", f"-march={march}"]
+    flags = ["-O3", "-pthread", *(["-fopenmp"] if openmp else []), "-ffp-contract=off", "-fPIC", "-shared", "-DTENSORMAGIC_ONE_TARGET", f"-march={march}"]
     compiled = subprocess.run(["gcc", *flags, "-I" + sysconfig.get_paths()["include"], str(source), "-o", str(built)], capture_output=True, text=True)
     if compiled.returncode:
         pytest.skip(f"gcc cannot build it here: {compiled.stderr.strip().splitlines()[-1:]}")

@@ -62,47 +62,23 @@ static void *run_job(void *arg) {
 }
 
 /* Thread t of T takes blocks [blocks * t / T, blocks * (t + 1) / T): the result does not depend
- * on how many there are.  Built with OpenMP (as setup.py does), the threads are those of the
- * OpenMP runtime already loaded, torch's own: its workers, which may still be spinning after
- * the user's last torch operation, take the work instead of competing with new threads for
- * the cores.  Without OpenMP: POSIX threads. */
+ * on how many there are (see run_parts). */
+typedef struct {
+    const Job *job;
+    Py_ssize_t blocks;
+} Blocks;
+
+static void blocks_part(const void *arg, int t, int count) {
+    const Blocks *b = (const Blocks *)arg;
+    Job mine = *b->job;
+    mine.first = b->blocks * t / count;
+    mine.last = b->blocks * (t + 1) / count;
+    run_job(&mine);
+}
+
 static void run_parallel(const Job *job, Py_ssize_t blocks, int threads) {
-    if (threads <= 1) {
-        Job one = *job;
-        one.first = 0;
-        one.last = blocks;
-        run_job(&one);
-        return;
-    }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-    {
-        int t = omp_get_thread_num(), count = omp_get_num_threads();
-        Job mine = *job;
-        mine.first = blocks * t / count;
-        mine.last = blocks * (t + 1) / count;
-        run_job(&mine);
-    }
-#else
-    Job jobs[MAX_THREADS];
-    pthread_t ids[MAX_THREADS];
-    int started[MAX_THREADS];
-    for (int t = 0; t < threads; t++) {
-        jobs[t] = *job;
-        jobs[t].first = blocks * t / threads;
-        jobs[t].last = blocks * (t + 1) / threads;
-        started[t] = 0;
-    }
-    for (int t = 1; t < threads; t++)
-        started[t] = pthread_create(&ids[t], NULL, run_job, &jobs[t]) == 0;
-    run_job(&jobs[0]);
-    for (int t = 1; t < threads; t++) {
-        if (started[t])
-            pthread_join(ids[t], NULL);
-        else
-            run_job(&jobs[t]); /* no thread to be had: do its part here */
-    }
-#endif
+    Blocks b = {job, blocks};
+    run_parts(blocks_part, &b, threads);
 }
 
 static double value_as_double(const Job *job, const char *p) {

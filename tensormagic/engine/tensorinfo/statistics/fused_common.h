@@ -123,15 +123,70 @@ INLINE vl load_u64(const char *p) { vl v; memcpy(&v, p, sizeof v); return v; }
 
 /* ---- walking a block: rows of the inner dimension ----------------------------------------- */
 
-/* The address of logical element i (row-major over shape). */
-static const char *address_of(const Job *job, Py_ssize_t i) {
-    const char *p = job->base;
-    for (int d = job->ndim - 1; d >= 0; d--) {
-        Py_ssize_t size = job->shape[d];
-        p += (i % size) * job->stride[d];
-        i /= size;
+/* The address of logical element i (row-major over shape, strides in bytes). */
+static const char *element_at(const char *base, int ndim, const Py_ssize_t *shape, const Py_ssize_t *stride, Py_ssize_t i) {
+    const char *p = base;
+    for (int d = ndim - 1; d >= 0; d--) {
+        p += (i % shape[d]) * stride[d];
+        i /= shape[d];
     }
     return p;
+}
+
+static const char *address_of(const Job *job, Py_ssize_t i) {
+    return element_at(job->base, job->ndim, job->shape, job->stride, i);
+}
+
+/* ---- threads -------------------------------------------------------------------------------- */
+
+/* One part of a job: part t of count (the part's bounds derive from t and count alone, so the
+ * result does not depend on how many threads there are). */
+typedef void (*PartFn)(const void *arg, int t, int count);
+
+#ifndef _OPENMP
+typedef struct {
+    PartFn fn;
+    const void *arg;
+    int t, count;
+} PartCall;
+
+static void *part_thread(void *call) {
+    const PartCall *c = (const PartCall *)call;
+    c->fn(c->arg, c->t, c->count);
+    return NULL;
+}
+#endif
+
+/* Run parts 0..threads-1 of a job.  Built with OpenMP (as setup.py does), the threads are those
+ * of the OpenMP runtime already loaded, torch's own: its workers, which may still be spinning
+ * after the user's last torch operation, take the work instead of competing with new threads
+ * for the cores.  Without OpenMP: POSIX threads (a part whose thread cannot start runs here). */
+static void run_parts(PartFn fn, const void *arg, int threads) {
+    if (threads <= 1) {
+        fn(arg, 0, 1);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+    fn(arg, omp_get_thread_num(), omp_get_num_threads());
+#else
+    PartCall calls[MAX_THREADS];
+    pthread_t ids[MAX_THREADS];
+    int started[MAX_THREADS];
+    for (int t = 0; t < threads; t++) {
+        calls[t] = (PartCall){fn, arg, t, threads};
+        started[t] = 0;
+    }
+    for (int t = 1; t < threads; t++)
+        started[t] = pthread_create(&ids[t], NULL, part_thread, &calls[t]) == 0;
+    fn(arg, 0, threads);
+    for (int t = 1; t < threads; t++) {
+        if (started[t])
+            pthread_join(ids[t], NULL);
+        else
+            fn(arg, t, threads);
+    }
+#endif
 }
 
 /* splitmix64: a fixed-seed stream of random numbers, one per sample index. */

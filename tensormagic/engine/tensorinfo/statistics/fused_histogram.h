@@ -26,13 +26,7 @@ typedef struct {
 } HistJob;
 
 static const char *hist_address(const HistJob *job, Py_ssize_t i) {
-    const char *p = job->base;
-    for (int d = job->ndim - 1; d >= 0; d--) {
-        Py_ssize_t size = job->shape[d];
-        p += (i % size) * job->stride[d];
-        i /= size;
-    }
-    return p;
+    return element_at(job->base, job->ndim, job->shape, job->stride, i);
 }
 
 /* A run of `len` elements `s` bytes apart: each value's bin (from the quotient, corrected against
@@ -104,46 +98,8 @@ static void hist_part(const HistJob *job, int t, int count) {
     }
 }
 
-#ifndef _OPENMP
-typedef struct {
-    const HistJob *job;
-    int t, count;
-} HistThread;
-
-static void *hist_thread(void *arg) {
-    HistThread *h = (HistThread *)arg;
-    hist_part(h->job, h->t, h->count);
-    return NULL;
-}
-#endif
-
-static void hist_parallel(const HistJob *job) {
-    int threads = job->threads;
-    if (threads <= 1) {
-        hist_part(job, 0, 1);
-        return;
-    }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-    hist_part(job, omp_get_thread_num(), omp_get_num_threads());
-#else
-    HistThread parts[MAX_THREADS];
-    pthread_t ids[MAX_THREADS];
-    int started[MAX_THREADS];
-    for (int t = 0; t < threads; t++) {
-        parts[t].job = job, parts[t].t = t, parts[t].count = threads;
-        started[t] = 0;
-    }
-    for (int t = 1; t < threads; t++)
-        started[t] = pthread_create(&ids[t], NULL, hist_thread, &parts[t]) == 0;
-    hist_thread(&parts[0]);
-    for (int t = 1; t < threads; t++) {
-        if (started[t])
-            pthread_join(ids[t], NULL);
-        else
-            hist_thread(&parts[t]);
-    }
-#endif
+static void hist_part_of(const void *job, int t, int count) {
+    hist_part((const HistJob *)job, t, count);
 }
 
 PyDoc_STRVAR(histogram_doc,
@@ -239,7 +195,7 @@ static PyObject *histogram(PyObject *self, PyObject *args) {
         return PyErr_NoMemory();
     }
     Py_BEGIN_ALLOW_THREADS;
-    hist_parallel(&job);
+    run_parts(hist_part_of, &job, job.threads);
     Py_END_ALLOW_THREADS;
     PyObject *out = PyTuple_New(job.bins);
     for (int b = 0; out && b < job.bins; b++) {
