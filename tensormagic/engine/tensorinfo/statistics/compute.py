@@ -68,10 +68,11 @@ def stats_sample_grids(t: torch.Tensor, budget: int = DEFAULT_BUDGET, grids: Ite
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             t = t.detach()
-            filled = {g: torch.empty(g.shape, dtype=t.dtype) for g in dict.fromkeys(grids) if fused.grid_fits(t, g)}
-            stats = fused.tensor_stats(t, "values (True = 1)" if t.dtype == torch.bool else "values", sample, list(filled.items())[: fused.MAX_GRIDS])
+            fitting = [g for g in dict.fromkeys(grids) if fused.grid_fits(t, g)][: fused.MAX_GRIDS]
+            filled = {g: torch.empty(g.shape, dtype=t.dtype) for g in fitting}
+            stats = fused.tensor_stats(t, "values (True = 1)" if t.dtype == torch.bool else "values", sample, list(filled.items()))
         if stats is not None:
-            return exact_integer_mean(t, stats), sample, dict(list(filled.items())[: fused.MAX_GRIDS])
+            return exact_integer_mean(t, stats), sample, filled
     return tensor_stats(t, budget), None, {}
 
 

@@ -101,12 +101,16 @@ def grid_fits(t: torch.Tensor, grid: PlaneGrid) -> bool:
     values in their own row-major order (strides decreasing), each row of ``width`` values within
     one run of the walk's inner dimension, and the grid's planes within the values."""
     walk = _readable(t)
-    if walk is None or t.dim() < 2 or tuple(int(n) for n in t.shape[-2:]) != (grid.height, grid.width):
+    return walk is not None and _fits(t, walk[1][0][-1], grid)
+
+
+def _fits(t: torch.Tensor, inner: int, grid: PlaneGrid) -> bool:
+    """:func:`grid_fits` for a readable ``t`` whose walk's inner dimension has ``inner`` values."""
+    if t.dim() < 2 or tuple(int(n) for n in t.shape[-2:]) != (grid.height, grid.width):
         return False
     strides = [int(s) for n, s in zip(t.shape, t.stride()) if n != 1]
     if any(a <= b for a, b in pairwise(strides)):
         return False
-    inner = walk[1][0][-1]
     return inner % grid.width == 0 and grid.planes * grid.height * grid.width <= t.numel() and min(grid.step) >= 1
 
 
@@ -164,7 +168,7 @@ def tensor_stats(t: torch.Tensor, over: str, sample: torch.Tensor | None = None,
         room = (sample.data_ptr(), sample.numel())
     specs = []
     for grid, out in grids:
-        if not (out.dtype == t.dtype and out.is_contiguous() and out.device.type == "cpu" and tuple(out.shape) == grid.shape and grid_fits(t, grid)):
+        if not (out.dtype == t.dtype and out.is_contiguous() and out.device.type == "cpu" and tuple(out.shape) == grid.shape and _fits(t, order[0][-1], grid)):
             raise ValueError(f"the grid {grid} does not fit the values, or its buffer is not a contiguous CPU tensor of its shape and their dtype")
         specs.append((out.data_ptr(), grid.planes, grid.height, grid.width, grid.step[0], grid.step[1]))
     return _run(t.data_ptr(), kind, order[0], order[1], n, over, room, specs)
