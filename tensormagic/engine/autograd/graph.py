@@ -64,6 +64,11 @@ class GraphInfo:
     modules: list[ModuleInfo] = field(default_factory=list)  # the modules GraphNode.module points to (named after the cell)
     module_unknown: int = 0  # op nodes made while module calls were not recorded (their module is not known)
 
+    def slim(self) -> GraphInfo:
+        """What an older call of a loop keeps of its graph: the saved bytes only (the report
+        shows the last call's graph)."""
+        return GraphInfo(saved_bytes=self.saved_bytes, saved_under_hooks=self.saved_under_hooks)
+
 
 def topological_order(nodes: Sequence[GraphNode], roots: Sequence[int]) -> tuple[list[int], int]:
     """An order in which every node comes after all the nodes that send it a gradient (the order

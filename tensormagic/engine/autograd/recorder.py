@@ -23,7 +23,6 @@ import torch
 
 from tensormagic.engine.autograd import keeper
 from tensormagic.engine.autograd.capture import capture
-from tensormagic.engine.autograd.graph import GraphInfo
 from tensormagic.engine.autograd.lines import Lines, cell_line
 from tensormagic.engine.autograd.modules import ModuleCalls
 from tensormagic.engine.autograd.naming import CellNames, Names
@@ -41,8 +40,9 @@ from tensormagic.engine.autograd.records import (
     grad_state,
     leaf_node,
     root_info,
+    state_of,
 )
-from tensormagic.engine.autograd.repeat import RepeatLane, note_leaf
+from tensormagic.engine.autograd.repeat import RepeatLane
 from tensormagic.engine.autograd.source import CellSource
 from tensormagic.engine.autograd.summary import summarise
 from tensormagic.engine.autograd.walk import Walk, light_walk, walk_graph
@@ -200,8 +200,7 @@ class Recorder:
             for ref in entry.watch if entry is not None else ():
                 t = ref()
                 if t is not None:
-                    g = t.grad
-                    record.watching.append((ref, None if g is None else (id(g), g._version)))
+                    record.watching.append((ref, grad_state(t)))
         if inputs:
             record.inputs_only = True
             record.asked = {id(t) for t in inputs}
@@ -214,7 +213,7 @@ class Recorder:
         # keeps its graph (the report shows it); older ones keep their gradients
         old = self._last_of_group.get(group)
         if old is not None:
-            old.graph = GraphInfo(saved_bytes=old.graph.saved_bytes, saved_under_hooks=old.graph.saved_under_hooks)
+            old.graph = old.graph.slim()
         self._take(record, walk, roots, seeds)
         if walk.reused and not walk.node_objects and not self.locate_nan:  # the no-walk path: a loop may repeat this call
             self._lane = RepeatLane.open(record, roots[0], seeds, inputs, self.leaves, self.names.mentioned)
@@ -276,7 +275,7 @@ class Recorder:
             if t is None:
                 continue
             g = t.grad
-            now = None if g is None else (id(g), g._version)
+            now = state_of(g)
             if now != state and g is not None:
                 key = id(t)
                 record.targets[key] = Target(key=key, name=None, kind="leaf", ref=weakref.ref(t), node=-1, retains_grad=True)
@@ -308,7 +307,7 @@ class Recorder:
                 if track is None or track.ref() is not leaf:  # a new leaf (perhaps at a freed one's id)
                     tracks[key] = LeafTrack(name=names.name(leaf), ref=weakref.ref(leaf), before=summarise(g), had_grad=g is not None, calls=1)
                 else:
-                    note_leaf(track, g)
+                    track.note(g)
             old = reuse.get(key) if reuse is not None else None
             targets[key] = old if old is not None and old.kind == "leaf" else Target(key=key, name=walk.info.nodes[node_id].name, kind="leaf", ref=weakref.ref(leaf), node=node_id, retains_grad=True)
         if names.objects:

@@ -112,10 +112,25 @@ class LeafTrack:
     reset: int = 0  # times .grad was set to None between calls (zero_grad)
     changed: int = 0  # times .grad was changed in place between calls
 
+    def note(self, grad: torch.Tensor | None) -> None:
+        """One more call touched the leaf, whose ``.grad`` is ``grad`` as the call starts: count a
+        reset (None since the last call) or an in-place change."""
+        state = state_of(grad)
+        if self.state is not None and state != self.state:
+            if state is None:
+                self.reset += 1
+            else:
+                self.changed += 1
+        self.calls += 1
+
+
+def state_of(g: torch.Tensor | None) -> tuple[int, int] | None:
+    """(id, version) of a gradient (None for None): whether ``.grad`` is still what a call left."""
+    return None if g is None else (id(g), g._version)
+
 
 def grad_state(t: torch.Tensor) -> tuple[int, int] | None:
-    g = t.grad
-    return None if g is None else (id(g), g._version)
+    return state_of(t.grad)
 
 
 def root_info(t: torch.Tensor, name: str | None, seed: Any, read_value: bool = True) -> RootInfo:
@@ -202,4 +217,4 @@ class FastPath:
     watch: list[Any]  # weakrefs
 
 
-__all__ = ["BACKWARD_CODE", "GRAD_CODE", "HAS_GRADIENT_EDGE", "CallKind", "CallRecord", "FastPath", "LeafTrack", "RootInfo", "Target", "accumulator", "as_list", "functorch_active", "grad_state", "leaf_node", "root_info", "root_value", "turns_non_finite"]
+__all__ = ["BACKWARD_CODE", "GRAD_CODE", "HAS_GRADIENT_EDGE", "CallKind", "CallRecord", "FastPath", "LeafTrack", "RootInfo", "Target", "accumulator", "as_list", "functorch_active", "grad_state", "leaf_node", "root_info", "root_value", "state_of", "turns_non_finite"]

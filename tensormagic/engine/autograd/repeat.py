@@ -19,20 +19,7 @@ from typing import Any
 
 import torch
 
-from tensormagic.engine.autograd.graph import GraphInfo
 from tensormagic.engine.autograd.records import CallKind, CallRecord, LeafTrack, root_info
-
-
-def note_leaf(track: LeafTrack, grad: torch.Tensor | None) -> None:
-    """One more call touched the leaf whose :class:`LeafTrack` this is, and its ``.grad`` is
-    ``grad`` as the call starts: count a reset (None since the last call) or an in-place change."""
-    state = None if grad is None else (id(grad), grad._version)
-    if track.state is not None and state != track.state:
-        if state is None:
-            track.reset += 1
-        else:
-            track.changed += 1
-    track.calls += 1
 
 
 @dataclass(slots=True, kw_only=True)
@@ -102,11 +89,11 @@ class RepeatLane:
             g = t.grad
             if g is None:
                 was_none.add(key)
-            note_leaf(track, g)
+            track.note(g)
         # only the latest call of an output keeps its graph (as on the full path)
-        last.graph = GraphInfo(saved_bytes=last.graph.saved_bytes, saved_under_hooks=last.graph.saved_under_hooks)
+        last.graph = last.graph.slim()
         self.last = record
         return record
 
 
-__all__ = ["RepeatLane", "note_leaf"]
+__all__ = ["RepeatLane"]
