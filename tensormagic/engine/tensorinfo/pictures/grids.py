@@ -11,6 +11,9 @@ grid from there or, where it was not filled, reads the tensor itself: the same v
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+
+import torch
 
 from tensormagic.engine.tensorinfo.pictures.options import (
     MAX_CHANNELS,
@@ -65,6 +68,14 @@ def channel_grid(shape: tuple[int, ...]) -> PlaneGrid | None:
     return PlaneGrid(planes=k, height=layout.height, width=layout.width, step=steps(layout.height, layout.width, tile_side(k))) if k else None
 
 
+def filled(spec: PlaneGrid | None, grids: Mapping[PlaneGrid, torch.Tensor] | None, height: int, width: int, count: int) -> tuple[tuple[int, int], torch.Tensor | None]:
+    """A view's step and the grid the statistics' pass filled for it (None: the view reads the
+    tensor itself): ``spec``'s step, else the step of ``count`` pictures of ``height`` x ``width``."""
+    if spec is None:
+        return steps(height, width, tile_side(count)), None
+    return spec.step, grids.get(spec) if grids else None
+
+
 def grid_for(kind: str, shape: tuple[int, ...]) -> PlaneGrid | None:
     """The grid the view ``kind`` of a tensor of this shape reads (None: none, or a histogram)."""
     make = {"image": image_grid, "heatmap": heatmap_grid, "channels": channel_grid}.get(kind)
@@ -88,4 +99,4 @@ def wanted_grids(shape: tuple[int, ...], numel: int, opts: PictureOptions, numer
     return out
 
 
-__all__ = ["channel_grid", "grid_for", "heatmap_grid", "image_grid", "wanted_grids"]
+__all__ = ["channel_grid", "filled", "grid_for", "heatmap_grid", "image_grid", "wanted_grids"]

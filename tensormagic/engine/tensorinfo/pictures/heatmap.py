@@ -9,15 +9,13 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from tensormagic.engine.tensorinfo.pictures.grids import heatmap_grid
+from tensormagic.engine.tensorinfo.pictures.grids import filled, heatmap_grid
 from tensormagic.engine.tensorinfo.pictures.options import MAX_SLICES, PictureError
 from tensormagic.engine.tensorinfo.pictures.raster import (
     as_real,
     block_any,
     colour_scale,
     paint_nonfinite,
-    steps,
-    tile_side,
     to_host,
     viridis,
 )
@@ -74,9 +72,7 @@ def heatmap_view(t: torch.Tensor, stats: ValueStats | None, budget: int, grids: 
         raise PictureError(f"a heatmap needs 2 dims of at least 1 (the last two are drawn); this tensor has shape {tuple(t.shape)}")
     planes, labels, total = _slices(t)
     h, w = int(t.shape[-2]), int(t.shape[-1])
-    spec = heatmap_grid(tuple(int(n) for n in t.shape))
-    step = spec.step if spec is not None else steps(h, w, tile_side(len(planes)))
-    grid = grids.get(spec) if grids and spec is not None else None
+    step, grid = filled(heatmap_grid(tuple(int(n) for n in t.shape)), grids, h, w, len(planes))
     lo = hi = None
     if stats is not None and stats.min is not None and stats.max is not None:
         lo, hi = float(stats.min), float(stats.max)

@@ -7,7 +7,7 @@ from typing import Literal
 
 import torch
 
-from tensormagic.engine.tensorinfo.pictures.grids import channel_grid, image_grid
+from tensormagic.engine.tensorinfo.pictures.grids import channel_grid, filled, image_grid
 from tensormagic.engine.tensorinfo.pictures.options import (
     MAX_CHANNELS,
     MAX_IMAGES,
@@ -20,8 +20,6 @@ from tensormagic.engine.tensorinfo.pictures.raster import (
     colour_scale,
     paint,
     paint_nonfinite,
-    steps,
-    tile_side,
     to_host,
 )
 from tensormagic.engine.tensorinfo.pictures.reports import (
@@ -56,9 +54,7 @@ def image_view(t: torch.Tensor, layout: Layout, denorm: Denorm | None, all_finit
         raise PictureError(f"the image view needs at least one pixel; this tensor has shape {tuple(t.shape)}")
     imgs = _images(t, layout, MAX_IMAGES)
     k = int(imgs.shape[0])
-    spec = image_grid(tuple(int(n) for n in t.shape))
-    step = spec.step if spec is not None else steps(layout.height, layout.width, tile_side(k))
-    grid = grids.get(spec) if grids and spec is not None else None
+    step, grid = filled(image_grid(tuple(int(n) for n in t.shape)), grids, layout.height, layout.width, k)
     picked = grid.view(k, layout.channels, *grid.shape[1:]) if grid is not None else imgs[:, :, :: step[0], :: step[1]]
     # every k-th row and column, gathered at once into (k, h, w, C): the pixel order of a PNG
     sub = as_real(picked.permute(0, 2, 3, 1))
@@ -117,9 +113,7 @@ def channel_view(t: torch.Tensor, layout: Layout, budget: int, grids: Mapping[Pl
         raise PictureError(f"the channel view needs at least one item; this tensor has shape {tuple(t.shape)}")
     cdim = layout.channel_dim - (1 if layout.batch_dim is not None else 0)
     k = min(layout.channels, MAX_CHANNELS)
-    spec = channel_grid(tuple(int(n) for n in t.shape))
-    step = spec.step if spec is not None else steps(layout.height, layout.width, tile_side(k))
-    grid = grids.get(spec) if grids and spec is not None else None
+    step, grid = filled(channel_grid(tuple(int(n) for n in t.shape)), grids, layout.height, layout.width, k)
     stats: list[ChannelStats] = []
     pictures: list[torch.Tensor] = []
     for c in range(k):
