@@ -37,14 +37,9 @@ def _readable(t: Any) -> torch.Tensor | None:
     return readable
 
 
-def param_norm(t: torch.Tensor | None) -> float:
-    """The L2 norm of a parameter's values (NaN when they cannot be read)."""
-    with torch.no_grad(), without_user_modes():
-        return _param_norm(t)
-
-
 def _param_norm(t: torch.Tensor | None) -> float:
-    """:func:`param_norm` inside ``no_grad`` and :func:`without_user_modes`."""
+    """The L2 norm of a parameter's values (NaN when they cannot be read); call it inside
+    ``no_grad`` and :func:`without_user_modes`."""
     src = _readable(t)
     if src is None:
         return math.nan
@@ -122,4 +117,4 @@ def first_non_finite(records: Sequence[CallRecord], rows: Sequence[GradientRow],
     return {"where": "unknown", "name": None, "op": None, "line": None, "code": None, "wrt": bad, "ask": "locate_nan"}
 
 
-__all__ = ["EXPLODING", "VANISHING", "VANISHING_RELATIVE", "first_non_finite", "health", "param_norm"]
+__all__ = ["EXPLODING", "VANISHING", "VANISHING_RELATIVE", "first_non_finite", "health"]
