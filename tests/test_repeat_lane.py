@@ -33,6 +33,13 @@ LOOPS = {
         "w = torch.tensor(2., requires_grad=True)\nseen = []\nw.register_hook(lambda g: seen.append(float(g)))\n"
         "for k in range(5):\n    w.grad = None\n    loss = w * (k + 1)\n    loss.backward()\n"
     ),
+    # a call of the lane that raises (caught in the loop): a call of its own, the run around it kept
+    "raises_once": (
+        "w = torch.tensor(2., requires_grad=True)\nstate = {'k': 0}\n"
+        "def hook(g):\n    if state['k'] == 3:\n        raise RuntimeError('boom')\n    return g\n"
+        "w.register_hook(hook)\nfor k in range(7):\n    state['k'] = k\n    w.grad = None\n    loss = w * (k + 1)\n"
+        "    try:\n        loss.backward()\n    except RuntimeError:\n        pass\n"
+    ),
     # an earlier name of the cell holding the output names it (the first mentioned name wins)
     "loss_also_named_best": (
         "w = torch.tensor(2., requires_grad=True)\nbest = None\nfor k in range(6):\n    loss = w * (k + 1)\n    if k == 4:\n        best = loss\n    loss.backward()\n"
@@ -52,15 +59,22 @@ def _facts(report: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("name", sorted(LOOPS))
 def test_the_lane_reports_what_the_full_path_reports(shell, monkeypatch, name):
-    taken: list[int] = []
-    real_record = RepeatLane.record
+    taken: list[int] = []  # per call the lane was asked about: it took the call (a record of its own, or folded)
+    real_record, real_fold = RepeatLane.record, RepeatLane.fold_begin
 
     def counted(self: RepeatLane, *args: Any, **kwargs: Any) -> Any:
         got = real_record(self, *args, **kwargs)
         taken.append(got is not None)
         return got
 
+    def folded(self: RepeatLane, *args: Any, **kwargs: Any) -> Any:
+        got = real_fold(self, *args, **kwargs)
+        if got:
+            taken.append(True)
+        return got
+
     monkeypatch.setattr(RepeatLane, "record", counted)
+    monkeypatch.setattr(RepeatLane, "fold_begin", folded)
     run(shell, SETUP)
     with_lane = run(shell, "%%autograd\n" + LOOPS[name])
     with_lane_facts = _facts(with_lane)
@@ -71,10 +85,30 @@ def test_the_lane_reports_what_the_full_path_reports(shell, monkeypatch, name):
     full = run(shell, "%%autograd\n" + LOOPS[name])
     full_facts = _facts(full)
     assert with_lane_facts == full_facts, [(k, j, a[j], b.get(j)) for k in full_facts if isinstance(full_facts[k], list) for a, b in zip(with_lane_facts[k], full_facts[k]) if a != b for j in (a if isinstance(a, dict) else {}) if a[j] != b.get(j)]
-    if name in ("zero_grad", "accumulating", "zero_grad_after_the_step", "retain_graph"):
+    if name in ("zero_grad", "accumulating", "zero_grad_after_the_step", "retain_graph", "raises_once"):
         assert sum(taken) >= 3  # the later calls took the lane
     if name in ("op_changes", "two_losses", "leaf_rebound"):
         assert not all(taken) or not taken  # the lane let go (or never opened) where the call changed
+
+
+def test_a_loop_is_kept_in_a_few_records_however_many_steps(shell, monkeypatch):
+    """A zero_grad loop's calls capture nothing: the lane keeps them in one run record (no record,
+    and no garbage, per step), and the report still counts every call."""
+    from tensormagic.engine.autograd import session as session_module
+
+    seen: list[Any] = []
+    real_report = session_module.AutogradSession.report
+
+    def report(self: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(len(self.recorder.calls))
+        return real_report(self, *args, **kwargs)
+
+    monkeypatch.setattr(session_module.AutogradSession, "report", report)
+    run(shell, SETUP)
+    r = run(shell, "%%autograd\n" + LOOPS["zero_grad"].replace("range(6)", "range(300)"))
+    assert seen == [3]  # the first call (walked), the second (no walk, opens the lane), the run of 298
+    assert r.outputs[0].calls == 300
+    assert "last of 300 backward calls" in r.row("mlp.0.weight").change
 
 
 def test_the_lane_keeps_no_tensor_alive(shell):

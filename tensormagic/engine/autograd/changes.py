@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from tensormagic.engine.autograd.recorder import Recorder
-from tensormagic.engine.autograd.summary import difference, summarise
+from tensormagic.engine.autograd.summary import GradSummary, difference, summarise
 
 
 def short(value: Any) -> str:
@@ -24,13 +24,16 @@ def short(value: Any) -> str:
     if isinstance(value, complex):
         return f"{value:.4g}"
     if isinstance(value, list):
-        flat = str(value)
+        flat = str(value[:12])  # (enough for 60 characters: a 64-value list is not written out to be cut)
+        if len(value) > 12:
+            flat = flat[:-1] + ", …]"
         return flat if len(flat) <= 60 else flat[:57] + "…"
     return str(value)
 
 
-def grad_change(recorder: Recorder, key: int, name: str) -> str | None:
-    """The sentence for the leaf ``key`` (None when no backward call of the cell reached it)."""
+def grad_change(recorder: Recorder, key: int, name: str, known: GradSummary | None = None) -> str | None:
+    """The sentence for the leaf ``key`` (None when no backward call of the cell reached it);
+    ``known``: a summary that may be of its ``.grad`` now (used if it is, not made again)."""
     track = recorder.leaves.get(key)
     if track is None:
         return None
@@ -38,10 +41,11 @@ def grad_change(recorder: Recorder, key: int, name: str) -> str | None:
     if t is None:
         return None
     # the calls that reached this very tensor (a freed leaf's id may have been given to a new one)
-    calls = sum(1 for c in recorder.calls if c.kind == "backward" and c.error is None and (target := c.targets.get(key)) is not None and target.ref() is t)
+    calls = sum(c.repeats for c in recorder.calls if c.kind == "backward" and c.error is None and (target := c.targets.get(key)) is not None and target.ref() is t)
     if calls == 0:
         return None
-    now = summarise(t.grad) if t.grad is not None else None
+    g = t.grad
+    now = known if known is not None and known.is_of(g) else (summarise(g) if g is not None else None)
     now_plain = now.plain() if now is not None else None
     if now_plain is None:
         now_text = "None (set to None by the cell after its backward)"

@@ -29,6 +29,7 @@ from tensormagic.engine.autograd.recorder import Recorder
 from tensormagic.engine.autograd.records import CallRecord, leaf_node, root_info, turns_non_finite
 from tensormagic.engine.autograd.report import NotComputed
 from tensormagic.engine.autograd.summary import local_shard, summarise
+from tensormagic.engine.autograd.targets import targets_of
 from tensormagic.engine.autograd.walk import Walk, walk_graph
 from tensormagic.engine.naming import describe_exception
 
@@ -113,7 +114,7 @@ class ExtraWork:
         try:
             record = CallRecord(
                 index=0, kind="computed", roots=[root_info(output, name, None)], graph=walk.info,
-                targets=rec.targets_of(walk, names.for_call(), {id(output)}, track_leaves=False), source=source, user_code=walk.user_code,
+                targets=targets_of(walk, names.for_call(), {id(output)}, rec.leaves, track_leaves=False), source=source, user_code=walk.user_code,
             )
             if not self.allowed(f"the gradients of {name}", walk, 1.0):
                 return record

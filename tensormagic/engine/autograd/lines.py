@@ -47,9 +47,9 @@ class LineSpans:
 
     def __init__(self) -> None:
         self.starts: list[int] = []
-        self.lines: list[int] = []
+        self.lines: list[int | None] = []  # None: a span whose nodes' line is not known (LineMarks off)
 
-    def add(self, seq: int, line: int) -> None:
+    def add(self, seq: int, line: int | None) -> None:
         starts = self.starts
         if starts and seq <= starts[-1]:
             self.lines[-1] = line  # the previous line made no node: this one starts there
@@ -77,6 +77,28 @@ def line_marker(spans: LineSpans) -> Callable[[int], None]:
             lines.append(line)
 
     return mark
+
+
+class LineMarks:
+    """The marker of :func:`line_marker` as the builtin the instrumented statements call, with a
+    switch: off, they call a C no-op (``id``) and the nodes made from then on have no line (a
+    span of line None) until it is on again.  A training loop's repeated steps switch it off:
+    the graph they make is known already (see ``RepeatLane``)."""
+
+    def __init__(self, spans: LineSpans) -> None:
+        self.spans = spans
+        self.marker = line_marker(spans)
+        self.on = True
+
+    def switch(self, on: bool) -> None:
+        import builtins
+
+        if on == self.on or builtins.__dict__.get(MARKER) not in (self.marker, id):
+            return
+        builtins.__dict__[MARKER] = self.marker if on else id
+        if not on:
+            self.spans.add(next_sequence_nr(), None)
+        self.on = on
 
 
 def instrument(tree: ast.Module) -> ast.Module:
@@ -176,16 +198,22 @@ class LineTracer:
         self.paused = False
 
 
-def cell_line(filename: str) -> tuple[int | None, str | None]:
-    """The line of the cell running now (the innermost frame of the cell's code), and the name
-    of the function the cell defined that it runs in (None at the cell's top level)."""
-    frame: Any = sys._getframe(1)
+def cell_frame(filename: str, frame: Any) -> Any:
+    """The innermost frame of the cell's code, looked for from ``frame`` outwards (None: none)."""
     while frame is not None and frame.f_code.co_filename != filename:
         frame = frame.f_back
+    return frame
+
+
+def cell_line(filename: str, frame: Any = None) -> tuple[int | None, str | None]:
+    """The line of the cell running now (the innermost frame of the cell's code, looked for from
+    ``frame`` outwards, or from the caller's), and the name of the function the cell defined
+    that it runs in (None at the cell's top level)."""
+    frame = cell_frame(filename, sys._getframe(1) if frame is None else frame)
     if frame is None:
         return None, None
     name = frame.f_code.co_name
     return frame.f_lineno, None if name == "<module>" else name
 
 
-__all__ = ["MARKER", "LineSpans", "LineTracer", "Lines", "can_trace_lines", "cell_line", "defines_functions", "instrument", "line_marker", "next_sequence_nr"]
+__all__ = ["MARKER", "LineMarks", "LineSpans", "LineTracer", "Lines", "can_trace_lines", "cell_frame", "cell_line", "defines_functions", "instrument", "line_marker", "next_sequence_nr"]

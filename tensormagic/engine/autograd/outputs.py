@@ -97,7 +97,7 @@ def output_infos(records: list[CallRecord], sources: list[str], recorder: Record
     out: list[OutputInfo] = []
     for record, source in zip(records, sources):
         group = recorder.group_of(record) if record.kind != "computed" else None
-        calls = sum(1 for c in recorder.calls if recorder.group_of(c) == group) if group else 1
+        calls = sum(c.repeats for c in recorder.calls if recorder.group_of(c) == group) if group else 1
         for r in record.roots:
             name = r.name or "output"
             line = cell.assigned.get(name) if name in cell.assigned else record.line

@@ -41,7 +41,9 @@ class OwnPasses:
     def before_call(self, record: CallRecord, walk: Walk, roots: list[torch.Tensor], seeds: list[Any]) -> None:
         wanted = [e for e in self.options.of if e not in self.of_records]
         jacobians = self.options.jacobian and any(r.grad_fn is not None and r.numel() > 1 and info.name not in self._jacobian_done for r, info in zip(roots, record.roots))
-        if walk.reused and (wanted or jacobians or (record.kind == "grad" and record.inputs_only)):
+        if not (wanted or jacobians or (record.kind == "grad" and record.inputs_only)):
+            return  # nothing to do for this call (a training loop's calls, mostly)
+        if walk.reused:
             walk = self.extra.walk_of(roots[0], self.names, self.lines, self.cell) if len(roots) == 1 else walk  # extra passes judge a full walk
         for expr in self.options.of:
             if expr not in self.of_records:

@@ -23,7 +23,7 @@ import torch
 
 from tensormagic.engine.autograd import keeper
 from tensormagic.engine.autograd.capture import capture
-from tensormagic.engine.autograd.lines import Lines, cell_line
+from tensormagic.engine.autograd.lines import LineMarks, Lines, cell_frame, cell_line
 from tensormagic.engine.autograd.modules import ModuleCalls
 from tensormagic.engine.autograd.naming import CellNames, Names
 from tensormagic.engine.autograd.records import (
@@ -39,12 +39,13 @@ from tensormagic.engine.autograd.records import (
     functorch_active,
     grad_state,
     leaf_node,
+    read_after_call,
     root_info,
-    state_of,
 )
 from tensormagic.engine.autograd.repeat import RepeatLane
 from tensormagic.engine.autograd.source import CellSource
 from tensormagic.engine.autograd.summary import summarise
+from tensormagic.engine.autograd.targets import caught_after, targets_of
 from tensormagic.engine.autograd.walk import Walk, light_walk, walk_graph
 from tensormagic.engine.naming import describe_exception
 from tensormagic.engine.todevice.devices import synchronize
@@ -59,7 +60,8 @@ class Recorder:
         self.names = names
         self.lines = lines
         self.locate_nan = locate_nan
-        self.calls: list[CallRecord] = []
+        self.calls: list[CallRecord] = []  # a loop's run of lane calls is one record (see _fold)
+        self.recorded = 0  # the calls recorded (the index of the latest)
         self.leaves: dict[int, LeafTrack] = {}
         self.skipped: dict[str, int] = {}  # why -> how many calls went unanalysed
         self.errors: list[str] = []  # the magic's own problems (the report says them)
@@ -72,6 +74,8 @@ class Recorder:
         self.flop_counter: Any = None
         self.module_calls: ModuleCalls | None = None  # which module call made which node
         self.pause: Callable[[bool], None] = lambda paused: None  # the line recorder's switch
+        self.pausing = False  # the switch has something to switch (a line tracer, a recording mode)
+        self.marks: LineMarks | None = None  # the cell's line marks, which a loop's folded steps switch off
         # called before the cell's own call runs (the graph still whole): the magic's extra work
         self.before_call: Callable[[CallRecord, Walk, list[torch.Tensor], list[Any]], None] | None = None
         self.busy = False  # the magic's own computations run: pass the engine through, count no hook
@@ -101,6 +105,11 @@ class Recorder:
             return original(t_outputs, *args, **kwargs)
         caller = sys._getframe(2)  # run <- guards.engine_calls.run <- backward / grad / vjp
         code = caller.f_code
+        lane = self._lane
+        if lane is not None and code is BACKWARD_CODE and self.flop_counter is None and self._folds(lane, caller, t_outputs):
+            return self._run_folded(lane, original, t_outputs, args, kwargs)
+        if self.marks is not None and not self.marks.on:
+            self.marks.switch(True)  # a call the lane did not fold: its graph may be new, so the lines count again
         kind: CallKind | None = "backward" if code is BACKWARD_CODE else ("grad" if code is GRAD_CODE else None)
         if kind == "backward":
             self.backward_calls += 1
@@ -131,6 +140,66 @@ class Recorder:
                 if flops0 is not None:
                     record.flops = self.flop_counter.get_total_flops() - flops0
                 self._end(record)
+
+    # -- a training loop's same call again, capturing nothing (see RepeatLane.fold_begin) -------------
+
+    def _folds(self, lane: RepeatLane, caller: Any, t_outputs: Any) -> bool:
+        if len(t_outputs) != 1 or not isinstance(t_outputs[0], torch.Tensor) or functorch_active():
+            return False
+        t0 = time.perf_counter()
+        pausing = self.pausing
+        if pausing:
+            self.pause(True)
+        try:
+            with torch._C.DisableTorchFunction():
+                return lane.fold_begin(caller, t_outputs[0], self.names.namespace, cell_frame(self.filename, caller), self.recorded + 1)
+        except Exception as exc:  # noqa: BLE001 - the full path takes the call
+            self.errors.append(f"analysing a backward call: {type(exc).__name__}: {exc}")
+            self._lane = None
+            return False
+        finally:
+            if pausing:
+                self.pause(False)
+            self.analysis_seconds += time.perf_counter() - t0
+
+    def _run_folded(self, lane: RepeatLane, original: Callable[..., Any], t_outputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        __tracebackhide__ = True
+        self.backward_calls += 1
+        if self.marks is not None and self.marks.on:
+            self.marks.switch(False)  # the steps that follow make the graph the lane knows (their nodes get no line)
+        error = None
+        cuda = lane.cuda  # (on the CPU, backward has ended when it returns)
+        if cuda:
+            synchronize()
+        t0 = time.perf_counter()
+        self._inside = True
+        try:
+            return original(t_outputs, *args, **kwargs)
+        except BaseException as exc:
+            error = describe_exception(exc)
+            raise
+        finally:
+            self._inside = False
+            if cuda:
+                synchronize()
+            t1 = time.perf_counter()
+            self.backward_seconds += t1 - t0
+            pausing = self.pausing
+            if pausing:
+                self.pause(True)
+            try:
+                with torch._C.DisableTorchFunction():
+                    record = lane.fold_end(t1 - t0, error, self.leaves)
+                self.recorded += 1
+                if record is not None:
+                    self.calls.append(record)
+                    self._last_of_group[record.group] = record
+            except Exception as exc:  # noqa: BLE001
+                self.errors.append(f"reading the gradients of call {self.recorded}: {type(exc).__name__}: {exc}")
+            finally:
+                if pausing:
+                    self.pause(False)
+                self.analysis_seconds += time.perf_counter() - t1
 
     def _skip(self, why: str) -> None:
         self.skipped[why] = self.skipped.get(why, 0) + 1
@@ -166,23 +235,23 @@ class Recorder:
         lane = self._lane
         if lane is not None:
             self._lane = None
-            record = lane.record(kind, caller, roots, self.names.namespace, cell_line(self.filename), len(self.calls) + 1)
+            record = lane.record(kind, caller, roots, self.names.namespace, cell_frame(self.filename, caller), self.recorded + 1)
             if record is not None:  # a loop's same call again: the lane recorded it
                 self._lane = lane
                 walk = Walk(info=record.graph, node_objects=[], leaves={}, user_code=record.user_code, reused=True)
-                self._take(record, walk, roots, [])
+                self._take(record, walk, roots, [], hooks=len(record.was_none) < len(record.targets))
                 return record
         keeper.sweep()
         local = caller.f_locals
         seeds = as_list(local.get("grad_tensors") if kind == "backward" else local.get("grad_outputs"))
         inputs = [t for t in as_list(local.get("inputs")) if isinstance(t, torch.Tensor)]
         names = self.names.for_call(full=False)
-        line, function = cell_line(self.filename)
+        line, function = cell_line(self.filename, caller)
         root_names = tuple(names.name(r) for r in roots)
         group = (kind, root_names) if all(root_names) else (kind, root_names, line)
         walk, graph_from = self._walk(group, roots, names, kind)
         record = CallRecord(
-            index=len(self.calls) + 1,
+            index=self.recorded + 1,
             kind=kind,
             roots=[root_info(r, root_names[i], seeds[i] if i < len(seeds) else None, read_value=not walk.reused) for i, r in enumerate(roots)],
             graph=walk.info,
@@ -194,7 +263,7 @@ class Recorder:
         )
         record.graph_from = graph_from or record.index
         prev = self._last_of_group.get(group) if walk.reused else None
-        record.targets = self.targets_of(walk, names, {id(r) for r in roots}, was_none=record.was_none, reuse=prev.targets if prev is not None else None)
+        record.targets = targets_of(walk, names, {id(r) for r in roots}, self.leaves, was_none=record.was_none, reuse=prev.targets if prev is not None else None)
         if walk.reused and not walk.node_objects:  # no walk at all: watch the other named leaves
             entry = self._walked[group][2]
             for ref in entry.watch if entry is not None else ():
@@ -216,15 +285,18 @@ class Recorder:
             old.graph = old.graph.slim()
         self._take(record, walk, roots, seeds)
         if walk.reused and not walk.node_objects and not self.locate_nan:  # the no-walk path: a loop may repeat this call
-            self._lane = RepeatLane.open(record, roots[0], seeds, inputs, self.leaves, self.names.mentioned)
+            self._lane = RepeatLane.open(record, roots[0], seeds, inputs, self.leaves, self.names.mentioned, cell_frame(self.filename, caller))
         return record
 
-    def _take(self, record: CallRecord, walk: Walk, roots: list[torch.Tensor], seeds: list[Any]) -> None:
-        """``record`` is the call's: the magic's extra work before it runs, then the hooks."""
+    def _take(self, record: CallRecord, walk: Walk, roots: list[torch.Tensor], seeds: list[Any], hooks: bool = True) -> None:
+        """``record`` is the call's: the magic's extra work before it runs, then the hooks
+        (none where ``hooks`` is False: the lane's call found every leaf's ``.grad`` None)."""
         self.calls.append(record)
+        self.recorded = record.index
         if self.before_call is not None:
             self.before_call(record, walk, roots, seeds)
-        capture(record, walk, locate_nan=self.locate_nan)
+        if hooks:
+            capture(record, walk, locate_nan=self.locate_nan)
         self._last_of_group[record.group] = record
 
     def _walk(self, group: tuple[Any, ...], roots: list[torch.Tensor], names: Names, kind: CallKind) -> tuple[Walk, int | None]:
@@ -264,61 +336,12 @@ class Recorder:
             known = {id(t) for t in walk.leaves.values()}
             watch = [weakref.ref(t) for k, t in full.objects.items() if k not in known and t.requires_grad and t.is_leaf]
             fast = FastPath(leaves={nid: weakref.ref(t) for nid, t in walk.leaves.items()}, watch=watch)
-        self._walked[group] = (Walk(info=walk.info, node_objects=[], leaves={}, user_code=walk.user_code, shape=walk.shape), len(self.calls) + 1, fast)
+        self._walked[group] = (Walk(info=walk.info, node_objects=[], leaves={}, user_code=walk.user_code, shape=walk.shape), self.recorded + 1, fast)
         return walk, None
-
-    def _caught_after(self, record: CallRecord) -> None:
-        """After a call that reused a walk without walking: a named leaf the first graph lacked
-        whose ``.grad`` the call changed is a target too, and the output's later calls walk again."""
-        for ref, state in record.watching:
-            t = ref()
-            if t is None:
-                continue
-            g = t.grad
-            now = state_of(g)
-            if now != state and g is not None:
-                key = id(t)
-                record.targets[key] = Target(key=key, name=None, kind="leaf", ref=weakref.ref(t), node=-1, retains_grad=True)
-                if state is None:
-                    record.was_none.add(key)
-                    record.pending[key] = (weakref.ref(g), g._version)
-                entry = self._walked.get(record.group)
-                if entry is not None:
-                    self._walked[record.group] = (entry[0], entry[1], None)
-        record.watching = []
 
     def group_of(self, record: CallRecord) -> tuple[Any, ...]:
         """Calls of one group differentiate the same output: the same name, or the same line."""
         return record.group
-
-    def targets_of(self, walk: Walk, names: Names, root_ids: set[int], track_leaves: bool = True, was_none: set[int] | None = None, reuse: dict[int, Target] | None = None) -> dict[int, Target]:
-        """The leaves of ``walk``'s graph and the cell's named intermediates in it; the leaves
-        whose ``.grad`` is None now go into ``was_none``.  A call of a loop with the graph of the
-        previous call (``reuse``) keeps its leaf targets."""
-        targets: dict[int, Target] = {}
-        tracks = self.leaves
-        for node_id, leaf in walk.leaves.items():
-            key = id(leaf)
-            g = leaf.grad
-            if g is None and was_none is not None:
-                was_none.add(key)
-            if track_leaves:
-                track = tracks.get(key)
-                if track is None or track.ref() is not leaf:  # a new leaf (perhaps at a freed one's id)
-                    tracks[key] = LeafTrack(name=names.name(leaf), ref=weakref.ref(leaf), before=summarise(g), had_grad=g is not None, calls=1)
-                else:
-                    track.note(g)
-            old = reuse.get(key) if reuse is not None else None
-            targets[key] = old if old is not None and old.kind == "leaf" else Target(key=key, name=walk.info.nodes[node_id].name, kind="leaf", ref=weakref.ref(leaf), node=node_id, retains_grad=True)
-        if names.objects:
-            index = walk.node_index()
-            for key, t in names.objects.items():
-                if key in targets or key in root_ids or t.grad_fn is None:
-                    continue
-                nid = index.get(id(t.grad_fn))
-                if nid is not None:
-                    targets[key] = Target(key=key, name=names.name(t), kind="intermediate", ref=weakref.ref(t), node=nid, retains_grad=bool(t.retains_grad))
-        return targets
 
     # -- after the call -------------------------------------------------------------------------
 
@@ -340,23 +363,11 @@ class Recorder:
             for handle in record.handles:
                 handle.remove()
             record.handles = []
-            for key, target in record.targets.items():
-                if target.kind != "leaf":
-                    continue
-                t = target.ref()
-                if t is None:
-                    continue
-                if record.kind == "backward" and key in record.was_none and record.error is None and key not in record.grads:
-                    g = t.grad
-                    if record.graph_from == record.index or g is None:
-                        record.grads[key] = summarise(g)  # the first call of an output: at once
-                    else:  # a later call of a loop: read after the cell, if still as the call left it
-                        record.pending[key] = (weakref.ref(g), g._version)
-                track = self.leaves.get(key)
-                if track is not None:
-                    track.state = grad_state(t)
-            if record.watching:
-                self._caught_after(record)
+            read_after_call(record, self.leaves)
+            if record.watching and caught_after(record):  # the graph changed: the output's later calls walk again
+                entry = self._walked.get(record.group)
+                if entry is not None:
+                    self._walked[record.group] = (entry[0], entry[1], None)
             if record.nan_first:
                 record.non_finite_at = record.nan_first[0]
                 record.nan_first = []
@@ -370,8 +381,9 @@ class Recorder:
     def settle(self, record: CallRecord) -> None:
         """Read the gradients a later call of a loop left to read after the cell; where ``.grad``
         changed since, take the most recent earlier call of the same output that has one."""
+        position = next((i for i in range(len(self.calls) - 1, -1, -1) if self.calls[i] is record), 0)
         for key in record.read_pending():
-            for older in reversed(self.calls[: record.index - 1]):
+            for older in reversed(self.calls[:position]):
                 if older.group == record.group and older.grads.get(key) is not None:
                     record.grads[key] = older.grads[key]
                     record.taken_from[key] = older.index

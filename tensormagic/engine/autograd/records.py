@@ -8,7 +8,7 @@ tensor's autograd state without running user code.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -50,7 +50,7 @@ class Target:
     retains_grad: bool = False
 
 
-@dataclass(kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class CallRecord:
     """One gradient computation: a ``backward``/``grad`` call of the cell, or the magic's own."""
 
@@ -80,6 +80,8 @@ class CallRecord:
     watching: list[tuple[Any, tuple[int, int] | None]] = field(default_factory=list)  # (weakref, .grad state) of named leaves a no-walk call watches
     nan_first: list[tuple[int, str, int | None]] = field(default_factory=list)  # (node, op, line) where a hook saw NaN/inf appear
     results: list[Any] = field(default_factory=list)  # weakrefs to the gradients torch.autograd.grad returned
+    on_lane: bool = False  # recorded by the repeat lane (a training loop's same call again)
+    repeats: int = 1  # the calls this record stands for: a loop's run of lane calls, folded into the last (index is its)
 
     def result_keys(self) -> set[int]:
         """id() of the gradients this call returned that are still alive."""
@@ -124,6 +126,15 @@ class LeafTrack:
         self.calls += 1
 
 
+def note_all_none(tracks: Sequence[LeafTrack]) -> None:
+    """:meth:`LeafTrack.note` with ``None`` for each track: a loop's step after ``zero_grad``
+    (one call for all the leaves, not one per leaf)."""
+    for track in tracks:
+        if track.state is not None:
+            track.reset += 1
+        track.calls += 1
+
+
 def state_of(g: torch.Tensor | None) -> tuple[int, int] | None:
     """(id, version) of a gradient (None for None): whether ``.grad`` is still what a call left."""
     return None if g is None else (id(g), g._version)
@@ -131,6 +142,32 @@ def state_of(g: torch.Tensor | None) -> tuple[int, int] | None:
 
 def grad_state(t: torch.Tensor) -> tuple[int, int] | None:
     return state_of(t.grad)
+
+
+def read_after_call(record: CallRecord, tracks: Mapping[int, LeafTrack]) -> None:
+    """After a call: each leaf target's ``.grad`` state goes into its track, and a leaf whose
+    ``.grad`` was None as the call started holds this call's gradient: summarised at once on an
+    output's first call (or when None), else left to read after the cell if still as the call
+    left it (``record.pending``).  One pass with no call per leaf it can spare: a training loop
+    comes here every step."""
+    grads, pending, was_none = record.grads, record.pending, record.was_none
+    read = record.kind == "backward" and record.error is None
+    first = record.graph_from == record.index
+    for key, target in record.targets.items():
+        if target.kind != "leaf":
+            continue
+        t = target.ref()
+        if t is None:
+            continue
+        g = t.grad
+        if read and key in was_none and key not in grads:
+            if first or g is None:
+                grads[key] = summarise(g)
+            else:
+                pending[key] = (weakref.ref(g), g._version)
+        track = tracks.get(key)
+        if track is not None:
+            track.state = None if g is None else (id(g), g._version)  # state_of(g), without the call
 
 
 def root_info(t: torch.Tensor, name: str | None, seed: Any, read_value: bool = True) -> RootInfo:
@@ -202,10 +239,15 @@ def as_list(value: Any) -> list[Any]:
 
 
 def functorch_active() -> bool:
+    """A ``torch.func`` transform (grad, vjp, jacrev, vmap) is running now."""
     try:
-        return torch._C._functorch.peek_interpreter_stack() is not None
+        return bool(_TRANSFORMS_ACTIVE())
     except Exception:  # noqa: BLE001 - an older torch
         return False
+
+
+# (cheap: peek_interpreter_stack copies functorch's thread-local state, at every backward call)
+_TRANSFORMS_ACTIVE = getattr(torch._C, "_are_functorch_transforms_active", None) or (lambda: torch._C._functorch.peek_interpreter_stack() is not None)
 
 
 @dataclass(slots=True)
@@ -217,4 +259,4 @@ class FastPath:
     watch: list[Any]  # weakrefs
 
 
-__all__ = ["BACKWARD_CODE", "GRAD_CODE", "HAS_GRADIENT_EDGE", "CallKind", "CallRecord", "FastPath", "LeafTrack", "RootInfo", "Target", "accumulator", "as_list", "functorch_active", "grad_state", "leaf_node", "root_info", "root_value", "state_of", "turns_non_finite"]
+__all__ = ["BACKWARD_CODE", "GRAD_CODE", "HAS_GRADIENT_EDGE", "CallKind", "CallRecord", "FastPath", "LeafTrack", "RootInfo", "Target", "accumulator", "as_list", "functorch_active", "grad_state", "leaf_node", "note_all_none", "read_after_call", "root_info", "root_value", "state_of", "turns_non_finite"]

@@ -152,7 +152,7 @@ class RowBuilder:
             reason, fix = self._missing(record, target, name, of)
             return _set(base, status=self._missing_status(record, target), reason=reason, fix=fix)
         plain = summary.plain()
-        change = grad_change(self.recorder, target.key, name) if target.kind == "leaf" and record.kind == "backward" else None
+        change = grad_change(self.recorder, target.key, name, summary) if target.kind == "leaf" and record.kind == "backward" else None
         if target.key in record.taken_from:
             label += f" of call {record.taken_from[target.key]} (.grad was set to None or changed after the last call, before the cell ended)"
         nan, inf = int(plain.get("nan", 0)), int(plain.get("inf", 0))

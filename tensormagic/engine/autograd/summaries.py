@@ -51,14 +51,14 @@ def notes(recorder: Recorder, records: Sequence[CallRecord]) -> list[str]:
     """What the reader should know about how the rows came about."""
     rec = recorder
     out: list[str] = []
-    if len(rec.calls) > len(records):
+    if rec.recorded > len(records):
         out.append(
-            f"the cell computed gradients {len(rec.calls):,} times (backward {rec.backward_calls:,}, torch.autograd.grad {rec.grad_calls:,}): "
+            f"the cell computed gradients {rec.recorded:,} times (backward {rec.backward_calls:,}, torch.autograd.grad {rec.grad_calls:,}): "
             "the rows show the last computation of each output; the cost adds them all up"
         )
         resets = sum(1 for t in rec.leaves.values() if t.reset)
         if resets:
-            out.append(f"last of {len(rec.calls):,} gradient computations: .grad was reset by zero_grad in between, so each .grad holds the last step's gradient only")
+            out.append(f"last of {rec.recorded:,} gradient computations: .grad was reset by zero_grad in between, so each .grad holds the last step's gradient only")
     for why, n in rec.skipped.items():
         out.append(f"{n:,} gradient computation{'s' if n > 1 else ''} of the cell {why}: not analysed (the cell's results are its own)")
     out += [f"the magic's analysis hit a problem: {e}" for e in rec.errors]

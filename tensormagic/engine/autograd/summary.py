@@ -11,6 +11,7 @@ Python values once the cell is over.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +34,21 @@ class GradSummary:
     complex: bool = False
     note: str | None = None  # why the values were not read
     scope: str | None = None  # "local shard" for a DTensor
+    source: Any = None  # weakref to the tensor summarised, and its version then (see is_of)
+    version: int = -1
+    _plain: dict[str, Any] | None = None  # plain(), made once
+
+    def is_of(self, t: torch.Tensor | None) -> bool:
+        """This summary describes ``t`` as it is now (the very tensor, unchanged since)."""
+        return t is not None and self.source is not None and self.source() is t and t._version == self.version
 
     def plain(self) -> dict[str, Any]:
         """``{shape, dtype, value|None, norm, min, max, mean, nan, inf, note, scope}`` as Python values."""
+        if self._plain is None:
+            self._plain = self._make_plain()
+        return dict(self._plain)
+
+    def _make_plain(self) -> dict[str, Any]:
         out: dict[str, Any] = {"shape": self.shape, "dtype": self.dtype, "value": None, "norm": None, "min": None, "max": None, "mean": None, "nan": 0, "inf": 0}
         if self.note:
             out["note"] = self.note
@@ -156,9 +169,10 @@ def summarise(grad: torch.Tensor | None) -> GradSummary | None:
                 g = g.coalesce().values() if g.is_sparse else g.values()
             except Exception:  # noqa: BLE001
                 return GradSummary(shape=shape, dtype=dtype, note=f"values not read: a {g.layout} tensor", scope=scope)
+        source, version = (weakref.ref(grad), grad._version) if scope is None else (None, -1)
         if g.numel() <= SMALL_GRAD:
-            return GradSummary(shape=shape, dtype=dtype, values=g.clone(), complex=g.is_complex(), scope=scope)
-        return GradSummary(shape=shape, dtype=dtype, stats=_stats(g), complex=g.is_complex(), scope=scope)
+            return GradSummary(shape=shape, dtype=dtype, values=g.clone(), complex=g.is_complex(), scope=scope, source=source, version=version)
+        return GradSummary(shape=shape, dtype=dtype, stats=_stats(g), complex=g.is_complex(), scope=scope, source=source, version=version)
 
 
 def _stats(g: torch.Tensor) -> tuple[Any, ...]:
