@@ -130,3 +130,18 @@ def test_a_leaf_made_anew_at_each_step_is_not_said_to_be_reset(shell):
     r = run(shell, "%%autograd\nkeep = []\nfor k in range(6):\n    w = torch.tensor(float(k), requires_grad=True)\n    loss = w * 3\n    loss.backward()\n")
     assert r.row("w").change == "w.grad was None, now 3.0"
     assert not any("reset by zero_grad" in n for n in r.notes)
+
+
+@pytest.mark.parametrize("lane", [True, False])
+def test_the_graph_shown_is_the_last_calls_own(shell, monkeypatch, lane):
+    """A loop's calls share the graph of the call that was walked; when the last call's graph is
+    not that one (another op at another line, with the same output name), the report shows the
+    last call's own graph, not the first's."""
+    if not lane:
+        monkeypatch.setattr(recorder_module.RepeatLane, "open", classmethod(lambda cls, *a, **k: None))
+    run(shell, SETUP)
+    cell = "w = torch.tensor(2., requires_grad=True)\nfor k in range(6):\n    w.grad = None\n    if k < 4:\n        loss = w * 3\n    else:\n        loss = (w + 3) * 2\n    loss.backward()\n"
+    r = run(shell, "%%autograd\n" + cell)
+    assert sorted(n.op for n in r.graph.nodes) == ["AccumulateGrad", "AddBackward0", "MulBackward0"]
+    assert r.row("w").grad == 2.0
+    assert r.outputs[0].calls == 6

@@ -17,6 +17,7 @@ import ast
 import bisect
 import sys
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any, Protocol
 
 import torch
@@ -112,9 +113,7 @@ def instrument(tree: ast.Module) -> ast.Module:
             first_doc = top and k == 0 and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
             future = isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__"
             if not (first_doc or future):  # both must stay first to mean what they mean
-                call = ast.Expr(ast.Call(ast.Name(MARKER, ast.Load()), [ast.Constant(stmt.lineno)], []))
-                out.append(ast.copy_location(call, stmt))
-                ast.fix_missing_locations(call)
+                out.append(_marker_call(stmt))
             out.append(stmt)
             if isinstance(stmt, (ast.For, ast.AsyncFor, ast.While, ast.If)):
                 stmt.body, stmt.orelse = marked(stmt.body), marked(stmt.orelse)
@@ -133,9 +132,16 @@ def instrument(tree: ast.Module) -> ast.Module:
     return tree
 
 
+def _marker_call(stmt: ast.stmt) -> ast.Expr:
+    """``__tensormagic_line__(n)`` at ``stmt``'s place (each node given its location here: cheaper
+    than ``copy_location`` and ``fix_missing_locations``, which walk and look up each field)."""
+    where: dict[str, Any] = {"lineno": stmt.lineno, "col_offset": stmt.col_offset, "end_lineno": stmt.end_lineno, "end_col_offset": stmt.end_col_offset}
+    return ast.Expr(ast.Call(ast.Name(MARKER, ast.Load(), **where), [ast.Constant(stmt.lineno, **where)], [], **where), **where)
+
+
 def defines_functions(tree: ast.AST) -> bool:
     """True when the cell defines a function, lambda or class (their bodies are not instrumented)."""
-    return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)) for n in ast.walk(tree))
+    return any(map(isinstance, ast.walk(tree), repeat((ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef))))
 
 
 class LineTracer:

@@ -60,7 +60,7 @@ class Recorder:
         self.names = names
         self.lines = lines
         self.locate_nan = locate_nan
-        self.calls: list[CallRecord] = []  # a loop's run of lane calls is one record (see _fold)
+        self.calls: list[CallRecord] = []  # a loop's run of folded calls is one record (see RepeatLane.fold_end)
         self.recorded = 0  # the calls recorded (the index of the latest)
         self.leaves: dict[int, LeafTrack] = {}
         self.skipped: dict[str, int] = {}  # why -> how many calls went unanalysed
@@ -84,7 +84,7 @@ class Recorder:
         self._thread = threading.get_ident()
         self._inside = False
         self._last_of_group: dict[tuple[Any, ...], CallRecord] = {}
-        self._walked: dict[tuple[Any, ...], tuple[Walk, int, FastPath | None]] = {}  # group -> its full walk (plain part), the call it was made on, the no-walk path
+        self.walked: dict[tuple[Any, ...], tuple[Walk, int, FastPath | None]] = {}  # group -> its full walk (plain part), the call it was made on, the no-walk path
         self._lane: RepeatLane | None = None  # the call a loop repeats, recorded with the least work
 
     # -- the engine wrapper ---------------------------------------------------------------------
@@ -189,7 +189,7 @@ class Recorder:
                 self.pause(True)
             try:
                 with torch._C.DisableTorchFunction():
-                    record = lane.fold_end(t1 - t0, error, self.leaves)
+                    record = lane.fold_end(t1 - t0, error)
                 self.recorded += 1
                 if record is not None:
                     self.calls.append(record)
@@ -265,7 +265,7 @@ class Recorder:
         prev = self._last_of_group.get(group) if walk.reused else None
         record.targets = targets_of(walk, names, {id(r) for r in roots}, self.leaves, was_none=record.was_none, reuse=prev.targets if prev is not None else None)
         if walk.reused and not walk.node_objects:  # no walk at all: watch the other named leaves
-            entry = self._walked[group][2]
+            entry = self.walked[group][2]
             for ref in entry.watch if entry is not None else ():
                 t = ref()
                 if t is not None:
@@ -306,7 +306,7 @@ class Recorder:
         and a named tensor the first graph lacked is caught after the call), else after a light
         walk that finds the same structure and leaves."""
         nodes = [leaf_node(r) for r in roots]
-        prev = self._walked.get(group)
+        prev = self.walked.get(group)
         if prev is not None:
             walk, index, fast = prev
             if fast is not None and kind == "backward" and not self.locate_nan and HAS_GRADIENT_EDGE:
@@ -324,11 +324,7 @@ class Recorder:
                 return Walk(info=walk.info, node_objects=objects, leaves=light_leaves, user_code=walk.user_code, shape=shape, reused=True), index
         full = self.names.for_call()
         calls = self.module_calls
-        walk = walk_graph(
-            nodes, full.primary(), full.grad_fns,
-            lines=self.lines, leaf_lines=self.cell.assigned, source_lines=self.cell.lines, first_seq=self.first_seq,
-            modules=calls.table() if calls is not None else None,
-        )
+        walk = self.full_walk(nodes, full)
         if calls is not None:
             calls.resume()  # a new graph: the next forward may make another
         fast = None
@@ -336,7 +332,7 @@ class Recorder:
             known = {id(t) for t in walk.leaves.values()}
             watch = [weakref.ref(t) for k, t in full.objects.items() if k not in known and t.requires_grad and t.is_leaf]
             fast = FastPath(leaves={nid: weakref.ref(t) for nid, t in walk.leaves.items()}, watch=watch)
-        self._walked[group] = (Walk(info=walk.info, node_objects=[], leaves={}, user_code=walk.user_code, shape=walk.shape), self.recorded + 1, fast)
+        self.walked[group] = (Walk(info=walk.info, node_objects=[], leaves={}, user_code=walk.user_code, shape=walk.shape), self.recorded + 1, fast)
         return walk, None
 
     def group_of(self, record: CallRecord) -> tuple[Any, ...]:
@@ -365,9 +361,9 @@ class Recorder:
             record.handles = []
             read_after_call(record, self.leaves)
             if record.watching and caught_after(record):  # the graph changed: the output's later calls walk again
-                entry = self._walked.get(record.group)
+                entry = self.walked.get(record.group)
                 if entry is not None:
-                    self._walked[record.group] = (entry[0], entry[1], None)
+                    self.walked[record.group] = (entry[0], entry[1], None)
             if record.nan_first:
                 record.non_finite_at = record.nan_first[0]
                 record.nan_first = []
@@ -378,16 +374,14 @@ class Recorder:
             self.pause(False)
             self.analysis_seconds += time.perf_counter() - t0
 
-    def settle(self, record: CallRecord) -> None:
-        """Read the gradients a later call of a loop left to read after the cell; where ``.grad``
-        changed since, take the most recent earlier call of the same output that has one."""
-        position = next((i for i in range(len(self.calls) - 1, -1, -1) if self.calls[i] is record), 0)
-        for key in record.read_pending():
-            for older in reversed(self.calls[:position]):
-                if older.group == record.group and older.grads.get(key) is not None:
-                    record.grads[key] = older.grads[key]
-                    record.taken_from[key] = older.index
-                    break
+    def full_walk(self, nodes: list[Any], names: Names) -> Walk:
+        """A full walk of the graph from ``nodes`` (names, lines, modules) as the cell stands now."""
+        calls = self.module_calls
+        return walk_graph(
+            nodes, names.primary(), names.grad_fns,
+            lines=self.lines, leaf_lines=self.cell.assigned, source_lines=self.cell.lines, first_seq=self.first_seq,
+            modules=calls.table() if calls is not None else None,
+        )
 
     def close(self) -> None:
         """Remove every hook still in place (a cell interrupted mid-backward)."""

@@ -126,15 +126,6 @@ class LeafTrack:
         self.calls += 1
 
 
-def note_all_none(tracks: Sequence[LeafTrack]) -> None:
-    """:meth:`LeafTrack.note` with ``None`` for each track: a loop's step after ``zero_grad``
-    (one call for all the leaves, not one per leaf)."""
-    for track in tracks:
-        if track.state is not None:
-            track.reset += 1
-        track.calls += 1
-
-
 def state_of(g: torch.Tensor | None) -> tuple[int, int] | None:
     """(id, version) of a gradient (None for None): whether ``.grad`` is still what a call left."""
     return None if g is None else (id(g), g._version)
@@ -259,4 +250,4 @@ class FastPath:
     watch: list[Any]  # weakrefs
 
 
-__all__ = ["BACKWARD_CODE", "GRAD_CODE", "HAS_GRADIENT_EDGE", "CallKind", "CallRecord", "FastPath", "LeafTrack", "RootInfo", "Target", "accumulator", "as_list", "functorch_active", "grad_state", "leaf_node", "note_all_none", "read_after_call", "root_info", "root_value", "state_of", "turns_non_finite"]
+__all__ = ["BACKWARD_CODE", "GRAD_CODE", "HAS_GRADIENT_EDGE", "CallKind", "CallRecord", "FastPath", "LeafTrack", "RootInfo", "Target", "accumulator", "as_list", "functorch_active", "grad_state", "leaf_node", "read_after_call", "root_info", "root_value", "state_of", "turns_non_finite"]

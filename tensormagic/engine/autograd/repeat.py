@@ -13,8 +13,11 @@ cannot have changed (names, the call's line, the targets, the graph).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import attrgetter, is_not, methodcaller
 from typing import Any
 
 import torch
@@ -25,8 +28,6 @@ from tensormagic.engine.autograd.records import (
     CallRecord,
     LeafTrack,
     RootInfo,
-    note_all_none,
-    read_after_call,
     root_info,
 )
 
@@ -49,12 +50,10 @@ class RepeatLane:
     _pending_root: RootInfo | None = None  # the call fold_begin took, until fold_end
     _pending_index: int = 0
     cuda: bool = False  # that call's output is on a CUDA device (its time needs a sync)
-    refs: list[Any] = field(default_factory=list)  # the leaves' weakrefs, and their tracks (as in leaves)
-    tracks: list[LeafTrack] = field(default_factory=list)
+    refs: list[Any] = field(default_factory=list)  # the leaves' weakrefs (as in leaves)
 
     def __post_init__(self) -> None:
         self.refs = [ref for _, ref, _ in self.leaves]
-        self.tracks = [track for _, _, track in self.leaves]
 
     @classmethod
     def open(cls, record: CallRecord, root: torch.Tensor, seeds: list[Any], inputs: list[Any], tracks: Mapping[int, LeafTrack], mentioned: list[str], frame: Any) -> RepeatLane | None:
@@ -133,17 +132,17 @@ class RepeatLane:
         (the recorder's other paths take the call)."""
         if not self.same_call(caller, root, namespace, frame):
             return False
-        for ref in self.refs:
-            t = ref()
-            if t is None or t.grad is not None:
+        try:  # (one pass at C speed: a loop's every step asks)
+            if any(map(is_not, map(_GRAD, map(_CALL, self.refs)), repeat(None))):
                 return False
-        note_all_none(self.tracks)
+        except AttributeError:  # a leaf is gone (its weakref gives None)
+            return False
         self._pending_root = root_info(root, self.root_name, None, read_value=False)
         self.cuda = root.is_cuda
         self._pending_index = index
         return True
 
-    def fold_end(self, seconds: float, error: str | None, tracks: Mapping[int, LeafTrack]) -> CallRecord | None:
+    def fold_end(self, seconds: float, error: str | None) -> CallRecord | None:
         """After a call :meth:`fold_begin` took: the lane's run record (the previous call's, when
         it was the lane's latest and this call did not raise) now stands for this call too -- what
         it held of the previous call is what no report reads (the output the last call replaces,
@@ -159,7 +158,7 @@ class RepeatLane:
             run.seconds += seconds
             run.grads.clear()
             run.pending.clear()
-            read_after_call(run, tracks)
+            self._read_after(run)
             return None
         record = self._new_record(index, root) if root is not None else None
         if record is None:
@@ -167,10 +166,37 @@ class RepeatLane:
         record.was_none.update(key for key, _, _ in self.leaves)
         record.seconds = seconds
         record.error = error
-        read_after_call(record, tracks)
+        self._read_after(record)
         self._became_last(record)
         self.run = record if error is None else None
         return record
 
+    def _read_after(self, record: CallRecord) -> None:
+        """``read_after_call`` for a folded call (every target a leaf whose ``.grad`` was None as
+        the call started, not an output's first call), with each leaf's ``LeafTrack.note(None)``
+        for the call's start: one pass over the leaves, since a loop's every step comes here."""
+        grads, pending = record.grads, record.pending
+        read = record.error is None
+        for key, ref, track in self.leaves:
+            if track.state is not None:
+                track.reset += 1
+            track.calls += 1
+            t = ref()
+            if t is None:
+                continue
+            g = t.grad
+            if g is None:
+                track.state = None
+                if read:
+                    grads[key] = None
+            else:
+                version = g._version
+                track.state = (id(g), version)
+                if read:
+                    pending[key] = (weakref.ref(g), version)
+
+
+_GRAD = attrgetter("grad")
+_CALL = methodcaller("__call__")
 
 __all__ = ["RepeatLane"]

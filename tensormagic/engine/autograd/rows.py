@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -250,17 +249,17 @@ class RowBuilder:
                 fix = f"use {name} in computing {of}, or set {name}.requires_grad_(False) if it should not be trained"
             else:
                 fix = f"use {name} in computing {of} if it should contribute; it is an intermediate result (made from tensors that require grad), so otherwise nothing needs to change"
-            return replace(base, status=Status.UNUSED, reason=reason, fix=fix, kind="leaf" if obj.is_leaf else "intermediate")
+            return _set(base, status=Status.UNUSED, reason=reason, fix=fix, kind="leaf" if obj.is_leaf else "intermediate")
         if cut is not None and (cut.sources & graph_names or any(_requires_grad(self.ns.get(s)) for s in cut.sources)):
             src = ", ".join(sorted(s for s in cut.sources if _requires_grad(self.ns.get(s)) or s in graph_names)) or "its inputs"
             reason = f"{name} was made {_CUT_WORDS.get(cut.how, cut.how)} at line {cut.line} ({cut.code}): it is cut from the graph, so no gradient flows through it back to {src}"
-            return replace(base, status=Status.DETACHED, reason=reason, fix=_CUT_FIX.get(cut.how, "").format(name=name))
+            return _set(base, status=Status.DETACHED, reason=reason, fix=_CUT_FIX.get(cut.how, "").format(name=name))
         if not used:
             return None
         if not (obj.is_floating_point() or obj.is_complex()):
             reason = f"{name} has dtype {obj.dtype}: only floating-point and complex tensors can have gradients, so autograd treats it as a constant"
             fix = f"make it floating point if you need {d(of, name)}: {name} = {name}.float().requires_grad_() (or torch.tensor(3.0) instead of torch.tensor(3))"
-            return replace(base, status=Status.INTEGER_DTYPE, reason=reason, fix=fix)
+            return _set(base, status=Status.INTEGER_DTYPE, reason=reason, fix=fix)
         use = next((st.line for st in self.cell.statements if name in st.loads and (st.loads | st.stores) & graph_names), None)
         where = f" at line {use} ({self.cell.code(use)})" if use else ""
         reason = f"{name} is used in computing {of}{where} but has requires_grad=False, so autograd computes no gradient for it (normal for input data and targets)"
@@ -268,7 +267,7 @@ class RowBuilder:
         code = self.cell.code_without_comment(line) if line else None
         if code and "torch.tensor(" in code and "requires_grad" not in code and code.endswith(")") and code.count("(") == code.count(")"):
             fix = f"to get {d(of, name)}, create it with requires_grad=True: {code[:-1]}, requires_grad=True)"
-        return replace(base, status=Status.NO_REQUIRES_GRAD, reason=reason, fix=fix)
+        return _set(base, status=Status.NO_REQUIRES_GRAD, reason=reason, fix=fix)
 
     def _module_rows(self, name: str, module: torch.nn.Module, record: CallRecord, of: str, seen: set[int]) -> list[GradientRow]:
         rows: list[GradientRow] = []

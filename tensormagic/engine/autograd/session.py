@@ -55,6 +55,7 @@ from tensormagic.engine.autograd.recorder import Recorder
 from tensormagic.engine.autograd.records import CallRecord, root_value
 from tensormagic.engine.autograd.report import AutogradReport
 from tensormagic.engine.autograd.rows import RowBuilder
+from tensormagic.engine.autograd.settle import settle
 from tensormagic.engine.autograd.source import analyse_source
 from tensormagic.engine.autograd.wrt import wrt_rows
 from tensormagic.engine.namespace import HIDDEN_NAMES, Snapshot
@@ -163,7 +164,7 @@ class AutogradSession:
         rec = self.recorder
         records, sources = self._outputs(last_value)
         for r in records:
-            rec.settle(r)
+            settle(rec, r)
             for root in r.roots:
                 root.value = root_value(root)
         names = self.names.final({k for r in records for k in r.targets})

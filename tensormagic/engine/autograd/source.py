@@ -108,6 +108,19 @@ def _names(node: ast.AST, ctx: type) -> set[str]:
     return out
 
 
+def _loads_stores(node: ast.AST) -> tuple[set[str], set[str]]:
+    """``(_names(node, ast.Load), _names(node, ast.Store))`` in one walk."""
+    loads: set[str] = set()
+    stores: set[str] = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name):
+            if isinstance(sub.ctx, ast.Load):
+                loads.add(sub.id)
+            elif isinstance(sub.ctx, ast.Store):
+                stores.add(sub.id)
+    return loads, stores
+
+
 def _cut_kind(value: ast.AST) -> str | None:
     for sub in ast.walk(value):
         if isinstance(sub, ast.Attribute) and sub.attr in ("detach", "detach_"):
@@ -143,8 +156,7 @@ def analyse_source(source: str, tree: ast.Module | None = None) -> CellSource:
             _scan_targets(info, node.items, node.lineno)
             continue
         if isinstance(node, _SIMPLE):
-            loads = _names(node, ast.Load)
-            stores = _names(node, ast.Store)
+            loads, stores = _loads_stores(node)
             for target in getattr(node, "targets", []) or [getattr(node, "target", None)]:
                 if target is not None:
                     root = _root_name(target)

@@ -11,6 +11,7 @@ Python values once the cell is over.
 from __future__ import annotations
 
 import math
+import operator
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -82,16 +83,18 @@ def _plain_values(v: torch.Tensor) -> dict[str, Any]:
         out["nan"] = sum(1 for z in flat if math.isnan(z.real) or math.isnan(z.imag))
         out["inf"] = sum(1 for z in flat if (math.isinf(z.real) or math.isinf(z.imag)) and not (math.isnan(z.real) or math.isnan(z.imag)))
         return out
-    value = v.to(torch.float64).tolist() if v.dim() else float(v.item())
-    flat = _flatten(value)
-    finite = [x for x in flat if math.isfinite(x)]
+    w = v.to(torch.float64)
+    value = w.tolist() if w.dim() else float(w.item())
+    flat = w.reshape(-1).tolist() if w.dim() > 1 else (value if w.dim() else [value])
+    finite = list(filter(math.isfinite, flat))  # (map and filter with C functions: no Python step per value)
     out["value"] = value
-    out["norm"] = math.sqrt(math.fsum(x * x for x in flat)) if flat else 0.0
+    out["norm"] = math.sqrt(math.fsum(map(operator.mul, flat, flat))) if flat else 0.0
     out["min"] = min(finite) if finite else None
     out["max"] = max(finite) if finite else None
     out["mean"] = math.fsum(finite) / len(finite) if finite else None
-    out["nan"] = sum(1 for x in flat if math.isnan(x))
-    out["inf"] = sum(1 for x in flat if math.isinf(x))
+    all_finite = len(finite) == len(flat)
+    out["nan"] = 0 if all_finite else sum(map(math.isnan, flat))
+    out["inf"] = 0 if all_finite else sum(map(math.isinf, flat))
     return out
 
 
