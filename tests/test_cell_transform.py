@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tensormagic.magics.autograd import transform_cell
-from tests.conftest import run
+from tests.conftest import run, shown_as_one_line_usage_error
 
 CELLS = [
     "y = w * x + b\ny.backward()\n",
@@ -34,6 +34,8 @@ CELLS = [
     "x = 1\n,f a b\n",
     "x = 1\n/f a\n",
     "for i in range(3):\n    loss = w * i\n    loss.backward()\n",
+    "a = 1\nb = 2\n   \n",  # IPython empties a last line of whitespace only
+    "a = 1\n\t\nb = 2\n",
 ]
 
 
@@ -61,3 +63,8 @@ def test_a_magic_line_in_an_autograd_cell_still_works(shell):
     run(shell, "import torch\nw = torch.tensor(2., requires_grad=True)")
     r = run(shell, "%%autograd\n%time y = w * 3\ny.backward()\n")
     assert r.row("w").grad == 3.0
+
+
+def test_a_cell_ipythons_tokeniser_rejects_is_a_one_line_error(shell, capsys):
+    err = shown_as_one_line_usage_error(shell, capsys, "%%autograd\nif a:\n    x = (1,\n  2)\n y = 3\n")
+    assert "syntax error" in str(err)

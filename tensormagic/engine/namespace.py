@@ -47,10 +47,21 @@ class Snapshot:
         keys = list(self.namespace)
         ids = list(map(id, self.namespace.values()))
         n = len(self.keys)
-        if keys[:n] == self.keys:  # no name deleted: compare in place, the names added after are new
-            return list(compress(keys, map(ne, ids, self.ids))) + keys[n:]
-        before = dict(zip(self.keys, self.ids))
-        return [k for k, i in zip(keys, ids) if before.get(k) != i]
+        if keys[:n] != self.keys:  # a name was deleted: by name
+            before = dict(zip(self.keys, self.ids))
+            return [k for k, i in zip(keys, ids) if before.get(k) != i]
+        # no name deleted: compare in place (the names added after are new), a block at a time
+        # (a list comparison is three times faster than one ``ne`` per name; a cell rebinds few)
+        out: list[str] = []
+        old = self.ids
+        for start in range(0, n, _BLOCK):
+            end = min(start + _BLOCK, n)
+            if ids[start:end] != old[start:end]:
+                out += compress(keys[start:end], map(ne, ids[start:end], old[start:end]))
+        return out + keys[n:]
+
+
+_BLOCK = 256  # names compared at once by Snapshot.rebound
 
 
 def is_inspectable(obj: Any) -> bool:

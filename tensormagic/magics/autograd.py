@@ -44,18 +44,22 @@ def cell_number(shell: Any) -> int:
 
 
 #: What may make IPython's input transformers change a cell: magics, shell escapes, help, prompts
-#: (``>>>``, ``...``, ``In [1]:``) and the autocall escapes at the start of a line.
-_SPECIAL = re.compile(r"[%!?]|^[ \t]*([,;/]|>>>|\.\.\.|In \[|\[(nav|ins)\])", re.MULTILINE)
+#: (``>>>``, ``...``, ``In [1]:``), the autocall escapes at the start of a line, and a line of
+#: whitespace only (IPython empties the last one).
+_SPECIAL = re.compile(r"[%!?]|^[ \t]*([,;/]|>>>|\.\.\.|In \[|\[(nav|ins)\])|^[ \t\f\v]+$", re.MULTILINE)
 
 
 def _plain_transforms(shell: Any) -> bool:
     """The shell transforms cells with IPython's own input transformers only (no extension added one)."""
     from IPython.core.inputtransformer2 import TransformerManager
+    from IPython.core.interactiveshell import InteractiveShell
 
     manager = shell.input_transformer_manager
     default = _default_transforms()
     if type(manager) is not TransformerManager or getattr(shell, "input_transformers_post", None):
         return False
+    if getattr(type(shell), "transform_cell", None) is not InteractiveShell.transform_cell or "transform_cell" in vars(shell):
+        return False  # a shell that transforms cells its own way
     mine = [(type(f), getattr(f, "__code__", None), getattr(getattr(f, "prompt_re", None), "pattern", None)) for f in manager.cleanup_transforms + manager.line_transforms]
     return mine == default[0] and list(manager.token_transformers) == default[1]
 
@@ -177,13 +181,13 @@ class AutogradMagics(UserNamespace):
             raise UsageError(str(exc)) from None
         shell = self.shell
         assert shell is not None
-        transformed = transform_cell(shell, cell)
         number = cell_number(shell)
         try:
-            filename = shell.compile.cache(transformed, number, raw_code=cell)
-        except TypeError:  # an older IPython without raw_code
-            filename = shell.compile.cache(transformed, number)
-        try:
+            transformed = transform_cell(shell, cell)  # (IPython's tokeniser raises IndentationError on some cells)
+            try:
+                filename = shell.compile.cache(transformed, number, raw_code=cell)
+            except TypeError:  # an older IPython without raw_code
+                filename = shell.compile.cache(transformed, number)
             tree = shell.transform_ast(shell.compile.ast_parse(transformed, filename=filename))
             session = autograd_engine.AutogradSession(shell.user_ns, transformed, filename, options, self.hidden, tree=tree)
             compiled = compile_cell(session.prepare(tree), filename, shell.compile)

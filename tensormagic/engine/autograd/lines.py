@@ -48,9 +48,9 @@ class LineSpans:
 
     def __init__(self) -> None:
         self.starts: list[int] = []
-        self.lines: list[int | None] = []  # None: a span whose nodes' line is not known (LineMarks off)
+        self.lines: list[int] = []
 
-    def add(self, seq: int, line: int | None) -> None:
+    def add(self, seq: int, line: int) -> None:
         starts = self.starts
         if starts and seq <= starts[-1]:
             self.lines[-1] = line  # the previous line made no node: this one starts there
@@ -78,28 +78,6 @@ def line_marker(spans: LineSpans) -> Callable[[int], None]:
             lines.append(line)
 
     return mark
-
-
-class LineMarks:
-    """The marker of :func:`line_marker` as the builtin the instrumented statements call, with a
-    switch: off, they call a C no-op (``id``) and the nodes made from then on have no line (a
-    span of line None) until it is on again.  A training loop's repeated steps switch it off:
-    the graph they make is known already (see ``RepeatLane``)."""
-
-    def __init__(self, spans: LineSpans) -> None:
-        self.spans = spans
-        self.marker = line_marker(spans)
-        self.on = True
-
-    def switch(self, on: bool) -> None:
-        import builtins
-
-        if on == self.on or builtins.__dict__.get(MARKER) not in (self.marker, id):
-            return
-        builtins.__dict__[MARKER] = self.marker if on else id
-        if not on:
-            self.spans.add(next_sequence_nr(), None)
-        self.on = on
 
 
 def instrument(tree: ast.Module) -> ast.Module:
@@ -222,4 +200,4 @@ def cell_line(filename: str, frame: Any = None) -> tuple[int | None, str | None]
     return frame.f_lineno, None if name == "<module>" else name
 
 
-__all__ = ["MARKER", "LineMarks", "LineSpans", "LineTracer", "Lines", "can_trace_lines", "cell_frame", "cell_line", "defines_functions", "instrument", "line_marker", "next_sequence_nr"]
+__all__ = ["MARKER", "LineSpans", "LineTracer", "Lines", "can_trace_lines", "cell_frame", "cell_line", "defines_functions", "instrument", "line_marker", "next_sequence_nr"]

@@ -25,7 +25,7 @@ import bisect
 import sys
 import threading
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -230,7 +230,7 @@ def _paths(namespace: Mapping[str, Any], mentioned: Iterable[str], wanted: dict[
     seen = 0
     mentioned = list(mentioned)
     first = set(mentioned)
-    rest = (n for n in list(namespace) if n not in first)  # only looked at when the mentioned ones leave some unnamed
+    rest = _other_names(namespace, first)  # only looked at when the mentioned ones leave some unnamed
     for group in (mentioned, rest):
         for name in group:
             if name.startswith("_") or name in hidden:
@@ -257,6 +257,13 @@ def _paths(namespace: Mapping[str, Any], mentioned: Iterable[str], wanted: dict[
                 except Exception:  # noqa: BLE001 - a half-built module: its children stay unnamed
                     continue
     return found
+
+
+def _other_names(namespace: Mapping[str, Any], skip: set[str]) -> Iterator[str]:
+    """The namespace's names not in ``skip``, listed only once the first is asked for."""
+    for name in list(namespace):
+        if name not in skip:
+            yield name
 
 
 def module_infos(calls: ModuleCalls, namespace: Mapping[str, Any], mentioned: Iterable[str], hidden: Iterable[str] = ()) -> list[ModuleInfo]:

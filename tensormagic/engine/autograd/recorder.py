@@ -23,7 +23,7 @@ import torch
 
 from tensormagic.engine.autograd import keeper
 from tensormagic.engine.autograd.capture import capture
-from tensormagic.engine.autograd.lines import LineMarks, Lines, cell_frame, cell_line
+from tensormagic.engine.autograd.lines import Lines, cell_frame, cell_line
 from tensormagic.engine.autograd.modules import ModuleCalls
 from tensormagic.engine.autograd.naming import CellNames, Names
 from tensormagic.engine.autograd.records import (
@@ -75,7 +75,6 @@ class Recorder:
         self.module_calls: ModuleCalls | None = None  # which module call made which node
         self.pause: Callable[[bool], None] = lambda paused: None  # the line recorder's switch
         self.pausing = False  # the switch has something to switch (a line tracer, a recording mode)
-        self.marks: LineMarks | None = None  # the cell's line marks, which a loop's folded steps switch off
         # called before the cell's own call runs (the graph still whole): the magic's extra work
         self.before_call: Callable[[CallRecord, Walk, list[torch.Tensor], list[Any]], None] | None = None
         self.busy = False  # the magic's own computations run: pass the engine through, count no hook
@@ -108,8 +107,6 @@ class Recorder:
         lane = self._lane
         if lane is not None and code is BACKWARD_CODE and self.flop_counter is None and self._folds(lane, caller, t_outputs):
             return self._run_folded(lane, original, t_outputs, args, kwargs)
-        if self.marks is not None and not self.marks.on:
-            self.marks.switch(True)  # a call the lane did not fold: its graph may be new, so the lines count again
         kind: CallKind | None = "backward" if code is BACKWARD_CODE else ("grad" if code is GRAD_CODE else None)
         if kind == "backward":
             self.backward_calls += 1
@@ -165,8 +162,6 @@ class Recorder:
     def _run_folded(self, lane: RepeatLane, original: Callable[..., Any], t_outputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         __tracebackhide__ = True
         self.backward_calls += 1
-        if self.marks is not None and self.marks.on:
-            self.marks.switch(False)  # the steps that follow make the graph the lane knows (their nodes get no line)
         error = None
         cuda = lane.cuda  # (on the CPU, backward has ended when it returns)
         if cuda:

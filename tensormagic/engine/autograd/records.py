@@ -82,6 +82,9 @@ class CallRecord:
     results: list[Any] = field(default_factory=list)  # weakrefs to the gradients torch.autograd.grad returned
     on_lane: bool = False  # recorded by the repeat lane (a training loop's same call again)
     repeats: int = 1  # the calls this record stands for: a loop's run of lane calls, folded into the last (index is its)
+    past_roots: set[int] = field(default_factory=set)  # id() of the earlier calls' outputs a fold replaced, still alive then
+    unhooked: set[int] = field(default_factory=set)  # named intermediates found in its graph after the cell: their gradient was not recorded
+    checked: bool = False  # a call that shares an earlier call's graph had its own graph read after the cell (settle)
 
     def result_keys(self) -> set[int]:
         """id() of the gradients this call returned that are still alive."""
@@ -94,7 +97,9 @@ class CallRecord:
         for key, (ref, version) in self.pending.items():
             g = ref()
             if g is not None and g._version == version:
-                self.grads[key] = summarise(g)
+                summary = self.grads[key] = summarise(g)
+                if summary is not None:
+                    summary.after_cell = True  # (called once the cell is over: see GradSummary.is_of)
             else:
                 lost.append(key)
         self.pending = {}

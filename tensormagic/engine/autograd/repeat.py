@@ -16,8 +16,6 @@ from __future__ import annotations
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from itertools import repeat
-from operator import attrgetter, is_not, methodcaller
 from typing import Any
 
 import torch
@@ -132,11 +130,10 @@ class RepeatLane:
         (the recorder's other paths take the call)."""
         if not self.same_call(caller, root, namespace, frame):
             return False
-        try:  # (one pass at C speed: a loop's every step asks)
-            if any(map(is_not, map(_GRAD, map(_CALL, self.refs)), repeat(None))):
+        for ref in self.refs:
+            t = ref()
+            if t is None or t.grad is not None:  # a leaf is gone, or its .grad is set
                 return False
-        except AttributeError:  # a leaf is gone (its weakref gives None)
-            return False
         self._pending_root = root_info(root, self.root_name, None, read_value=False)
         self.cuda = root.is_cuda
         self._pending_index = index
@@ -153,6 +150,9 @@ class RepeatLane:
         run = self.run
         if error is None and run is not None and run is self.last and root is not None:
             run.index = index
+            for older in run.roots:  # an earlier step's output another name still holds is the cell's, not "other"
+                if older.ref is not None and older.ref() is not None:
+                    run.past_roots.add(older.key)
             run.roots = [root]
             run.repeats += 1
             run.seconds += seconds
@@ -195,8 +195,5 @@ class RepeatLane:
                 if read:
                     pending[key] = (weakref.ref(g), version)
 
-
-_GRAD = attrgetter("grad")
-_CALL = methodcaller("__call__")
 
 __all__ = ["RepeatLane"]

@@ -104,7 +104,7 @@ class RowBuilder:
         # "other tensors the cell uses" of any output (worked out once, not per output)
         self.cell_keys: set[int] = set()
         for call in recorder.calls:
-            self.cell_keys |= {r.key for r in call.roots} | set(call.targets) | call.result_keys()
+            self.cell_keys |= {r.key for r in call.roots} | set(call.targets) | call.result_keys() | call.past_roots
         self.sharded_grads = sharded_grads or {}  # .grad marks of DTensor parameters before the cell
         self.fsdp_copies: dict[int, tuple[str, torch.Tensor]] = {}
         if self.sharded_grads:
@@ -174,7 +174,7 @@ class RowBuilder:
         return _set(base, status=Status.OK, reason=reason)
 
     def _missing_status(self, record: CallRecord, target: Target) -> Status:
-        if record.error is not None or (record.inputs_only and target.key not in record.asked) or record.kind == "computed":
+        if record.error is not None or (record.inputs_only and target.key not in record.asked) or record.kind == "computed" or target.key in record.unhooked:
             return Status.NOT_COMPUTED
         return Status.UNUSED
 
@@ -188,6 +188,12 @@ class RowBuilder:
             return f"the cell's {call} call{where} listed other inputs, so no gradient was computed for {name}", f"add {name} to inputs=... to get its gradient"
         if record.kind == "computed":
             return f"the magic did not compute the gradients of {of} (see below why)", f"call {of}.backward() in the cell to see them"
+        if target.key in record.unhooked:
+            return (
+                f"{name} is an intermediate result in the graph of {of}, made anew at each step of the loop: the magic records "
+                f"the gradients of intermediates at an output's first call only (not at a loop's repeated calls), so this call's was not recorded",
+                f"call {name}.retain_grad() in the loop to keep {name}.grad, or run one step alone to see its gradient",
+            )
         return f"no gradient reached {name}: {of} does not depend on it through differentiable ops (the gradient is zero or undefined)", "check that it is really used in computing the output"
 
     # -- other tensors the cell uses ---------------------------------------------------------------
@@ -234,6 +240,8 @@ class RowBuilder:
         if obj.requires_grad:
             if obj.grad_fn is not None and name in graph_names:
                 return None
+            if obj.grad_fn is not None and record.kind != "computed" and record.graph_from != record.index and not record.checked:
+                return None  # a loop's later call whose graph could not be read: whether it uses this intermediate is not known
             how = ""
             for other, c in self.cell.cuts.items():
                 if name in c.sources:

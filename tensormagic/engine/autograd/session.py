@@ -31,12 +31,12 @@ from tensormagic.engine.autograd.guards import (
 from tensormagic.engine.autograd.health import first_non_finite, health
 from tensormagic.engine.autograd.lines import (
     MARKER,
-    LineMarks,
     LineSpans,
     LineTracer,
     can_trace_lines,
     defines_functions,
     instrument,
+    line_marker,
     next_sequence_nr,
 )
 from tensormagic.engine.autograd.modules import ModuleCalls, module_infos
@@ -112,13 +112,9 @@ class AutogradSession:
                 modes.append(stack.enter_context(function_mode(self.tape)))
                 stack.enter_context(custom_functions_as_one_call(self.tape))
             if self.lines is not None:
-                marks = LineMarks(self.lines)
-                stack.enter_context(builtin(MARKER, marks.marker))
-                stack.callback(marks.switch, True)  # (before the builtin goes)
+                stack.enter_context(builtin(MARKER, line_marker(self.lines)))
                 if self._trace_functions and can_trace_lines():
                     tracer = stack.enter_context(line_tracer(LineTracer(rec.filename, self.lines)))
-                else:  # with no tracer in the functions the cell defines, a loop's steps may switch the marks off
-                    rec.marks = marks
             if tracer is not None or modes:
                 rec.pause, rec.pausing = _pauser(tracer, modes), True
             rec.first_seq = next_sequence_nr()

@@ -37,11 +37,13 @@ class GradSummary:
     scope: str | None = None  # "local shard" for a DTensor
     source: Any = None  # weakref to the tensor summarised, and its version then (see is_of)
     version: int = -1
+    after_cell: bool = False  # summarised once the cell was over (see is_of)
     _plain: dict[str, Any] | None = None  # plain(), made once
 
     def is_of(self, t: torch.Tensor | None) -> bool:
-        """This summary describes ``t`` as it is now (the very tensor, unchanged since)."""
-        return t is not None and self.source is not None and self.source() is t and t._version == self.version
+        """This summary describes ``t`` as it is now: the very tensor, unchanged since, and read
+        after the cell (a write through ``.data`` or ``.numpy()`` in the cell bumps no version)."""
+        return self.after_cell and t is not None and self.source is not None and self.source() is t and t._version == self.version
 
     def plain(self) -> dict[str, Any]:
         """``{shape, dtype, value|None, norm, min, max, mean, nan, inf, note, scope}`` as Python values."""
