@@ -8,8 +8,10 @@ Pure (torch only).  The modules, in the order a run uses them:
 * :mod:`.lines` - which cell line made which graph node;
 * :mod:`.modules` - which module call made which graph node (global module hooks, cell only);
 * :mod:`.recorder` - every backward / ``torch.autograd.grad`` call of the cell, observed, into
-  the :mod:`.records` of each call; :mod:`.capture` (the removable hooks that read a call's
-  gradients as it runs) and :mod:`.repeat` (a training loop's later calls, with the least work);
+  the :mod:`.records` of each call; :mod:`.targets` (the tensors a call gives gradients for),
+  :mod:`.capture` (the removable hooks that read a call's gradients as it runs), :mod:`.repeat`
+  (a training loop's later calls, with the least work, its steps folded into one record) and
+  :mod:`.settle` (after the cell: what a loop's last call left to read, and its own graph);
 * :mod:`.walk` (live graph -> :mod:`.graph`, the graph as plain data; :mod:`.nodes` names each
   node, its cell line and module) and :mod:`.keeper` (the safe teardown of deep graphs);
 * :mod:`.naming` - tensor -> names, from what the cell mentions;
