@@ -234,7 +234,7 @@ class Recorder:
             if record is not None:  # a loop's same call again: the lane recorded it
                 self._lane = lane
                 walk = Walk(info=record.graph, node_objects=[], leaves={}, user_code=record.user_code, reused=True)
-                self._take(record, walk, roots, [], hooks=len(record.was_none) < len(record.targets))
+                self._take(record, walk, roots, [])
                 return record
         keeper.sweep()
         local = caller.f_locals
@@ -283,15 +283,13 @@ class Recorder:
             self._lane = RepeatLane.open(record, roots[0], seeds, inputs, self.leaves, self.names.mentioned, cell_frame(self.filename, caller))
         return record
 
-    def _take(self, record: CallRecord, walk: Walk, roots: list[torch.Tensor], seeds: list[Any], hooks: bool = True) -> None:
-        """``record`` is the call's: the magic's extra work before it runs, then the hooks
-        (none where ``hooks`` is False: the lane's call found every leaf's ``.grad`` None)."""
+    def _take(self, record: CallRecord, walk: Walk, roots: list[torch.Tensor], seeds: list[Any]) -> None:
+        """``record`` is the call's: the magic's extra work before it runs, then the hooks."""
         self.calls.append(record)
         self.recorded = record.index
         if self.before_call is not None:
             self.before_call(record, walk, roots, seeds)
-        if hooks:
-            capture(record, walk, locate_nan=self.locate_nan)
+        capture(record, walk, locate_nan=self.locate_nan)
         self._last_of_group[record.group] = record
 
     def _walk(self, group: tuple[Any, ...], roots: list[torch.Tensor], names: Names, kind: CallKind) -> tuple[Walk, int | None]:
