@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tensormagic.engine.autograd import AutogradOptions, AutogradSession
-from tensormagic.engine.autograd.graph import find_repeats
+from tensormagic.engine.autograd.graph import find_repeats, topological_order
 from tensormagic.engine.autograd.lines import MARKER, LineSpans, instrument, line_marker
 from tensormagic.engine.autograd.options import split_names
 from tensormagic.engine.autograd.source import analyse_source
@@ -143,6 +143,40 @@ def test_deep_graph_wrappers_are_kept_then_released_once_freed():
     assert ref() is not None  # the kept AccumulateGrad node still holds the leaf
     assert keeper.sweep() >= keeper.KEEP_FROM and keeper.held() == 0
     assert ref() is None
+
+
+def test_topological_order_of_chains_and_branches():
+    # a chain, numbered in any order: followed from its output, depth = its length
+    assert topological_order([[], [2], [0]], [1]) == ([1, 2, 0], 3)
+    # one input with two consumers (a diamond): the input after both, the taller branch last
+    inputs = [[1, 2], [3], [4], [], [3]]  # 0 -> 1 -> 3 and 0 -> 2 -> 4 -> 3
+    order, depth = topological_order(inputs, [0])
+    assert order == [0, 1, 2, 4, 3] and depth == 4
+    # several outputs of one chain each (a forest): every node once, consumers first
+    order, depth = topological_order([[1], [], [3], []], [0, 2])
+    assert sorted(order) == [0, 1, 2, 3] and order.index(0) < order.index(1) and order.index(2) < order.index(3) and depth == 2
+    # a node used by two others of a chain-like graph (fan-out, no fan-in): after both
+    order, depth = topological_order([[2], [2], []], [0, 1])
+    assert order[-1] == 2 and depth == 2
+
+
+def test_keeper_keeps_only_what_is_still_in_use():
+    """A kept graph whose leaf's AccumulateGrad is still used by a newer graph is cut down to
+    that node at the next sweep (a sweep does not scan the freed part again and again)."""
+    from tensormagic.engine.autograd import keeper
+
+    keeper.sweep()
+    x = torch.randn(2, requires_grad=True)
+    h = x * 1.0
+    for _ in range(keeper.KEEP_FROM + 10):
+        h = h * 1.0
+    walk_graph([h.grad_fn], {})
+    newer = x * 2.0  # uses x's AccumulateGrad too
+    del h
+    assert keeper.sweep() >= keeper.KEEP_FROM
+    assert keeper.held() == 1 and [len(nodes) for nodes in keeper._kept] == [1]
+    del newer
+    assert keeper.sweep() == 1 and keeper.held() == 0 and keeper._kept == []  # then that one too
 
 
 def test_find_repeats():

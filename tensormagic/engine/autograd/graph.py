@@ -70,36 +70,37 @@ class GraphInfo:
         return GraphInfo(saved_bytes=self.saved_bytes, saved_under_hooks=self.saved_under_hooks)
 
 
-def topological_order(nodes: Sequence[GraphNode], roots: Sequence[int]) -> tuple[list[int], int]:
+def topological_order(node_inputs: Sequence[Sequence[int]], roots: Sequence[int]) -> tuple[list[int], int]:
     """An order in which every node comes after all the nodes that send it a gradient (the order
-    backward can run them), outputs first, and the depth of the graph.  Short side branches (a
-    weight's ``TBackward0``) are listed right under the op that uses them, the long chain last."""
-    n = len(nodes)
-    node_inputs = [node.inputs for node in nodes]
+    backward can run them), outputs first, and the depth of the graph.  ``node_inputs[i]``: the
+    nodes node ``i`` sends gradients to.  Short side branches (a weight's ``TBackward0``) are
+    listed right under the op that uses them, the long chain last."""
+    n = len(node_inputs)
     pending = [0] * n
     for ins in node_inputs:
         for j in ins:
             pending[j] += 1
-    # height: the longest path down to a leaf, computed in a reverse plain Kahn order
-    plain: list[int] = []
-    todo = [r for r in dict.fromkeys(roots) if pending[r] == 0]
-    left = list(pending)
-    while todo:
-        i = todo.pop()
-        plain.append(i)
-        for j in node_inputs[i]:
-            left[j] -= 1
-            if left[j] == 0:
-                todo.append(j)
+    starts = [r for r in dict.fromkeys(roots) if pending[r] == 0]
+    branching = n > 0 and max(map(len, node_inputs)) > 1
+    if not branching and len(starts) == 1 and max(pending) <= 1:  # one chain: follow it
+        chain = _chain(starts[0], node_inputs)
+        if len(chain) == n:
+            return chain, n
     height = [0] * n
-    for i in reversed(plain):
-        ins = node_inputs[i]
-        if len(ins) == 1:
-            height[i] = 1 + height[ins[0]]
-        elif ins:
-            height[i] = 1 + max([height[j] for j in ins])
+    if branching:  # the longest path down to a leaf, in a reverse plain Kahn order: to sort by
+        plain: list[int] = []
+        todo = list(starts)
+        left = list(pending)
+        while todo:
+            i = todo.pop()
+            plain.append(i)
+            for j in node_inputs[i]:
+                left[j] -= 1
+                if left[j] == 0:
+                    todo.append(j)
+        _heights(plain, node_inputs, height)
     order: list[int] = []
-    ready = [r for r in dict.fromkeys(roots) if pending[r] == 0][::-1]
+    ready = starts[::-1]
     while ready:
         i = ready.pop()
         order.append(i)
@@ -122,11 +123,35 @@ def topological_order(nodes: Sequence[GraphNode], roots: Sequence[int]) -> tuple
     if len(order) < n:  # nodes not reachable from a root with pending == 0 (cannot happen): keep them
         seen = set(order)
         order += [i for i in range(n) if i not in seen]
+    if not branching:  # no node has two inputs: no order needed the heights, the depth does
+        _heights(order, node_inputs, height)
     return order, (max(height) + 1 if height else 0)
 
 
-def signature(node: GraphNode) -> tuple[Any, ...]:
-    return (node.op, node.kind, tuple(node.shape) if node.shape is not None else None, len(node.inputs))
+def _chain(start: int, node_inputs: Sequence[Sequence[int]]) -> list[int]:
+    """The nodes of a chain from ``start`` (each node sends its gradient to one node at most)."""
+    order = [start]
+    ins = node_inputs[start]
+    while ins:
+        order.append(ins[0])
+        ins = node_inputs[ins[0]]
+    return order
+
+
+def _heights(order: Sequence[int], node_inputs: Sequence[Sequence[int]], height: list[int]) -> None:
+    """``height[i]``: the longest path from node ``i`` down to a leaf (``order``: outputs first)."""
+    for i in reversed(order):
+        ins = node_inputs[i]
+        if len(ins) == 1:
+            height[i] = 1 + height[ins[0]]
+        elif ins:
+            height[i] = 1 + max([height[j] for j in ins])
+
+
+def node_signatures(nodes: Sequence[GraphNode], order: Sequence[int]) -> list[tuple[Any, ...]]:
+    """What makes two nodes alike for :func:`find_repeats` (op, kind, a leaf's shape, number of
+    inputs), in ``order``."""
+    return [(n.op, n.kind, tuple(n.shape) if n.shape is not None else None, len(n.inputs)) for n in map(nodes.__getitem__, order)]
 
 
 def find_repeats(signatures: Sequence[Any], ops: Sequence[str], max_period: int = MAX_PERIOD, min_repeats: int = MIN_REPEATS) -> list[RepeatedBlock]:
@@ -184,4 +209,4 @@ def merge_graphs(infos: Sequence[GraphInfo]) -> GraphInfo:
     return merged
 
 
-__all__ = ["MAX_PERIOD", "MIN_REPEATS", "GraphInfo", "GraphNode", "RepeatedBlock", "find_repeats", "merge_graphs", "signature", "topological_order"]
+__all__ = ["MAX_PERIOD", "MIN_REPEATS", "GraphInfo", "GraphNode", "RepeatedBlock", "find_repeats", "merge_graphs", "node_signatures", "topological_order"]

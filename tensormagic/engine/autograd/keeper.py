@@ -28,9 +28,14 @@ _ids: set[int] = set()  # every node held, once (two walks of one graph share it
 
 def keep(nodes_outputs_first: Sequence[Any]) -> None:
     """Hold the wrappers of one walk until the graph is freed (see the module docstring)."""
-    fresh = [n for n in nodes_outputs_first if id(n) not in _ids]
+    ids = list(map(id, nodes_outputs_first))
+    if _ids.isdisjoint(ids):  # the usual case: a graph no earlier walk kept
+        fresh = list(nodes_outputs_first)
+    else:
+        fresh = [n for n, i in zip(nodes_outputs_first, ids) if i not in _ids]
+        ids = list(map(id, fresh))
     if fresh:
-        _ids.update(map(id, fresh))
+        _ids.update(ids)
         _kept.append(fresh)
 
 
@@ -39,37 +44,45 @@ def held() -> int:
     return sum(sum(1 for n in nodes if n is not None) for nodes in _kept)
 
 
-def _only_here(node: Any) -> bool:
-    # the list slot, the caller's local name, this parameter and getrefcount's own argument:
-    # nobody else holds the node (a node autograd still uses holds one more, to its own wrapper)
-    return sys.getrefcount(node) <= 4
+#: The references to a node that nobody else holds: the list slot, the caller's local name and
+#: getrefcount's own argument (a node autograd still uses holds one more, to its own wrapper).
+_ONLY_HERE = 3
 
 
 def sweep() -> int:
     """Drop the wrappers of every graph that nothing else holds any more; the number dropped."""
+    refs = sys.getrefcount
+    discard = _ids.discard
     dropped = 0
     progress = True
     while progress:  # a walk's nodes may be freed only once another walk's (above them) are
         progress = False
         for nodes in list(_kept):
             first = next((n for n in nodes if n is not None), None)
-            if first is not None and not _only_here(first):
+            if first is not None and refs(first) > _ONLY_HERE:
                 # everything below a live output is alive too: nothing to do for this walk (cheap)
                 del first
                 continue
             del first
+            before = len(nodes) - nodes.count(None)
+            left = 0
             for i in range(len(nodes)):
-                node = nodes[i]
-                if node is not None and _only_here(node):
+                node = nodes[i]  # (the next assignment lets go of the node before: nothing recurses)
+                if node is None:
+                    continue
+                if refs(node) <= _ONLY_HERE:
                     nodes[i] = None
-                    _ids.discard(id(node))
-                    del node
-                    dropped += 1
-                    progress = True
+                    discard(id(node))
                 else:
-                    del node
-            if all(n is None for n in nodes):
+                    left += 1
+            node = None
+            if left < before:
+                dropped += before - left
+                progress = True
+            if not left:
                 _kept.remove(nodes)
+            elif left < len(nodes):  # the rest still in use (a leaf's AccumulateGrad): keep those only
+                nodes[:] = [n for n in nodes if n is not None]
     return dropped
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping, Sequence
+from itertools import count, repeat
 from typing import Any, Protocol
 
 import torch
@@ -43,71 +44,70 @@ def plain_nodes(
     modules: ModuleTable | None = None,
 ) -> tuple[list[GraphNode], int]:
     """The plain nodes of a walk's node objects, with names, cell lines, code and modules (one
-    pass after the walk), and how many op nodes were made while module calls were not recorded.
-    ``kinds``: what the walk knows of each node's type."""
+    pass after the walk over every node as an op, then the few leaves get their own fields), and
+    how many op nodes were made while module calls were not recorded.  ``kinds``: what the walk
+    knows of each node's type."""
     nodes: list[GraphNode] = []
     append = nodes.append
     first = first_seq if first_seq is not None else -1
     starts = getattr(lines, "starts", None)  # LineSpans: bisect inline (one call fewer per node)
     span_lines = getattr(lines, "lines", None)
     line_of = lines.line_of if lines is not None else None
-    n_source = len(source_lines)
-    empty: tuple[int, list[str]] = (0, [])
-    codes: dict[int, str] = {}
+    codes: dict[int | None, str] = {k: text.strip() for k, text in enumerate(source_lines, 1)}
     owner_of = modules.owner_of if modules is not None and not modules.empty else None  # no module call: no lookup per node
     lowest = (modules.points[0] if modules.points else None) if owner_of is None and modules is not None else None
-    params = modules.params if modules is not None else {}
     unknown = 0
-    for i, obj in enumerate(objects):
-        kind = kinds[i]
+    fn_names: Any = map(grad_fn_names.get, map(id, objects)) if grad_fn_names else repeat(None)
+    no_saved: tuple[int, list[str]] = (0, [])
+    for i, obj, kind, name, ins in zip(count(), objects, kinds, fn_names, inputs):
         line = None
         before = False
-        shape = None
         module = None
-        leaf = leaves.get(i)
-        if leaf is not None:
-            module = params.get(id(leaf))
-            name = names.get(id(leaf))
+        if not kind.leaf:
             try:
-                shape = list(leaf.shape)
-            except Exception:  # noqa: BLE001 - nested tensors have no single shape
-                shape = None
-            if name:
-                line = leaf_lines.get(name)
-        else:
-            name = grad_fn_names.get(id(obj))
-            if not kind.leaf:
-                try:
-                    seq = obj._sequence_nr()
-                except Exception:  # noqa: BLE001 - nodes without a sequence number
-                    seq = None
-                if seq is not None and seq < first:
-                    before = True
-                elif seq is not None and owner_of is not None:
+                seq = obj._sequence_nr()
+            except Exception:  # noqa: BLE001 - nodes without a sequence number
+                seq = None
+            if seq is None:
+                pass
+            elif seq < first:
+                before = True
+            else:
+                if owner_of is not None:
                     owner = owner_of(seq)
                     if owner >= 0:
                         module = owner
                     elif owner == UNKNOWN:
                         unknown += 1
-                elif seq is not None and modules is not None and (lowest is None or seq < lowest):
+                elif modules is not None and (lowest is None or seq < lowest):
                     unknown += 1  # what owner_of says of a node before the first breakpoint
-                if before or seq is None:
-                    pass
-                elif starts is not None:
+                if starts is not None:
                     k = bisect.bisect_right(starts, seq) - 1
                     line = span_lines[k] if k >= 0 else None  # type: ignore[index]
                 elif line_of is not None:
                     line = line_of(seq)
-                if line is None and name and not before:
-                    line = leaf_lines.get(name.split(", ")[0])
-        code = None
-        if line is not None and 0 < line <= n_source:
-            code = codes.get(line)
-            if code is None:
-                code = codes[line] = source_lines[line - 1].strip()
-        nbytes, saved_names = saved_at.get(i, empty)
-        append(GraphNode(i, kind.op, "leaf" if leaf is not None else "op", name, line, code, inputs[i], shape, nbytes, list(saved_names), kind.custom is not None, before, module))
+            if line is None and name and not before:
+                line = leaf_lines.get(name.split(", ")[0])
+        nbytes, saved_names = saved_at.get(i, no_saved) if saved_at else no_saved
+        append(GraphNode(i, kind.op, "op", name, line, codes.get(line), ins, None, nbytes, list(saved_names), kind.custom is not None, before, module))
+    if leaves:
+        params = modules.params if modules is not None else {}
+        for i, leaf in leaves.items():
+            nodes[i] = _leaf_node(nodes[i], leaf, names, params, leaf_lines, codes)
     return nodes, unknown
+
+
+def _leaf_node(node: GraphNode, leaf: torch.Tensor, names: Mapping[int, str], params: Mapping[int, int], leaf_lines: Mapping[str, int], codes: Mapping[int | None, str]) -> GraphNode:
+    """A leaf's node: named after its tensor, with its shape, the line that assigned it and the
+    module holding it (in place of the op-node fields ``node`` got)."""
+    name = names.get(id(leaf))
+    try:
+        shape: list[int] | None = list(leaf.shape)
+    except Exception:  # noqa: BLE001 - nested tensors have no single shape
+        shape = None
+    line = leaf_lines.get(name) if name else None
+    node.kind, node.name, node.shape, node.line, node.code, node.module = "leaf", name, shape, line, codes.get(line), params.get(id(leaf))
+    return node
 
 
 __all__ = ["plain_nodes"]

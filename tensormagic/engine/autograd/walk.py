@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from tensormagic.engine.autograd import keeper
-from tensormagic.engine.autograd.graph import GraphInfo, find_repeats, signature, topological_order
+from tensormagic.engine.autograd.graph import GraphInfo, find_repeats, node_signatures, topological_order
 from tensormagic.engine.autograd.lines import Lines
 from tensormagic.engine.autograd.modules import ModuleTable
 from tensormagic.engine.autograd.nodes import plain_nodes
@@ -187,6 +187,7 @@ def _walk(
     truncated = False
     root_ids: list[int] = []
     stack: list[int] = []
+    edges: list[list[int]] = []  # [node, input], in the order the walk finds them
     known = _KINDS
     reads_left = MAX_SAVED_READS
     unread = 0
@@ -253,27 +254,29 @@ def _walk(
         for nxt, _ in nexts:
             if nxt is None:
                 continue
-            j = index.get(id(nxt))
+            nid = id(nxt)
+            j = index.get(nid)
             if j is None:
-                if len(objects) >= max_nodes:
+                j = len(objects)
+                if j >= max_nodes:
                     truncated = True
                     continue
-                j = len(objects)
-                index[id(nxt)] = j
+                index[nid] = j
                 objects.append(nxt)
                 kinds.append(known.get(type(nxt)) or _kind(nxt))
                 inputs.append([])
                 stack.append(j)
             ins.append(j)
+            edges.append([i, j])
     nodes, unknown = plain_nodes(objects, kinds, inputs, leaves, saved_at, names, grad_fn_names, lines, leaf_lines, source_lines, first_seq, modules)
     shape = _structure(kinds, inputs, leaves)
-    order, depth = topological_order(nodes, root_ids)
+    order, depth = topological_order(inputs, root_ids)
     info = GraphInfo(
         nodes=nodes,
-        edges=[[i, j] for i, ins in enumerate(inputs) for j in ins],
+        edges=edges,
         roots=root_ids,
         order=order,
-        repeats=find_repeats([signature(nodes[i]) for i in order], [nodes[i].op for i in order]),
+        repeats=find_repeats(node_signatures(nodes, order), [nodes[i].op for i in order]),
         saved_bytes=sum(storages.values()) + loose_bytes,
         saved_under_hooks=hooked,
         saved_unread=unread,
