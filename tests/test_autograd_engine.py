@@ -179,6 +179,31 @@ def test_keeper_keeps_only_what_is_still_in_use():
     assert keeper.sweep() == 1 and keeper.held() == 0 and keeper._kept == []  # then that one too
 
 
+def test_find_repeats_counts_long_runs_exactly():
+    """The repeat count (found by doubling and halving slices) equals a count one block at a time,
+    on random runs with noise around them."""
+    import random
+
+    rng = random.Random(1)
+    for _ in range(2000):
+        block = [rng.randint(0, 2) for _ in range(rng.randint(1, 4))]
+        times = rng.randint(3, 70)
+        head = [9] * rng.randint(0, 3)
+        sig = head + block * times + [8] * rng.randint(0, 3)
+        found = find_repeats(sig, [str(v) for v in sig])
+        covering = [b for b in found if b.start <= len(head) < b.start + b.length * b.times]
+        assert covering, (sig, found)
+        b = covering[0]
+        # one block at a time, from the same start and length
+        expected = 1
+        while sig[b.start + expected * b.length : b.start + (expected + 1) * b.length] == sig[b.start : b.start + b.length] and b.start + (expected + 1) * b.length <= len(sig):
+            expected += 1
+        assert b.times == expected
+    sig = ["m", "a"] * 10_000
+    (block,) = find_repeats(sig, sig)
+    assert (block.start, block.length, block.times) == (0, 2, 10_000)
+
+
 def test_find_repeats():
     sig = ["a"] + ["x", "y", "z"] * 5 + ["b"]
     (block,) = find_repeats(sig, sig)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain, compress
+from operator import attrgetter
 from typing import Any
 
 from tensormagic.engine.autograd.modules import ModuleInfo
@@ -64,6 +66,13 @@ class GraphInfo:
     modules: list[ModuleInfo] = field(default_factory=list)  # the modules GraphNode.module points to (named after the cell)
     module_unknown: int = 0  # op nodes made while module calls were not recorded (their module is not known)
 
+    def leaf_positions(self) -> dict[str | None, int]:
+        """Each leaf's name -> its place among the leaves in :attr:`order` (outputs first; a name
+        on several leaves: the last one's)."""
+        nodes = self.nodes
+        kinds = map(attrgetter("kind"), map(nodes.__getitem__, self.order))
+        return {nodes[i].name: p for p, i in enumerate(compress(self.order, map("leaf".__eq__, kinds)))}
+
     def slim(self) -> GraphInfo:
         """What an older call of a loop keeps of its graph: the saved bytes only (the report
         shows the last call's graph)."""
@@ -76,16 +85,16 @@ def topological_order(node_inputs: Sequence[Sequence[int]], roots: Sequence[int]
     nodes node ``i`` sends gradients to.  Short side branches (a weight's ``TBackward0``) are
     listed right under the op that uses them, the long chain last."""
     n = len(node_inputs)
-    pending = [0] * n
-    for ins in node_inputs:
-        for j in ins:
-            pending[j] += 1
-    starts = [r for r in dict.fromkeys(roots) if pending[r] == 0]
+    targets = list(chain.from_iterable(node_inputs))
     branching = n > 0 and max(map(len, node_inputs)) > 1
-    if not branching and len(starts) == 1 and max(pending) <= 1:  # one chain: follow it
-        chain = _chain(starts[0], node_inputs)
-        if len(chain) == n:
-            return chain, n
+    if not branching and len(set(targets)) == len(targets):  # each node one input and one user at most
+        line = _chain(roots, targets, node_inputs)
+        if len(line) == n:  # one chain: followed from its output
+            return line, n
+    pending = [0] * n
+    for j in targets:
+        pending[j] += 1
+    starts = [r for r in dict.fromkeys(roots) if pending[r] == 0]
     height = [0] * n
     if branching:  # the longest path down to a leaf, in a reverse plain Kahn order: to sort by
         plain: list[int] = []
@@ -128,8 +137,16 @@ def topological_order(node_inputs: Sequence[Sequence[int]], roots: Sequence[int]
     return order, (max(height) + 1 if height else 0)
 
 
-def _chain(start: int, node_inputs: Sequence[Sequence[int]]) -> list[int]:
-    """The nodes of a chain from ``start`` (each node sends its gradient to one node at most)."""
+def _chain(roots: Sequence[int], targets: list[int], node_inputs: Sequence[Sequence[int]]) -> list[int]:
+    """The nodes of the chain from the one root no node sends a gradient to (``targets``: every
+    node's inputs, flat), when each node has one input at most; numbered along the chain (as the
+    walk numbers a chain), it is read off at once."""
+    starts = set(roots).difference(targets)
+    if len(starts) != 1:
+        return []
+    start = starts.pop()
+    if start == 0 and targets == list(range(1, len(node_inputs))):
+        return list(range(len(node_inputs)))
     order = [start]
     ins = node_inputs[start]
     while ins:
@@ -149,15 +166,20 @@ def _heights(order: Sequence[int], node_inputs: Sequence[Sequence[int]], height:
 
 
 def node_signatures(nodes: Sequence[GraphNode], order: Sequence[int]) -> list[tuple[Any, ...]]:
-    """What makes two nodes alike for :func:`find_repeats` (op, kind, a leaf's shape, number of
-    inputs), in ``order``."""
-    return [(n.op, n.kind, tuple(n.shape) if n.shape is not None else None, len(n.inputs)) for n in map(nodes.__getitem__, order)]
+    """What makes two nodes alike for :func:`find_repeats` (op, kind, number of inputs, and a
+    leaf's shape), in ``order``."""
+    in_order = list(map(nodes.__getitem__, order))
+    signatures: list[tuple[Any, ...]] = list(zip(map(attrgetter("op"), in_order), map(attrgetter("kind"), in_order), map(len, map(attrgetter("inputs"), in_order))))
+    for p in compress(range(len(in_order)), map("leaf".__eq__, map(attrgetter("kind"), in_order))):
+        shape = in_order[p].shape
+        signatures[p] += (tuple(shape) if shape is not None else None,)
+    return signatures
 
 
 def find_repeats(signatures: Sequence[Any], ops: Sequence[str], max_period: int = MAX_PERIOD, min_repeats: int = MIN_REPEATS) -> list[RepeatedBlock]:
     """Runs where a block of ``length`` signatures repeats ``times`` times in a row (greedy, left to right)."""
-    ids: dict[Any, int] = {}
-    signatures = [ids.setdefault(sig, len(ids)) for sig in signatures]  # ints compare fastest
+    ids = {sig: k for k, sig in enumerate(dict.fromkeys(signatures))}
+    signatures = list(map(ids.__getitem__, signatures))  # ints compare fastest
     n = len(signatures)
     found: list[RepeatedBlock] = []
     i = 0
@@ -166,9 +188,7 @@ def find_repeats(signatures: Sequence[Any], ops: Sequence[str], max_period: int 
         for p in range(1, min(max_period, (n - i) // min_repeats) + 1):
             if best is not None and p % best[1] == 0:
                 continue  # a multiple of a period that repeats already covers no more
-            times = 1
-            while i + (times + 1) * p <= n and signatures[i + times * p : i + (times + 1) * p] == signatures[i : i + p]:
-                times += 1
+            times = _times_repeated(signatures, i, p)
             if times >= min_repeats and (best is None or times * p > best[0] * best[1] + p):
                 best = (times, p)
         if best is None:
@@ -178,6 +198,22 @@ def find_repeats(signatures: Sequence[Any], ops: Sequence[str], max_period: int 
         found.append(RepeatedBlock(start=i, length=p, times=times, ops=list(ops[i : i + p])))
         i += times * p
     return found
+
+
+def _times_repeated(signatures: Sequence[int], i: int, p: int) -> int:
+    """How many times the block ``signatures[i : i + p]`` repeats in a row from ``i``: doubling
+    while the next stretch equals the repeats found so far, then adding halving stretches (each a
+    comparison of whole slices, so a block repeated 10,000 times takes ~28 of them, not 10,000)."""
+    n = len(signatures)
+    times = 1
+    while i + 2 * times * p <= n and signatures[i + times * p : i + 2 * times * p] == signatures[i : i + times * p]:
+        times *= 2
+    step = times // 2
+    while step:
+        if i + (times + step) * p <= n and signatures[i + times * p : i + (times + step) * p] == signatures[i : i + step * p]:
+            times += step
+        step //= 2
+    return times
 
 
 def merge_graphs(infos: Sequence[GraphInfo]) -> GraphInfo:

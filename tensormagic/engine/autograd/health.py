@@ -65,7 +65,7 @@ def _norm(src: torch.Tensor) -> float:
 
 def health(rows: Sequence[GradientRow], graph: GraphInfo, params: Mapping[str, torch.Tensor | None]) -> list[HealthRow]:
     """Per-parameter gradient norms, inputs first (the order of a gradient-flow chart)."""
-    position = {graph.nodes[i].name: p for p, i in enumerate(graph.order) if graph.nodes[i].kind == "leaf"}
+    position = graph.leaf_positions()
     leaf_rows = [r for r in rows if r.kind == "leaf" and r.status in (Status.OK, Status.NON_FINITE) and r.norm is not None]
     if not leaf_rows:
         return []

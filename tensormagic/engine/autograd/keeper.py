@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from itertools import compress
+from operator import not_
 from typing import Any
 
 #: Chains at least this deep (nodes from an output down to an input) are kept for a safe teardown.
@@ -32,7 +34,8 @@ def keep(nodes_outputs_first: Sequence[Any]) -> None:
     if _ids.isdisjoint(ids):  # the usual case: a graph no earlier walk kept
         fresh = list(nodes_outputs_first)
     else:
-        fresh = [n for n, i in zip(nodes_outputs_first, ids) if i not in _ids]
+        kept = map(_ids.__contains__, ids)
+        fresh = list(compress(nodes_outputs_first, map(not_, kept)))
         ids = list(map(id, fresh))
     if fresh:
         _ids.update(ids)

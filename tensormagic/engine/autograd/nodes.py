@@ -58,8 +58,9 @@ def plain_nodes(
     lowest = (modules.points[0] if modules.points else None) if owner_of is None and modules is not None else None
     unknown = 0
     fn_names: Any = map(grad_fn_names.get, map(id, objects)) if grad_fn_names else repeat(None)
-    no_saved: tuple[int, list[str]] = (0, [])
-    for i, obj, kind, name, ins in zip(count(), objects, kinds, fn_names, inputs):
+    no_saved = (0, None)
+    saved_of: Any = map(saved_at.get, range(len(objects)), repeat(no_saved)) if saved_at else repeat(no_saved)
+    for i, obj, kind, name, ins, (nbytes, saved_names) in zip(count(), objects, kinds, fn_names, inputs, saved_of):
         line = None
         before = False
         module = None
@@ -88,8 +89,7 @@ def plain_nodes(
                     line = line_of(seq)
             if line is None and name and not before:
                 line = leaf_lines.get(name.split(", ")[0])
-        nbytes, saved_names = saved_at.get(i, no_saved) if saved_at else no_saved
-        append(GraphNode(i, kind.op, "op", name, line, codes.get(line), ins, None, nbytes, list(saved_names), kind.custom is not None, before, module))
+        append(GraphNode(i, kind.op, "op", name, line, codes.get(line), ins, None, nbytes, saved_names or [], kind.custom is not None, before, module))
     if leaves:
         params = modules.params if modules is not None else {}
         for i, leaf in leaves.items():

@@ -313,7 +313,7 @@ class Recorder:
                 if self.module_calls is not None:
                     self.module_calls.pause()  # a loop repeats this graph: its modules are known already
                 if walk.info.depth >= keeper.KEEP_FROM:
-                    keeper.keep([objects[i] for i in walk.info.order])
+                    keeper.keep(list(map(objects.__getitem__, walk.info.order)))
                 return Walk(info=walk.info, node_objects=objects, leaves=light_leaves, user_code=walk.user_code, shape=shape, reused=True), index
         full = self.names.for_call()
         calls = self.module_calls

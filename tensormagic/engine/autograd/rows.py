@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from itertools import chain
+from operator import attrgetter
 from typing import Any
 
 import torch
@@ -132,7 +134,7 @@ class RowBuilder:
         rows += self._other_rows(record, of, seen)
         order = {Status.OK: 0, Status.NON_FINITE: 0, Status.NON_LEAF: 1}
         info = record.graph
-        leaf_pos = {info.nodes[i].name: -p for p, i in enumerate(info.order) if info.nodes[i].kind == "leaf" and info.nodes[i].name}
+        leaf_pos = {name: -p for name, p in info.leaf_positions().items() if name}
         rows.sort(key=lambda r: (order.get(r.status, 2), r.line if r.line is not None else 10**9, leaf_pos.get(r.wrt, 0)))
         return rows
 
@@ -208,7 +210,7 @@ class RowBuilder:
         """Tensors the cell uses that have no gradient: not requiring grad, detached, unused, integer."""
         rows: list[GradientRow] = []
         graph_names = self._graph_names(record)
-        saved = {n for node in record.graph.nodes for n in node.saved}
+        saved = set(chain.from_iterable(map(attrgetter("saved"), record.graph.nodes)))
         seeds = {r.seed_key for r in record.roots if r.seed_key is not None}
         # a name is used with the graph when a statement reads it together with a graph name,
         # except the statement that starts the backward (its argument is the gradient to start from)

@@ -20,6 +20,8 @@ import gc
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import count
+from operator import attrgetter
 from typing import Any
 
 import torch
@@ -57,7 +59,7 @@ class Walk:
 
     def node_index(self) -> dict[int, int]:
         """id(node object) -> node id (valid while :attr:`node_objects` is alive)."""
-        return {id(obj): i for i, obj in enumerate(self.node_objects)}
+        return dict(zip(map(id, self.node_objects), count()))
 
 
 @contextmanager
@@ -129,7 +131,7 @@ def walk_graph(
     with gc_paused():
         walk = _walk(roots, names, grad_fn_names or {}, lines, leaf_lines or {}, source_lines, saved, first_seq, max_nodes, modules)
     if walk.info.depth >= keeper.KEEP_FROM:
-        keeper.keep([walk.node_objects[i] for i in walk.info.order])
+        keeper.keep(list(map(walk.node_objects.__getitem__, walk.info.order)))
     return walk
 
 
@@ -276,7 +278,7 @@ def _walk(
         edges=edges,
         roots=root_ids,
         order=order,
-        repeats=find_repeats(node_signatures(nodes, order), [nodes[i].op for i in order]),
+        repeats=find_repeats(node_signatures(nodes, order), list(map(attrgetter("op"), map(nodes.__getitem__, order)))),
         saved_bytes=sum(storages.values()) + loose_bytes,
         saved_under_hooks=hooked,
         saved_unread=unread,
