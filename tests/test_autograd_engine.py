@@ -179,6 +179,15 @@ def test_keeper_keeps_only_what_is_still_in_use():
     assert keeper.sweep() == 1 and keeper.held() == 0 and keeper._kept == []  # then that one too
 
 
+def test_rows_follow_the_graph_from_its_first_leaf(ag):
+    """A leaf made in an earlier cell (no line) that the graph reaches first is listed before an
+    unnamed leaf of the cell, as the graph orders them (the first leaf's place in the order is
+    not the default of a row with none)."""
+    run(ag, "w = torch.tensor(2., requires_grad=True)")
+    report = run(ag, "%%autograd\ny = w * (torch.tensor(3., requires_grad=True) * 2)\ny.backward()")
+    assert [g.wrt for g in report.gradients][:1] == ["w"] and len(report.gradients) == 2
+
+
 def test_find_repeats_counts_long_runs_exactly():
     """The repeat count (found by doubling and halving slices) equals a count one block at a time,
     on random runs with noise around them."""

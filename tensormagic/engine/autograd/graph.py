@@ -67,11 +67,11 @@ class GraphInfo:
     module_unknown: int = 0  # op nodes made while module calls were not recorded (their module is not known)
 
     def leaf_positions(self) -> dict[str | None, int]:
-        """Each leaf's name -> its place among the leaves in :attr:`order` (outputs first; a name
-        on several leaves: the last one's)."""
+        """Each leaf's name -> its place in :attr:`order` (outputs first, so never 0; a name on
+        several leaves: the last one's)."""
         nodes = self.nodes
         kinds = map(attrgetter("kind"), map(nodes.__getitem__, self.order))
-        return {nodes[i].name: p for p, i in enumerate(compress(self.order, map("leaf".__eq__, kinds)))}
+        return {nodes[i].name: p for p, i in compress(enumerate(self.order), map("leaf".__eq__, kinds))}
 
     def slim(self) -> GraphInfo:
         """What an older call of a loop keeps of its graph: the saved bytes only (the report
@@ -129,11 +129,11 @@ def topological_order(node_inputs: Sequence[Sequence[int]], roots: Sequence[int]
         if len(freed) > 1:
             freed.sort(key=height.__getitem__, reverse=True)
         ready.extend(freed)
+    if not branching:  # no node has two inputs: no order needed the heights, the depth does
+        _heights(order, node_inputs, height)
     if len(order) < n:  # nodes not reachable from a root with pending == 0 (cannot happen): keep them
         seen = set(order)
         order += [i for i in range(n) if i not in seen]
-    if not branching:  # no node has two inputs: no order needed the heights, the depth does
-        _heights(order, node_inputs, height)
     return order, (max(height) + 1 if height else 0)
 
 

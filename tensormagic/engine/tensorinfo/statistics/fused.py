@@ -184,6 +184,8 @@ def in_storage(t: torch.Tensor) -> bool:
             return False
         size = t.element_size()
         start = t.data_ptr() - base
+        if t.is_contiguous():  # (the usual case: its elements one after another)
+            return start >= 0 and start + t.numel() * size <= storage.nbytes()
         span = sum((n - 1) * s for n, s in zip(t.shape, t.stride())) * size + size
         return start >= 0 and min(t.stride(), default=0) >= 0 and start + span <= storage.nbytes()
     except Exception:  # noqa: BLE001 - no storage to speak of
