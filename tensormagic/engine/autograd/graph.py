@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import chain, compress
-from operator import attrgetter
+from itertools import chain
 from typing import Any
 
 from tensormagic.engine.autograd.modules import ModuleInfo
@@ -70,8 +69,7 @@ class GraphInfo:
         """Each leaf's name -> its place in :attr:`order` (outputs first, so never 0; a name on
         several leaves: the last one's)."""
         nodes = self.nodes
-        kinds = map(attrgetter("kind"), map(nodes.__getitem__, self.order))
-        return {nodes[i].name: p for p, i in compress(enumerate(self.order), map("leaf".__eq__, kinds))}
+        return {node.name: p for p, node in enumerate(map(nodes.__getitem__, self.order)) if node.kind == "leaf"}
 
     def slim(self) -> GraphInfo:
         """What an older call of a loop keeps of its graph: the saved bytes only (the report
@@ -168,12 +166,7 @@ def _heights(order: Sequence[int], node_inputs: Sequence[Sequence[int]], height:
 def node_signatures(nodes: Sequence[GraphNode], order: Sequence[int]) -> list[tuple[Any, ...]]:
     """What makes two nodes alike for :func:`find_repeats` (op, kind, number of inputs, and a
     leaf's shape), in ``order``."""
-    in_order = list(map(nodes.__getitem__, order))
-    signatures: list[tuple[Any, ...]] = list(zip(map(attrgetter("op"), in_order), map(attrgetter("kind"), in_order), map(len, map(attrgetter("inputs"), in_order))))
-    for p in compress(range(len(in_order)), map("leaf".__eq__, map(attrgetter("kind"), in_order))):
-        shape = in_order[p].shape
-        signatures[p] += (tuple(shape) if shape is not None else None,)
-    return signatures
+    return [(n.op, n.kind, len(n.inputs), tuple(n.shape) if n.shape is not None else None) for n in map(nodes.__getitem__, order)]
 
 
 def find_repeats(signatures: Sequence[Any], ops: Sequence[str], max_period: int = MAX_PERIOD, min_repeats: int = MIN_REPEATS) -> list[RepeatedBlock]:

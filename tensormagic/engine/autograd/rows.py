@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from itertools import chain
-from operator import attrgetter
 from typing import Any
 
 import torch
@@ -210,7 +208,7 @@ class RowBuilder:
         """Tensors the cell uses that have no gradient: not requiring grad, detached, unused, integer."""
         rows: list[GradientRow] = []
         graph_names = self._graph_names(record)
-        saved = set(chain.from_iterable(map(attrgetter("saved"), record.graph.nodes)))
+        saved = {n for node in record.graph.nodes for n in node.saved}
         seeds = {r.seed_key for r in record.roots if r.seed_key is not None}
         # a name is used with the graph when a statement reads it together with a graph name,
         # except the statement that starts the backward (its argument is the gradient to start from)

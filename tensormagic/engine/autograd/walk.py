@@ -21,7 +21,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import count
-from operator import attrgetter
 from typing import Any
 
 import torch
@@ -278,7 +277,7 @@ def _walk(
         edges=edges,
         roots=root_ids,
         order=order,
-        repeats=find_repeats(node_signatures(nodes, order), list(map(attrgetter("op"), map(nodes.__getitem__, order)))),
+        repeats=find_repeats(node_signatures(nodes, order), [node.op for node in map(nodes.__getitem__, order)]),
         saved_bytes=sum(storages.values()) + loose_bytes,
         saved_under_hooks=hooked,
         saved_unread=unread,
