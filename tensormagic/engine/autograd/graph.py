@@ -181,7 +181,8 @@ def find_repeats(signatures: Sequence[Any], ops: Sequence[str], max_period: int 
         for p in range(1, min(max_period, (n - i) // min_repeats) + 1):
             if best is not None and p % best[1] == 0:
                 continue  # a multiple of a period that repeats already covers no more
-            times = _times_repeated(signatures, i, p)
+            # (most blocks do not repeat even once: that check inline, the counting apart)
+            times = _times_repeated(signatures, i, p) if signatures[i + p : i + 2 * p] == signatures[i : i + p] else 1
             if times >= min_repeats and (best is None or times * p > best[0] * best[1] + p):
                 best = (times, p)
         if best is None:
