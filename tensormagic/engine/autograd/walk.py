@@ -212,9 +212,11 @@ def _walk(
                 leaves[i] = variable
         elif kind.custom is not None:
             user_code[kind.custom] = None
-        if saved and kind.saved and reads_left <= 0:
+        if not kind.saved or not saved:
+            pass
+        elif reads_left <= 0:
             unread += 1
-        elif saved and kind.saved:
+        else:
             reads_left -= len(kind.saved)
             nbytes = 0
             seen_names: list[str] = []
