@@ -66,8 +66,8 @@ class GraphInfo:
     module_unknown: int = 0  # op nodes made while module calls were not recorded (their module is not known)
 
     def leaf_positions(self) -> dict[str | None, int]:
-        """Each leaf's name -> its place in :attr:`order` (outputs first, so never 0; a name on
-        several leaves: the last one's)."""
+        """Each leaf's name -> its place in :attr:`order` (outputs first: 0 only for an output
+        that is itself a leaf; a name on several leaves: the last one's)."""
         nodes = self.nodes
         return {node.name: p for p, node in enumerate(map(nodes.__getitem__, self.order)) if node.kind == "leaf"}
 
