@@ -55,21 +55,25 @@ def _plain_transforms(shell: Any) -> bool:
     from IPython.core.interactiveshell import InteractiveShell
 
     manager = shell.input_transformer_manager
-    default = _default_transforms()
     if type(manager) is not TransformerManager or getattr(shell, "input_transformers_post", None):
         return False
     if getattr(type(shell), "transform_cell", None) is not InteractiveShell.transform_cell or "transform_cell" in vars(shell):
         return False  # a shell that transforms cells its own way
-    mine = [(type(f), getattr(f, "__code__", None), getattr(getattr(f, "prompt_re", None), "pattern", None)) for f in manager.cleanup_transforms + manager.line_transforms]
-    return mine == default[0] and list(manager.token_transformers) == default[1]
+    return _transforms_of(manager) == _default_transforms()
 
 
 @functools.cache
 def _default_transforms() -> tuple[list[Any], list[Any]]:
     from IPython.core.inputtransformer2 import TransformerManager
 
-    fresh = TransformerManager()
-    return [(type(f), getattr(f, "__code__", None), getattr(getattr(f, "prompt_re", None), "pattern", None)) for f in fresh.cleanup_transforms + fresh.line_transforms], list(fresh.token_transformers)
+    return _transforms_of(TransformerManager())
+
+
+def _transforms_of(manager: Any) -> tuple[list[Any], list[Any]]:
+    """What tells a manager's transformers apart: each cleanup and line transform's type, code and
+    prompt pattern, and the token transformers."""
+    kinds = [(type(f), getattr(f, "__code__", None), getattr(getattr(f, "prompt_re", None), "pattern", None)) for f in manager.cleanup_transforms + manager.line_transforms]
+    return kinds, list(manager.token_transformers)
 
 
 def transform_cell(shell: Any, cell: str) -> str:
