@@ -46,7 +46,7 @@ from tensormagic.engine.autograd.repeat import RepeatLane
 from tensormagic.engine.autograd.source import CellSource
 from tensormagic.engine.autograd.summary import summarise
 from tensormagic.engine.autograd.targets import caught_after, targets_of
-from tensormagic.engine.autograd.walk import Walk, light_walk, walk_graph
+from tensormagic.engine.autograd.walk import Walk, keep_if_deep, light_walk, walk_graph
 from tensormagic.engine.naming import describe_exception
 from tensormagic.engine.todevice.devices import synchronize
 
@@ -312,8 +312,7 @@ class Recorder:
             if shape == walk.shape:
                 if self.module_calls is not None:
                     self.module_calls.pause()  # a loop repeats this graph: its modules are known already
-                if walk.info.depth >= keeper.KEEP_FROM:
-                    keeper.keep(list(map(objects.__getitem__, walk.info.order)))
+                keep_if_deep(objects, walk.info)
                 return Walk(info=walk.info, node_objects=objects, leaves=light_leaves, user_code=walk.user_code, shape=shape, reused=True), index
         full = self.names.for_call()
         calls = self.module_calls

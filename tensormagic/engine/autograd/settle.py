@@ -11,7 +11,7 @@ import weakref
 
 from tensormagic.engine.autograd.recorder import Recorder
 from tensormagic.engine.autograd.records import CallRecord, Target, leaf_node
-from tensormagic.engine.autograd.walk import light_walk
+from tensormagic.engine.autograd.walk import light_walk, node_index
 
 #: A loop's last graph is checked up to this many nodes (a bigger one keeps the graph of the call
 #: it shares; a light walk's wrappers of a chain this long are freed safely without the keeper).
@@ -44,7 +44,7 @@ def settle(recorder: Recorder, record: CallRecord) -> None:
     if shape != entry[0].shape:
         walk = recorder.full_walk(nodes, recorder.names.for_call())
         record.graph, record.user_code, record.graph_from = walk.info, walk.user_code, record.index
-    _named_intermediates(recorder, record, {id(obj): i for i, obj in enumerate(objects)})
+    _named_intermediates(recorder, record, node_index(objects))
 
 
 def _named_intermediates(recorder: Recorder, record: CallRecord, index: dict[int, int]) -> None:

@@ -58,7 +58,19 @@ class Walk:
 
     def node_index(self) -> dict[int, int]:
         """id(node object) -> node id (valid while :attr:`node_objects` is alive)."""
-        return dict(zip(map(id, self.node_objects), count()))
+        return node_index(self.node_objects)
+
+
+def node_index(objects: Sequence[Any]) -> dict[int, int]:
+    """id(node object) -> its place in ``objects`` (valid while they are alive)."""
+    return dict(zip(map(id, objects), count()))
+
+
+def keep_if_deep(objects: Sequence[Any], info: GraphInfo) -> None:
+    """Hand a walk's node objects to the keeper, outputs first, when its graph is deep enough to
+    need a safe teardown (see :mod:`.keeper`)."""
+    if info.depth >= keeper.KEEP_FROM:
+        keeper.keep(list(map(objects.__getitem__, info.order)))
 
 
 @contextmanager
@@ -129,8 +141,7 @@ def walk_graph(
     """
     with gc_paused():
         walk = _walk(roots, names, grad_fn_names or {}, lines, leaf_lines or {}, source_lines, saved, first_seq, max_nodes, modules)
-    if walk.info.depth >= keeper.KEEP_FROM:
-        keeper.keep(list(map(walk.node_objects.__getitem__, walk.info.order)))
+    keep_if_deep(walk.node_objects, walk.info)
     return walk
 
 
@@ -348,4 +359,4 @@ def light_walk(roots: Sequence[Any], max_nodes: int = MAX_NODES) -> tuple[list[A
     return objects, leaves, _structure(kinds, inputs, leaves)
 
 
-__all__ = ["MAX_NODES", "MAX_SAVED_READS", "Walk", "gc_paused", "light_walk", "node_name", "walk_graph"]
+__all__ = ["MAX_NODES", "MAX_SAVED_READS", "Walk", "gc_paused", "keep_if_deep", "light_walk", "node_index", "node_name", "walk_graph"]
